@@ -1,0 +1,106 @@
+"""Command line: ``ocpp-gateway run|check-config|demo``. The only module that exits the process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from gateway.config import ConfigError, load_config
+from gateway.logging import configure_logging
+
+__all__ = ["main"]
+
+
+def _install_loop_policy() -> str:
+    """uvloop when installed (the ``speed`` extra), else the default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+async def _serve_until_signalled(config_path: str) -> int:
+    from gateway.runtime import serve
+
+    config = load_config(config_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(config, stop)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        _print_problems(args.config, e)
+        return 2
+    fmt = "console" if config.logging.format == "console" else "json"
+    configure_logging(config.logging.level, fmt)
+    _install_loop_policy()
+    return asyncio.run(_serve_until_signalled(args.config))
+
+
+def _print_problems(path: str, e: ConfigError) -> None:
+    print(
+        f"{path}: invalid configuration ({len(e.problems)} problem{'s' if len(e.problems) != 1 else ''})",
+        file=sys.stderr,
+    )
+    for where, msg in e.problems:
+        print(f"  {where}: {msg}", file=sys.stderr)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as e:
+        _print_problems(args.file, e)
+        return 2
+    print(
+        f"{args.file}: OK ({len(config.backends)} backend(s), {len(config.routes)} route(s), "
+        f"store {config.store.url.split('@')[-1]})"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    configure_logging("warning", "console")
+    _install_loop_policy()
+    try:
+        return asyncio.run(
+            run_demo(chargers=args.chargers, duration=args.duration, port=args.port, admin_port=args.admin_port)
+        )
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ocpp-gateway", description="OCPP proxy and message router")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the gateway")
+    r.add_argument("--config", "-c", default="config/gateway.yaml", help="YAML config file")
+    r.set_defaults(func=cmd_run)
+    c = sub.add_parser("check-config", help="validate a config file; exit 2 when invalid")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check_config)
+    d = sub.add_parser("demo", help="gateway + built-in CSMS + simulated chargers in one process, until Ctrl-C")
+    d.add_argument("--chargers", type=int, default=3, help="simulated chargers (half 1.6, half 2.0.1)")
+    d.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")
+    d.add_argument("--port", type=int, default=9000, help="charger port of the demo gateway")
+    d.add_argument("--admin-port", type=int, default=9001, help="admin/metrics port of the demo gateway")
+    d.set_defaults(func=cmd_demo)
+    args = p.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The gateway's exception tree. Each error says who broke the rule and carries its wire hint.
+
+    GatewayError
+     ├── ChargerRejected        the charger's handshake is refused before the upgrade -> ``http_status``
+     ├── BackendUnavailable     the primary cannot be reached -> HTTP 502 (refused/failed) or 503 (timeout)
+     └── ChargerCallFailed      an admin CALL to a charger got no answer (timeout) or the charger is gone
+
+Codec errors (the peer sent a malformed frame) live apart in :mod:`gateway.ocpp.errors` (``FrameError``), and
+store errors in :mod:`gateway.store.base` (``StoreUnavailable``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["BackendUnavailable", "ChargerCallFailed", "ChargerRejected", "GatewayError"]
+
+
+class GatewayError(Exception):
+    """Base of the gateway's own errors."""
+
+
+class ChargerRejected(GatewayError):
+    """Refuse a charger's upgrade with ``http_status``; ``outcome`` is the bounded metric label."""
+
+    def __init__(self, http_status: int, outcome: str, reason: str) -> None:
+        super().__init__(reason)
+        self.http_status = http_status
+        self.outcome = outcome
+        self.reason = reason
+
+
+class BackendUnavailable(GatewayError):
+    """The backend could not be reached or refused the WebSocket; ``http_status`` for the charger's handshake."""
+
+    def __init__(self, backend: str, reason: str, http_status: int = 502) -> None:
+        super().__init__(f"{backend}: {reason}")
+        self.backend = backend
+        self.reason = reason
+        self.http_status = http_status
+
+
+class ChargerCallFailed(GatewayError):
+    """A CALL the gateway sent to a charger on an operator's behalf got no answer."""

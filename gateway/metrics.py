@@ -1,0 +1,142 @@
+"""Every Prometheus collector of the gateway, in one place.
+
+One :class:`Metrics` object per process owns its own ``CollectorRegistry`` (no module globals, so tests can run
+several gateways side by side). Labels are bounded: version, direction, message type, action, backend, kind.
+Never a charger id.
+
+Hot path: :meth:`Metrics.message_counter` hands out pre-bound label children, cached per label tuple, so counting a
+frame is one dict lookup and one ``inc()``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics"]
+
+_RTT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The gateway's collectors. Names follow ``ocppgw_<noun>_<unit>``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.chargers_connected = Gauge(
+            "ocppgw_chargers_connected",
+            "Chargers connected now, by negotiated OCPP version",
+            ["ocpp_version"],
+            registry=r,
+        )
+        self.connections = Counter(
+            "ocppgw_connections_total",
+            "Charger WebSocket handshakes by outcome (accepted, bad_path, bad_charger_id, no_subprotocol, "
+            "no_route, backend_unavailable, draining)",
+            ["outcome"],
+            registry=r,
+        )
+        self.chargers_replaced = Counter(
+            "ocppgw_chargers_replaced_total", "Sessions closed because the same charger id connected again", registry=r
+        )
+        self.disconnects = Counter(
+            "ocppgw_disconnects_total", "Charger sessions ended, by reason", ["reason"], registry=r
+        )
+        self.messages = Counter(
+            "ocppgw_messages_total",
+            "OCPP frames relayed, by direction (from_charger, from_backend), message type, action and backend",
+            ["direction", "message_type", "action", "backend"],
+            registry=r,
+        )
+        self.call_duration = Histogram(
+            "ocppgw_call_duration_seconds",
+            "Round trip of a CALL through the gateway until its answer came back, by direction, action and backend",
+            ["direction", "action", "backend"],
+            buckets=_RTT_BUCKETS,
+            registry=r,
+        )
+        self.call_timeouts = Counter(
+            "ocppgw_call_timeouts_total", "CALLs that got no answer in time", ["direction", "backend"], registry=r
+        )
+        self.dropped_results = Counter(
+            "ocppgw_dropped_results_total",
+            "CALLRESULT/CALLERROR frames dropped because no pending CALL matched (late or unknown id)",
+            ["direction", "reason"],
+            registry=r,
+        )
+        self.frame_errors = Counter(
+            "ocppgw_frame_errors_total", "Malformed frames refused, by side and kind", ["side", "kind"], registry=r
+        )
+        self.queued_calls = Gauge(
+            "ocppgw_queued_calls", "CALLs waiting behind an outstanding CALL, by direction", ["direction"], registry=r
+        )
+        self.queue_overflows = Counter(
+            "ocppgw_queue_overflows_total",
+            "CALLs refused because the per-session queue was full",
+            ["direction"],
+            registry=r,
+        )
+        self.backend_links = Gauge(
+            "ocppgw_backend_links_open", "Upstream WebSocket links open, by backend", ["backend"], registry=r
+        )
+        self.backend_connects = Counter(
+            "ocppgw_backend_connects_total",
+            "Upstream connection attempts by backend and outcome (ok, error, timeout)",
+            ["backend", "outcome"],
+            registry=r,
+        )
+        self.backend_reconnects = Counter(
+            "ocppgw_backend_reconnects_total", "Upstream links re-established after a drop", ["backend"], registry=r
+        )
+        self.backend_link_lost = Counter(
+            "ocppgw_backend_link_lost_total", "Upstream links that dropped mid-session", ["backend"], registry=r
+        )
+        self.store_up = Gauge("ocppgw_store_up", "1 when the store answered its last operation", registry=r)
+        self.store_errors = Counter("ocppgw_store_errors_total", "Store operations that failed", ["op"], registry=r)
+        self.store_pending_writes = Gauge(
+            "ocppgw_store_pending_writes", "State writes queued for the store (write-behind)", registry=r
+        )
+        self.store_dropped_writes = Counter(
+            "ocppgw_store_dropped_writes_total",
+            "State writes dropped because the write-behind queue was full",
+            registry=r,
+        )
+        self.admin_calls = Counter(
+            "ocppgw_admin_calls_total",
+            "CALLs sent to chargers through the admin API, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "ocppgw_internal_errors_total",
+            "Unexpected exceptions (bugs) that closed one session",
+            ["where"],
+            registry=r,
+        )
+        self._message_children: dict[tuple[str, str, str, str], Counter] = {}
+        self._rtt_children: dict[tuple[str, str, str], Histogram] = {}
+
+    def message_counter(self, direction: str, message_type: str, action: str, backend: str) -> Counter:
+        """The pre-bound child of ``ocppgw_messages_total`` for these labels."""
+        key = (direction, message_type, action, backend)
+        child = self._message_children.get(key)
+        if child is None:
+            child = self._message_children[key] = self.messages.labels(*key)
+        return child
+
+    def rtt(self, direction: str, action: str, backend: str) -> Histogram:
+        """The pre-bound child of ``ocppgw_call_duration_seconds`` for these labels."""
+        key = (direction, action, backend)
+        child = self._rtt_children.get(key)
+        if child is None:
+            child = self._rtt_children[key] = self.call_duration.labels(*key)
+        return child
+
+    def register(self, collector: Collector) -> None:
+        """Add a collector owned by another module (kept in this registry)."""
+        self.registry.register(collector)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,126 @@
+"""OCPP-J CALLERROR codes, per version, and the codec's typed errors.
+
+The codes differ between versions (OCPP-J 1.6 §4.2.3 and OCPP 2.0.1 Part 4 §4.3):
+
+* 1.6: NotImplemented, NotSupported, InternalError, ProtocolError, SecurityError, FormationViolation,
+  PropertyConstraintViolation, OccurenceConstraintViolation, TypeConstraintViolation, GenericError.
+* 2.0.1: FormatViolation, GenericError, InternalError, MessageTypeNotSupported, NotImplemented, NotSupported,
+  OccurrenceConstraintViolation, PropertyConstraintViolation, ProtocolError, RpcFrameworkError, SecurityError,
+  TypeConstraintViolation.
+
+The occurrence code is spelled with one "r" in the 1.6 specification text (OCPP-J 1.6 §4.2.3 table) and with two
+in 2.0.1 Part 4 Table 8; the OCPP-J 1.6 errata v1.0 §5 allows two on 1.6 as well. We accept both spellings on
+input (:func:`normalise_code`) and emit the one each version's base document prints (:func:`code_for`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ErrorKind", "FrameError", "code_for", "normalise_code", "V16_CODES", "V201_CODES"]
+
+V16_CODES = frozenset(
+    {
+        "NotImplemented",
+        "NotSupported",
+        "InternalError",
+        "ProtocolError",
+        "SecurityError",
+        "FormationViolation",
+        "PropertyConstraintViolation",
+        "OccurenceConstraintViolation",
+        "TypeConstraintViolation",
+        "GenericError",
+    }
+)
+V201_CODES = frozenset(
+    {
+        "FormatViolation",
+        "GenericError",
+        "InternalError",
+        "MessageTypeNotSupported",
+        "NotImplemented",
+        "NotSupported",
+        "OccurrenceConstraintViolation",
+        "PropertyConstraintViolation",
+        "ProtocolError",
+        "RpcFrameworkError",
+        "SecurityError",
+        "TypeConstraintViolation",
+    }
+)
+
+
+class ErrorKind(StrEnum):
+    """Why a frame was refused; also the bounded ``kind`` label of ``ocppgw_frame_errors_total``."""
+
+    INVALID_JSON = "invalid_json"
+    NOT_ARRAY = "not_array"
+    BAD_MESSAGE_TYPE = "bad_message_type"
+    UNKNOWN_MESSAGE_TYPE = "unknown_message_type"
+    BAD_UNIQUE_ID = "bad_unique_id"
+    BAD_ACTION = "bad_action"
+    BAD_SHAPE = "bad_shape"
+    PAYLOAD_NOT_OBJECT = "payload_not_object"
+    BINARY = "binary"
+    TOO_BIG = "too_big"
+
+
+# (1.6 code, 2.x code) for each kind of malformed frame.
+_CODES: dict[ErrorKind, tuple[str, str]] = {
+    ErrorKind.INVALID_JSON: ("FormationViolation", "RpcFrameworkError"),
+    ErrorKind.NOT_ARRAY: ("ProtocolError", "RpcFrameworkError"),
+    ErrorKind.BAD_MESSAGE_TYPE: ("ProtocolError", "RpcFrameworkError"),
+    ErrorKind.UNKNOWN_MESSAGE_TYPE: ("ProtocolError", "MessageTypeNotSupported"),
+    ErrorKind.BAD_UNIQUE_ID: ("ProtocolError", "RpcFrameworkError"),
+    ErrorKind.BAD_ACTION: ("ProtocolError", "RpcFrameworkError"),
+    ErrorKind.BAD_SHAPE: ("ProtocolError", "RpcFrameworkError"),
+    ErrorKind.PAYLOAD_NOT_OBJECT: ("FormationViolation", "FormatViolation"),
+    ErrorKind.BINARY: ("FormationViolation", "FormatViolation"),
+    ErrorKind.TOO_BIG: ("FormationViolation", "FormatViolation"),
+}
+
+
+def code_for(kind: ErrorKind, version: str) -> str:
+    """The CALLERROR code that ``version`` names for a frame refused for ``kind``."""
+    v16, v2 = _CODES[kind]
+    return v16 if version.startswith("1.") else v2
+
+
+_SPELLINGS = {"OccurenceConstraintViolation", "OccurrenceConstraintViolation"}
+_FORMAT = {"FormationViolation", "FormatViolation"}
+
+
+def normalise_code(code: str, version: str) -> str:
+    """Spell ``code`` (received from either version) the way ``version`` emits it.
+
+    Unknown codes become GenericError, which both versions define.
+    """
+    v16 = version.startswith("1.")
+    if code in _SPELLINGS:
+        return "OccurenceConstraintViolation" if v16 else "OccurrenceConstraintViolation"
+    if code in _FORMAT:
+        return "FormationViolation" if v16 else "FormatViolation"
+    if code in ("RpcFrameworkError", "MessageTypeNotSupported") and v16:
+        return "ProtocolError"
+    known = V16_CODES if v16 else V201_CODES
+    return code if code in known else "GenericError"
+
+
+class FrameError(Exception):
+    """The peer sent a frame that is not valid OCPP-J.
+
+    ``unique_id`` is set when it could be read, so that the session can answer with a CALLERROR;
+    ``is_call`` tells whether the frame looked like a CALL (only CALLs are answered).
+    """
+
+    def __init__(self, kind: ErrorKind, detail: str, unique_id: str | None = None, is_call: bool = True) -> None:
+        super().__init__(f"{kind.value}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.unique_id = unique_id
+        self.is_call = is_call
+
+    def code(self, version: str) -> str:
+        """The CALLERROR code for this error in ``version``."""
+        return code_for(self.kind, version)

@@ -1,0 +1,145 @@
+"""OCPP-J frames: text in, typed frame out, and back. Pure: no I/O, no logging.
+
+    [2, "<uniqueId>", "<Action>", {payload}]                       CALL
+    [3, "<uniqueId>", {payload}]                                   CALLRESULT
+    [4, "<uniqueId>", "<errorCode>", "<errorDescription>", {details}] CALLERROR
+
+Every frame keeps the text it was parsed from (``raw``) so that pass-through forwards it byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import orjson
+
+from gateway.ocpp.errors import ErrorKind, FrameError
+
+__all__ = [
+    "Call",
+    "CallError",
+    "CallResult",
+    "Frame",
+    "MAX_UNIQUE_ID",
+    "MessageType",
+    "call_error_text",
+    "call_result_text",
+    "call_text",
+    "parse_frame",
+]
+
+MAX_UNIQUE_ID = 36
+MAX_ACTION = 64
+
+
+class MessageType(IntEnum):
+    CALL = 2
+    CALLRESULT = 3
+    CALLERROR = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    unique_id: str
+    payload: dict[str, Any]
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallError:
+    unique_id: str
+    code: str
+    description: str
+    details: dict[str, Any]
+    raw: str
+
+
+Frame = Call | CallResult | CallError
+
+# Best effort to read a unique id out of a frame that is not valid JSON, so that it can still be answered.
+_ID_IN_BROKEN = re.compile(r'^\s*\[\s*([234])\s*,\s*"([^"\\]{1,36})"')
+
+
+def _salvage(text: str) -> tuple[str | None, bool]:
+    m = _ID_IN_BROKEN.match(text)
+    if m is None:
+        return None, False
+    return m.group(2), m.group(1) == "2"
+
+
+def parse_frame(text: str) -> Frame:
+    """Parse one OCPP-J text frame.
+
+    Raises :class:`FrameError` with the kind of violation and, when readable, the unique id.
+    Never raises anything else for any ``str`` input.
+    """
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        uid, is_call = _salvage(text)
+        raise FrameError(ErrorKind.INVALID_JSON, "frame is not valid JSON", uid, is_call) from None
+    if type(msg) is not list or not msg:
+        raise FrameError(ErrorKind.NOT_ARRAY, "frame is not a non-empty JSON array")
+    mt = msg[0]
+    n = len(msg)
+    uid = msg[1] if n > 1 else None
+    if type(uid) is not str or not uid or len(uid) > MAX_UNIQUE_ID:
+        # Unreadable id: nothing can be answered.
+        raise FrameError(ErrorKind.BAD_UNIQUE_ID, "unique id must be a string of 1..36 characters", None, mt == 2)
+    if type(mt) is not int:
+        raise FrameError(ErrorKind.BAD_MESSAGE_TYPE, "message type must be an integer", uid, True)
+    if mt == 2:
+        if n != 4:
+            raise FrameError(ErrorKind.BAD_SHAPE, f"CALL must have 4 elements, got {n}", uid)
+        action = msg[2]
+        if type(action) is not str or not action or len(action) > MAX_ACTION:
+            raise FrameError(ErrorKind.BAD_ACTION, "action must be a non-empty string", uid)
+        payload = msg[3]
+        if type(payload) is not dict:
+            raise FrameError(ErrorKind.PAYLOAD_NOT_OBJECT, "payload must be a JSON object", uid)
+        return Call(uid, action, payload, text)
+    if mt == 3:
+        if n != 3:
+            raise FrameError(ErrorKind.BAD_SHAPE, f"CALLRESULT must have 3 elements, got {n}", uid, False)
+        payload = msg[2]
+        if type(payload) is not dict:
+            raise FrameError(ErrorKind.PAYLOAD_NOT_OBJECT, "payload must be a JSON object", uid, False)
+        return CallResult(uid, payload, text)
+    if mt == 4:
+        if n not in (4, 5):
+            raise FrameError(ErrorKind.BAD_SHAPE, f"CALLERROR must have 5 elements, got {n}", uid, False)
+        code, desc = msg[2], msg[3]
+        details = msg[4] if n == 5 else {}
+        if type(code) is not str or type(desc) is not str or type(details) is not dict:
+            raise FrameError(
+                ErrorKind.BAD_SHAPE, "CALLERROR code/description must be strings, details an object", uid, False
+            )
+        return CallError(uid, code, desc, details, text)
+    raise FrameError(ErrorKind.UNKNOWN_MESSAGE_TYPE, f"unknown message type {mt!r}", uid, True)
+
+
+def _dumps(obj: object) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def call_text(unique_id: str, action: str, payload: dict[str, Any]) -> str:
+    return _dumps([2, unique_id, action, payload])
+
+
+def call_result_text(unique_id: str, payload: dict[str, Any]) -> str:
+    return _dumps([3, unique_id, payload])
+
+
+def call_error_text(unique_id: str, code: str, description: str, details: dict[str, Any] | None = None) -> str:
+    return _dumps([4, unique_id, code, description[:255], details or {}])

@@ -1,0 +1,321 @@
+"""One connected charger: the OCPP-J bookkeeping between the charger and its primary backend.
+
+The session is driven by its edge (``server.py``) and its link (``upstream.py``) through two entry points,
+:meth:`Session.from_charger` and :meth:`Session.from_backend`, each taking one text frame. It sends through two
+callables it is given (``send_charger``, ``send_backend``); it knows nothing of aiohttp.
+
+Rules it enforces (OCPP-J: one outstanding CALL per direction):
+
+* ``up`` is the charger -> backend direction, ``down`` the backend/admin -> charger direction. Each has at most one
+  outstanding CALL (:class:`Pending`) and a bounded queue behind it (depth is a metric; overflow is answered with a
+  CALLERROR, never dropped silently).
+* An answer (CALLRESULT/CALLERROR) is delivered only to the party whose CALL has that unique id. A late or unknown
+  answer is dropped and counted, never delivered to the wrong party.
+* A malformed frame gets the CALLERROR its sender's version names when its unique id can be read; nothing malformed
+  reaches the other side. The session lives on.
+* Pass-through forwards the original text unchanged.
+* Deadlines are data (``Pending.deadline`` on the loop clock); :meth:`Session.expire` is called by the gateway's
+  sweeper, so there is no timer per message.
+
+The seam for translation: ``translator`` (see :mod:`gateway.translate.base`) is None in pass-through. The session
+answers ``InternalError`` to a CALL it cannot relay because a translator refused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.metrics import Metrics
+from gateway.ocpp.actions import action_label
+from gateway.ocpp.errors import FrameError
+from gateway.ocpp.frames import Call, CallError, CallResult, call_error_text, call_text, parse_frame
+from gateway.store.base import Write
+
+__all__ = ["AdminAnswer", "Pending", "Session", "SessionSettings"]
+
+Send = Callable[[str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class AdminAnswer:
+    """What the charger answered to an admin CALL."""
+
+    result: dict[str, Any] | None = None
+    error: tuple[str, str, dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class Pending:
+    """The outstanding CALL of one direction."""
+
+    unique_id: str
+    action: str
+    started: float
+    deadline: float
+    #: None: answer goes to the other side; a future: the answer is for the gateway itself (admin API)
+    waiter: asyncio.Future[AdminAnswer] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    call_timeout_s: float = 60.0
+    max_queued_calls: int = 20
+
+
+@dataclass(slots=True)
+class _Queued:
+    call: Call
+    waiter: asyncio.Future[AdminAnswer] | None = None
+
+
+@dataclass
+class Session:
+    """State of one charger connection. Create it once the upgrade is accepted and the backend link is open."""
+
+    charger_id: str
+    version: str  # negotiated OCPP version toward the charger ("1.6", "2.0.1", ...)
+    backend: str  # name of the primary backend
+    send_charger: Send
+    send_backend: Send
+    metrics: Metrics
+    write: Callable[[Write], None]
+    settings: SessionSettings = SessionSettings()
+    log: Any = None
+    remote: str = ""
+    connected_at: float = field(default_factory=time.time)
+    #: False while the backend link is down (reconnecting): charger CALLs wait in the queue
+    link_up: bool = True
+    up: Pending | None = None
+    down: Pending | None = None
+    up_queue: deque[_Queued] = field(default_factory=deque)
+    down_queue: deque[_Queued] = field(default_factory=deque)
+    frames_in: int = 0
+    last_seen: float = field(default_factory=time.time)
+    _ids: int = 0
+
+    def __post_init__(self) -> None:
+        m = self.metrics
+        self._q_up = m.queued_calls.labels("up")
+        self._q_down = m.queued_calls.labels("down")
+        self._loop = asyncio.get_running_loop()
+
+    # ------------------------------------------------------------------ charger -> gateway
+
+    async def from_charger(self, text: str) -> None:
+        """One text frame from the charger."""
+        self.frames_in += 1
+        try:
+            frame = parse_frame(text)
+        except FrameError as e:
+            await self._refuse_frame(e, "charger")
+            return
+        if type(frame) is Call:
+            self.metrics.message_counter("from_charger", "call", action_label(frame.action), self.backend).inc()
+            self._remember(frame)
+            if self.up is None and self.link_up:
+                await self._send_up(frame)
+            elif len(self.up_queue) >= self.settings.max_queued_calls:
+                self.metrics.queue_overflows.labels("up").inc()
+                await self.send_charger(
+                    call_error_text(frame.unique_id, _busy_code(self.version), "too many CALLs outstanding")
+                )
+            else:
+                self.up_queue.append(_Queued(frame))
+                self._q_up.inc()
+            return
+        # CALLRESULT / CALLERROR: must answer the outstanding down CALL
+        kind = "callresult" if type(frame) is CallResult else "callerror"
+        pending = self.down
+        if pending is None or pending.unique_id != frame.unique_id:
+            self.metrics.dropped_results.labels("from_charger", "unknown_id").inc()
+            return
+        self.down = None
+        self.metrics.message_counter("from_charger", kind, action_label(pending.action), self.backend).inc()
+        self.metrics.rtt("down", action_label(pending.action), self.backend).observe(
+            self._loop.time() - pending.started
+        )
+        if pending.waiter is not None:
+            if not pending.waiter.done():
+                if type(frame) is CallResult:
+                    pending.waiter.set_result(AdminAnswer(result=frame.payload))
+                else:
+                    assert type(frame) is CallError
+                    pending.waiter.set_result(AdminAnswer(error=(frame.code, frame.description, frame.details)))
+        elif self.link_up:
+            await self.send_backend(frame.raw)
+        else:
+            self.metrics.dropped_results.labels("from_charger", "link_down").inc()
+        await self._pump_down()
+
+    # ------------------------------------------------------------------ backend -> gateway
+
+    async def from_backend(self, text: str) -> None:
+        """One text frame from the primary backend."""
+        try:
+            frame = parse_frame(text)
+        except FrameError as e:
+            await self._refuse_frame(e, "backend")
+            return
+        if type(frame) is Call:
+            self.metrics.message_counter("from_backend", "call", action_label(frame.action), self.backend).inc()
+            if self.down is None:
+                await self._send_down(frame, None)
+            elif len(self.down_queue) >= self.settings.max_queued_calls:
+                self.metrics.queue_overflows.labels("down").inc()
+                await self.send_backend(
+                    call_error_text(frame.unique_id, _busy_code(self.version), "too many CALLs outstanding")
+                )
+            else:
+                self.down_queue.append(_Queued(frame))
+                self._q_down.inc()
+            return
+        pending = self.up
+        if pending is None or pending.unique_id != frame.unique_id:
+            self.metrics.dropped_results.labels("from_backend", "unknown_id").inc()
+            return
+        self.up = None
+        kind = "callresult" if type(frame) is CallResult else "callerror"
+        action = action_label(pending.action)
+        self.metrics.message_counter("from_backend", kind, action, self.backend).inc()
+        self.metrics.rtt("up", action, self.backend).observe(self._loop.time() - pending.started)
+        if type(frame) is CallResult and pending.action == "BootNotification":
+            self.write(
+                Write(
+                    "boot", self.charger_id, "", {"request": self._boot, "response": frame.payload, "at": time.time()}
+                )
+            )
+        await self.send_charger(frame.raw)
+        await self._pump_up()
+
+    # ------------------------------------------------------------------ gateway-originated CALLs (admin API)
+
+    def call_charger(self, action: str, payload: dict[str, Any]) -> asyncio.Future[AdminAnswer]:
+        """Queue a CALL of the gateway's own to the charger; the future gets its answer.
+
+        It takes its turn behind the backend's CALLs (one outstanding CALL toward the charger).
+        Raises OverflowError when the queue is full.
+        """
+        self._ids += 1
+        uid = f"gw-{self._ids}-{int(self.connected_at * 1000) % 100000000}"
+        waiter: asyncio.Future[AdminAnswer] = self._loop.create_future()
+        call = Call(uid, action, payload, call_text(uid, action, payload))
+        if self.down is None:
+            self._loop.create_task(self._send_down(call, waiter))
+        elif len(self.down_queue) >= self.settings.max_queued_calls:
+            self.metrics.queue_overflows.labels("down").inc()
+            raise OverflowError("too many CALLs queued for this charger")
+        else:
+            self.down_queue.append(_Queued(call, waiter))
+            self._q_down.inc()
+        return waiter
+
+    # ------------------------------------------------------------------ link state
+
+    def link_lost(self) -> None:
+        """The backend link dropped: the outstanding up CALL will never be answered by it."""
+        self.link_up = False
+        if self.up is not None:
+            self.metrics.dropped_results.labels("from_backend", "link_lost").inc()
+            self.up = None
+
+    async def link_restored(self) -> None:
+        """The link is back: flush what the charger sent meanwhile."""
+        self.link_up = True
+        await self._pump_up()
+
+    # ------------------------------------------------------------------ deadlines
+
+    async def expire(self, now: float) -> None:
+        """Forget CALLs whose deadline passed (called about once a second by the gateway's sweeper)."""
+        up = self.up
+        if up is not None and up.deadline <= now:
+            self.up = None
+            self.metrics.call_timeouts.labels("up", self.backend).inc()
+            if self.log is not None:
+                self.log.warning("call_timed_out", direction="up", action=up.action, unique_id=up.unique_id)
+            await self._pump_up()
+        down = self.down
+        if down is not None and down.deadline <= now:
+            self.down = None
+            self.metrics.call_timeouts.labels("down", self.backend).inc()
+            if self.log is not None:
+                self.log.warning("call_timed_out", direction="down", action=down.action, unique_id=down.unique_id)
+            if down.waiter is not None and not down.waiter.done():
+                down.waiter.set_exception(TimeoutError(f"{down.action}: no answer from the charger"))
+            await self._pump_down()
+
+    def idle(self) -> bool:
+        """No CALL in flight or queued either way."""
+        return self.up is None and self.down is None and not self.up_queue and not self.down_queue
+
+    def close(self) -> None:
+        """The session ended: fail the gateway's own waiters and zero the queue gauges."""
+        for q in (self.up_queue, self.down_queue):
+            for item in q:
+                if item.waiter is not None and not item.waiter.done():
+                    item.waiter.set_exception(ConnectionError("charger disconnected"))
+        if self.down is not None and self.down.waiter is not None and not self.down.waiter.done():
+            self.down.waiter.set_exception(ConnectionError("charger disconnected"))
+        self._q_up.dec(len(self.up_queue))
+        self._q_down.dec(len(self.down_queue))
+        self.up_queue.clear()
+        self.down_queue.clear()
+
+    # ------------------------------------------------------------------ internals
+
+    _boot: dict[str, Any] | None = None
+
+    def _remember(self, call: Call) -> None:
+        """State the next connection needs (write-behind, never awaited)."""
+        action = call.action
+        if action == "StatusNotification":
+            p = call.payload
+            # 1.6 keys statuses by connectorId; 2.0.1 by evseId/connectorId
+            sub = str(p.get("connectorId")) if "evseId" not in p else f"{p.get('evseId')}/{p.get('connectorId')}"
+            self.write(Write("status", self.charger_id, sub, dict(p)))
+        elif action == "BootNotification":
+            self._boot = call.payload
+
+    async def _send_up(self, call: Call) -> None:
+        now = self._loop.time()
+        self.up = Pending(call.unique_id, call.action, now, now + self.settings.call_timeout_s)
+        await self.send_backend(call.raw)
+
+    async def _send_down(self, call: Call, waiter: asyncio.Future[AdminAnswer] | None) -> None:
+        now = self._loop.time()
+        self.down = Pending(call.unique_id, call.action, now, now + self.settings.call_timeout_s, waiter)
+        await self.send_charger(call.raw)
+
+    async def _pump_up(self) -> None:
+        if self.up is None and self.link_up and self.up_queue:
+            self._q_up.dec()
+            await self._send_up(self.up_queue.popleft().call)
+
+    async def _pump_down(self) -> None:
+        if self.down is None and self.down_queue:
+            self._q_down.dec()
+            item = self.down_queue.popleft()
+            await self._send_down(item.call, item.waiter)
+
+    async def _refuse_frame(self, e: FrameError, side: str) -> None:
+        self.metrics.frame_errors.labels(side, e.kind.value).inc()
+        if self.log is not None:
+            self.log.info("frame_refused", side=side, kind=e.kind.value, unique_id=e.unique_id)
+        if e.unique_id is None or not e.is_call:
+            return
+        # The backend speaks the same version as the charger in pass-through.
+        text = call_error_text(e.unique_id, e.code(self.version), e.detail)
+        if side == "charger":
+            await self.send_charger(text)
+        elif self.link_up:
+            await self.send_backend(text)
+
+
+def _busy_code(version: str) -> str:
+    """CALLERROR code for "one CALL at a time, and the queue is full"."""
+    return "ProtocolError" if version.startswith("1.") else "RpcFrameworkError"
