@@ -18,6 +18,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -84,6 +85,8 @@ class Gateway:
     sockets: dict[str, web.WebSocketResponse] = field(default_factory=dict)
     done: dict[str, asyncio.Event] = field(default_factory=dict)
     draining: bool = False
+    #: see Session.observe (the demo's live view); None in production
+    observe: Callable[[str, str, str], None] | None = None
     log: Any = field(default_factory=get_logger)
 
     def session_settings(self) -> SessionSettings:
@@ -190,6 +193,7 @@ async def handle_charger(request: web.Request) -> web.StreamResponse:
         settings=gw.session_settings(),
         log=log,
         remote=remote,
+        observe=gw.observe,
     )
     gw.sessions[cid] = session
     gauge = m.chargers_connected.labels(version)
@@ -212,9 +216,12 @@ async def handle_charger(request: web.Request) -> web.StreamResponse:
     log.info("charger_connected", remote=remote, subprotocol=subprotocol)
 
     reason = "charger_closed"
+    gave_up = False
 
     async def run_link() -> bool:
+        nonlocal gave_up
         ok = await link.run(session)
+        gave_up = not ok
         if not ok and not ws.closed:
             # The link gave up (grace period over): close the charger so it reconnects later and queues meanwhile.
             await ws.close(code=1013, message=b"backend unavailable")
@@ -239,7 +246,7 @@ async def handle_charger(request: web.Request) -> web.StreamResponse:
                 else:
                     reason = "error"
                 break
-        if link_task.done() and not link_task.cancelled() and link_task.result() is False:
+        if gave_up:
             reason = "backend_lost"
     except TimeoutError:
         reason = "idle_timeout"
@@ -283,5 +290,5 @@ def charger_app(gw: Gateway) -> web.Application:
     app = web.Application(handler_args={"max_field_size": 16384})
     app[GATEWAY] = gw
     prefix = gw.config.listen.path_prefix
-    app.router.add_get(prefix + "/{tail:.*}", handle_charger)
+    app.router.add_get(prefix + r"/{tail:[\s\S]*}", handle_charger)
     return app

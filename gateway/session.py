@@ -95,6 +95,8 @@ class Session:
     up_queue: deque[_Queued] = field(default_factory=deque)
     down_queue: deque[_Queued] = field(default_factory=deque)
     frames_in: int = 0
+    #: called with (charger id, "charger" | "backend", frame text) for each frame received; the demo prints them
+    observe: Callable[[str, str, str], None] | None = None
     last_seen: float = field(default_factory=time.time)
     _ids: int = 0
 
@@ -109,6 +111,8 @@ class Session:
     async def from_charger(self, text: str) -> None:
         """One text frame from the charger."""
         self.frames_in += 1
+        if self.observe is not None:
+            self.observe(self.charger_id, "charger", text)
         try:
             frame = parse_frame(text)
         except FrameError as e:
@@ -156,6 +160,8 @@ class Session:
 
     async def from_backend(self, text: str) -> None:
         """One text frame from the primary backend."""
+        if self.observe is not None:
+            self.observe(self.charger_id, "backend", text)
         try:
             frame = parse_frame(text)
         except FrameError as e:

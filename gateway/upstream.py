@@ -40,6 +40,7 @@ async def _connect(
                 max_msg_size=max_frame,
                 compress=0,
                 autoping=True,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
             )
     except TimeoutError:
         raise BackendUnavailable(backend.name, "connect timed out", 503) from None

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up .venv and run the demo: gateway + built-in CSMS + simulated 1.6 and 2.0.1 chargers, until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec .venv/bin/ocpp-gateway demo "$@"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv (Python >= 3.11) and install the gateway into it: scripts/setup.sh [EXTRAS], e.g. "test".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+py="${PYTHON:-}"
+if [[ -z "$py" ]]; then
+  for cand in python3.13 python3.12 python3.11 python3; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      py=$cand; break
+    fi
+  done
+fi
+[[ -n "$py" ]] || { echo "need Python >= 3.11 (set PYTHON=...)" >&2; exit 1; }
+[[ -x .venv/bin/python ]] || "$py" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+spec="."
+[[ -n "$extras" ]] && spec=".[$extras]"
+.venv/bin/python -m pip install -q -e "$spec"

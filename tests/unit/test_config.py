@@ -1,0 +1,87 @@
+"""Config: defaults, env substitution, and every problem named by its YAML path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIMAL = {"backends": {"a": {"url": "ws://127.0.0.1:9100/ocpp"}}, "routes": [{"match": "*", "primary": "a"}]}
+
+
+def test_minimal_config_gets_documented_defaults() -> None:
+    c = parse_config(MINIMAL, env={})
+    assert c.listen.port == 9000 and c.listen.path_prefix == "/ocpp" and c.listen.max_frame_bytes == 65536
+    assert c.store.url == "memory://" and c.admin.host == "127.0.0.1" and c.logging.format == "json"
+    assert c.backends["a"].ocpp == "1.6"
+
+
+def test_env_vars_are_substituted_in_any_string() -> None:
+    raw = {**MINIMAL, "admin": {"token": "${TOKEN}"}, "store": {"url": "redis://${RHOST}:6379/0"}}
+    c = parse_config(raw, env={"TOKEN": "s3cret", "RHOST": "redis.local"})
+    assert c.admin.token == "s3cret" and c.store.url == "redis://redis.local:6379/0"
+    assert "s3cret" not in repr(c.admin)
+
+
+def test_missing_env_var_is_an_error_at_its_path() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({**MINIMAL, "admin": {"token": "${NOPE}"}}, env={})
+    assert ("admin.token", "environment variable NOPE is not set") in info.value.problems
+
+
+def test_every_problem_is_reported_with_its_yaml_path() -> None:
+    raw = {
+        "listen": {"port": 70000, "surprise": True, "path_prefix": "ocpp"},
+        "backends": {"a": {"url": "http://nope", "ocpp": "1.5", "extra": 1}, "b": "ws://x"},
+        "routes": [{"match": "*", "primary": "zzz"}, {"primary": "a"}],
+        "logging": {"level": "loud"},
+        "whatever": {},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, env={})
+    paths = {p for p, _ in info.value.problems}
+    assert {
+        "listen.port",
+        "listen.surprise",
+        "listen.path_prefix",
+        "backends.a.url",
+        "backends.a.ocpp",
+        "backends.a.extra",
+        "backends.b",
+        "routes[0].primary",
+        "routes[1].match",
+        "logging.level",
+        "whatever",
+    } <= paths
+
+
+def test_shipped_configs_are_valid() -> None:
+    for path in [ROOT / "config" / "gateway.yaml", *sorted((ROOT / "config" / "examples").glob("*.yaml"))]:
+        load_config(str(path), env={"OCPPGW_ADMIN_TOKEN": "t", "REDIS_URL": "redis://127.0.0.1:6379/0"})
+
+
+def test_check_config_cli_exits_2_and_prints_paths(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backends: {a: {url: 'ws://x/ocpp'}}\nroutes: [{match: '*', primary: b}]\n")
+    out = subprocess.run([sys.executable, "-m", "gateway", "check-config", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "routes[0].primary: unknown backend 'b'" in out.stderr
+    ok = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", str(ROOT / "config" / "gateway.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backends: {a: [\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(bad))
+    assert "line" in info.value.problems[0][1]

@@ -1,0 +1,107 @@
+"""The OCPP-J codec: every bad shape is a typed FrameError with the right code per version; any text is safe."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.ocpp.errors import ErrorKind, FrameError, normalise_code
+from gateway.ocpp.frames import Call, CallError, CallResult, call_error_text, call_result_text, call_text, parse_frame
+
+
+def test_call_is_parsed_and_keeps_its_original_text() -> None:
+    text = '[2, "abc",  "Heartbeat", {}]'
+    frame = parse_frame(text)
+    assert frame == Call("abc", "Heartbeat", {}, text)
+    assert frame.raw is text
+
+
+def test_callresult_and_callerror_are_parsed() -> None:
+    assert parse_frame('[3,"1",{"currentTime":"x"}]') == CallResult(
+        "1", {"currentTime": "x"}, '[3,"1",{"currentTime":"x"}]'
+    )
+    err = parse_frame('[4,"1","NotImplemented","nope",{}]')
+    assert isinstance(err, CallError) and err.code == "NotImplemented" and err.details == {}
+
+
+BAD = [
+    # text, kind, readable unique id, code 1.6, code 2.0.1
+    ('[2,"u1","Heartbeat",{}', ErrorKind.INVALID_JSON, "u1", "FormationViolation", "RpcFrameworkError"),
+    ("not json at all", ErrorKind.INVALID_JSON, None, "FormationViolation", "RpcFrameworkError"),
+    ('{"a": 1}', ErrorKind.NOT_ARRAY, None, "ProtocolError", "RpcFrameworkError"),
+    ("[]", ErrorKind.NOT_ARRAY, None, "ProtocolError", "RpcFrameworkError"),
+    ('[2, 17, "Heartbeat", {}]', ErrorKind.BAD_UNIQUE_ID, None, "ProtocolError", "RpcFrameworkError"),
+    ('[2, "' + "x" * 37 + '", "Heartbeat", {}]', ErrorKind.BAD_UNIQUE_ID, None, "ProtocolError", "RpcFrameworkError"),
+    ('[2, "", "Heartbeat", {}]', ErrorKind.BAD_UNIQUE_ID, None, "ProtocolError", "RpcFrameworkError"),
+    ('[2, "u2", "Heartbeat"]', ErrorKind.BAD_SHAPE, "u2", "ProtocolError", "RpcFrameworkError"),
+    ('[2, "u3", 5, {}]', ErrorKind.BAD_ACTION, "u3", "ProtocolError", "RpcFrameworkError"),
+    ('[2, "u4", "Heartbeat", []]', ErrorKind.PAYLOAD_NOT_OBJECT, "u4", "FormationViolation", "FormatViolation"),
+    ('[7, "u5", "Heartbeat", {}]', ErrorKind.UNKNOWN_MESSAGE_TYPE, "u5", "ProtocolError", "MessageTypeNotSupported"),
+    ('["2", "u6", "Heartbeat", {}]', ErrorKind.BAD_MESSAGE_TYPE, "u6", "ProtocolError", "RpcFrameworkError"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind", "uid", "code16", "code201"), BAD)
+def test_malformed_frames_raise_typed_errors_with_version_codes(
+    text: str, kind: ErrorKind, uid: str | None, code16: str, code201: str
+) -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame(text)
+    assert info.value.kind is kind
+    assert info.value.unique_id == uid
+    assert info.value.code("1.6") == code16
+    assert info.value.code("2.0.1") == code201
+
+
+def test_a_malformed_result_is_not_answered() -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame('[3, "u1"]')
+    assert info.value.unique_id == "u1" and not info.value.is_call
+
+
+@given(st.text(max_size=200))
+def test_any_text_gives_a_frame_or_a_frame_error(text: str) -> None:
+    try:
+        parse_frame(text)
+    except FrameError:
+        pass
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=10,
+)
+
+
+@given(st.lists(json_values, max_size=6))
+def test_any_json_array_gives_a_frame_or_a_frame_error(items: list[object]) -> None:
+    try:
+        parse_frame(orjson.dumps(items).decode())
+    except FrameError:
+        pass
+
+
+@given(
+    st.text(min_size=1, max_size=36),
+    st.sampled_from(["Heartbeat", "MeterValues"]),
+    st.dictionaries(st.text(max_size=10), st.integers(-(2**53), 2**53) | st.text(max_size=10), max_size=5),
+)
+def test_serialised_frames_round_trip(uid: str, action: str, payload: dict[str, object]) -> None:
+    call = parse_frame(call_text(uid, action, payload))
+    assert isinstance(call, Call) and (call.unique_id, call.action, call.payload) == (uid, action, payload)
+    res = parse_frame(call_result_text(uid, payload))
+    assert isinstance(res, CallResult) and res.payload == payload
+    err = parse_frame(call_error_text(uid, "GenericError", "d"))
+    assert isinstance(err, CallError) and err.code == "GenericError"
+
+
+def test_error_codes_are_spelled_per_version_and_both_occurrence_spellings_accepted() -> None:
+    assert normalise_code("OccurrenceConstraintViolation", "1.6") == "OccurenceConstraintViolation"
+    assert normalise_code("OccurenceConstraintViolation", "2.0.1") == "OccurrenceConstraintViolation"
+    assert normalise_code("FormatViolation", "1.6") == "FormationViolation"
+    assert normalise_code("FormationViolation", "2.0.1") == "FormatViolation"
+    assert normalise_code("RpcFrameworkError", "1.6") == "ProtocolError"
+    assert normalise_code("MadeUp", "2.0.1") == "GenericError"
