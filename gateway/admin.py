@@ -23,11 +23,13 @@ from typing import Any
 from aiohttp import web
 
 from gateway.ocpp.actions import KNOWN_ACTIONS
-from gateway.server import GATEWAY, Gateway
+from gateway.server import Gateway
 from gateway.session import Session
 from gateway.store import StoreUnavailable
 
-__all__ = ["admin_app"]
+__all__ = ["GATEWAY", "admin_app"]
+
+GATEWAY = web.AppKey("gateway", Gateway)
 
 
 def _session_view(s: Session) -> dict[str, Any]:
@@ -81,7 +83,7 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append("store unreachable")
     if problems:
         return web.json_response({"status": "not ready", "problems": problems}, status=503)
-    return web.json_response({"status": "ready", "chargers": len(gw.sessions)})
+    return web.json_response({"status": "ready", "chargers": len(gw.conns)})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -104,7 +106,8 @@ async def list_chargers(request: web.Request) -> web.Response:
         fleet, store_ok = {}, False
     for cid, info in fleet.items():
         out[cid] = {"charger_id": cid, "local": False, "connection": info}
-    for cid, s in gw.sessions.items():
+    for cid, conn in gw.conns.items():
+        s = conn.session
         out[cid] = {**out.get(cid, {"connection": None}), **_session_view(s), "local": True}
     body: dict[str, Any] = {"chargers": [out[k] for k in sorted(out)], "count": len(out)}
     if not store_ok:
@@ -122,9 +125,9 @@ async def get_charger(request: web.Request) -> web.Response:
         body["statuses"] = await gw.store.get_statuses(cid)
     except StoreUnavailable:
         body["warning"] = "store unreachable"
-    s = gw.sessions.get(cid)
-    if s is not None:
-        body["session"] = _session_view(s)
+    conn = gw.conns.get(cid)
+    if conn is not None:
+        body["session"] = _session_view(conn.session)
     elif not body.get("connection") and not body.get("boot"):
         return web.json_response({"error": "unknown charger"}, status=404)
     return web.json_response(body)
@@ -147,11 +150,11 @@ async def call_charger(request: web.Request) -> web.Response:
         return web.json_response({"error": "payload must be a JSON object"}, status=400)
     if not isinstance(timeout, int | float) or not 0 < timeout <= 300:
         return web.json_response({"error": "timeout_s must be a number in (0, 300]"}, status=400)
-    s = gw.sessions.get(cid)
-    if s is None:
+    conn = gw.conns.get(cid)
+    if conn is None:
         return web.json_response({"error": "charger not connected to this gateway"}, status=404)
     try:
-        fut = s.call_charger(action, payload)
+        fut = conn.session.call_charger(action, payload)
     except OverflowError as e:
         gw.metrics.admin_calls.labels("queue_full").inc()
         return web.json_response({"error": str(e)}, status=409)

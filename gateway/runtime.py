@@ -3,7 +3,7 @@
 :func:`running_gateway` is an async context manager used by the CLI, the demo and the tests alike (one code path):
 it yields a :class:`Running` with the bound ports (port 0 in the config picks a free one). Leaving it drains:
 
-1. stop accepting (listening sockets closed, new handshakes would get 503);
+1. stop accepting (listening socket closed; handshakes in progress get 503);
 2. let in-flight CALLs finish, bounded by ``session.shutdown_grace_s``;
 3. close every charger with 1001 (going away) and its upstream link;
 4. flush the store's write-behind queue (bounded), close the store.
@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from gateway.admin import admin_app
@@ -25,7 +24,7 @@ from gateway.config import Config
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.router import Router
-from gateway.server import Gateway, charger_app
+from gateway.server import Gateway, Handshake
 from gateway.store import StateWriter, StoreUnavailable, open_store
 
 __all__ = ["Running", "raise_fd_limit", "running_gateway", "serve"]
@@ -80,23 +79,20 @@ async def running_gateway(config: Config) -> AsyncIterator[Running]:
         writer.up = False
         log.error("store_unavailable", error=str(e))
     writer.start()
-    # limit=0: the connector must never silently queue charger links behind a pool limit.
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=True)
-    http = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
-    gw = Gateway(config=config, metrics=metrics, store=store, writer=writer, http=http, router=Router(config))
-    sweeper = asyncio.get_running_loop().create_task(gw.sweep(), name="sweeper")
-    charger_runner = web.AppRunner(charger_app(gw), handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    gw = Gateway(config=config, metrics=metrics, store=store, writer=writer, router=Router(config))
+    loop = asyncio.get_running_loop()
+    sweeper = loop.create_task(gw.sweep(), name="sweeper")
     admin_runner = web.AppRunner(admin_app(gw), handle_signals=False, access_log=None)
-    started: list[web.AppRunner] = []
+    server: asyncio.Server | None = None
+    admin_started = False
     try:
-        await charger_runner.setup()
-        started.append(charger_runner)
         lst = config.listen
-        await web.TCPSite(charger_runner, lst.host, lst.port, backlog=4096, reuse_address=True).start()
+        server = await loop.create_server(lambda: Handshake(gw), lst.host, lst.port, backlog=4096, reuse_address=True)
         await admin_runner.setup()
-        started.append(admin_runner)
-        await web.TCPSite(admin_runner, config.admin.host, config.admin.port).start()
-        running = Running(gw, _bound_port(charger_runner), _bound_port(admin_runner))
+        admin_started = True
+        site = web.TCPSite(admin_runner, config.admin.host, config.admin.port)
+        await site.start()
+        running = Running(gw, int(server.sockets[0].getsockname()[1]), _bound_port(admin_runner))
         log.info(
             "gateway_started",
             node=gw.node,
@@ -107,35 +103,17 @@ async def running_gateway(config: Config) -> AsyncIterator[Running]:
         )
         yield running
     finally:
-        await drain(gw, charger_runner in started and charger_runner)
+        gw.draining = True
+        if server is not None:
+            server.close()  # stop accepting; open connections stay until drained
+        await gw.drain(config.session.shutdown_grace_s)
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
-        for r in reversed(started):
-            await r.cleanup()
-        await http.close()
+        if admin_started:
+            await admin_runner.cleanup()
         await writer.close(timeout=5.0)
         await store.close()
         log.info("gateway_stopped", node=gw.node)
-
-
-async def drain(gw: Gateway, runner: web.AppRunner | bool) -> None:
-    """Stop accepting, let in-flight CALLs finish (bounded), close chargers with 1001."""
-    gw.draining = True
-    if isinstance(runner, web.AppRunner):
-        for site in list(runner.sites):
-            server = getattr(site, "_server", None)
-            if server is not None:
-                server.close()  # stop accepting; open connections stay
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + gw.config.session.shutdown_grace_s
-    # Polls: one event per session would cost on the hot path; this runs once, bounded by the deadline.
-    while loop.time() < deadline and any(not s.idle() for s in gw.sessions.values()):  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    if gw.sessions:
-        gw.log.info("draining", chargers=len(gw.sessions))
-    await asyncio.gather(
-        *(gw.close_session(cid, 1001, "gateway shutting down") for cid in list(gw.sockets)), return_exceptions=True
-    )
 
 
 async def serve(config: Config, stop: asyncio.Event) -> None:

@@ -1,10 +1,15 @@
-"""The charger edge (aiohttp): HTTP upgrade, charger id, subprotocol, upstream link, session lifetime, drain.
+"""The charger edge: HTTP upgrade, charger id, subprotocol, upstream link, session lifetime, drain.
+
+The listener is a plain asyncio server whose protocol, :class:`Handshake`, reads the HTTP upgrade request and
+decides asynchronously whether to admit the charger (route, subprotocol, and opening the upstream link first). Only
+then is the connection handed to picows (a Cython WebSocket implementation driven by callbacks) for the 101 answer
+and the frames: no task and no await per message, one read callback per frame. The admin API stays on aiohttp.
 
 Handshake, in order (each refusal is an HTTP status *before* the upgrade, counted in
 ``ocppgw_connections_total{outcome}``):
 
-1. draining -> 503; path not ``<path_prefix>/<one segment>`` -> 404; charger id not 1..48 printable characters
-   without '/' after percent-decoding -> 400;
+1. draining -> 503; not ``GET`` -> 405; path not ``<path_prefix>/<one segment>`` -> 404; charger id not 1..48
+   printable characters without '/' after percent-decoding -> 400;
 2. no route for the id -> 404; no subprotocol in common between the charger's offer and the primary -> 400;
 3. the upstream link to the primary opens with the chosen subprotocol, or 502 (refused/failed) / 503 (timed out):
    the charger stays offline and queues on its own, the gateway never answers for the CSMS;
@@ -14,17 +19,19 @@ Handshake, in order (each refusal is an HTTP status *before* the upgrade, counte
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from http import HTTPStatus
+from typing import Any, cast
 from urllib.parse import unquote
 
-import aiohttp
-from aiohttp import web
+from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeResponse
+from picows.common import WSUpgradeResponseWithListener
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in the stub; pinned picows
 
 from gateway.config import Config
 from gateway.errors import BackendUnavailable, ChargerRejected
@@ -34,11 +41,14 @@ from gateway.ocpp.versions import SUBPROTOCOLS, VERSIONS
 from gateway.router import Route, Router
 from gateway.session import Session, SessionSettings
 from gateway.store import StateWriter, Store, Write
-from gateway.upstream import Link, open_link
+from gateway.upstream import READ_BUFFER, Link, open_link
 
-__all__ = ["Gateway", "charger_app", "parse_charger_id"]
+__all__ = ["Gateway", "Handshake", "choose_subprotocol", "parse_charger_id"]
 
 MAX_CHARGER_ID = 48
+MAX_REQUEST_HEAD = 16 * 1024
+HANDSHAKE_TIMEOUT_S = 10.0
+_PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("gateway.picows"), {})
 
 
 def parse_charger_id(raw_path: str, prefix: str) -> str:
@@ -69,226 +79,407 @@ def choose_subprotocol(offered: list[str], route: Route, allowed: tuple[str, ...
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    raw_path: str
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+
+
+def parse_request_head(head: bytes) -> HttpRequest:
+    """Request line and headers of an HTTP/1.1 request (``head`` ends before the blank line)."""
+    try:
+        text = head.decode("latin-1")
+        lines = text.split("\r\n")
+        method, target, version = lines[0].split(" ")
+    except ValueError:
+        raise ChargerRejected(400, "bad_request", "malformed HTTP request line") from None
+    if not version.startswith("HTTP/1."):
+        raise ChargerRejected(400, "bad_request", "HTTP/1.1 required")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise ChargerRejected(400, "bad_request", "malformed HTTP header")
+        key = name.lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return HttpRequest(method, target, headers)
+
+
+def http_error(status: int, text: str) -> bytes:
+    body = (text + "\n").encode()
+    reason = HTTPStatus(status).phrase
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+@dataclass
+class Conn:
+    """One live charger connection: its picows transport, link and session."""
+
+    session: Session
+    link: Link
+    transport: WSTransport | None = None
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = "charger_closed"
+    gauge: Any = None
+
+
 @dataclass
 class Gateway:
-    """Everything a running gateway holds. Lives under the app's AppKey; no module globals."""
+    """Everything a running gateway holds. No module globals; the admin app gets it under an AppKey."""
 
     config: Config
     metrics: Metrics
     store: Store
     writer: StateWriter
-    http: aiohttp.ClientSession
     router: Router
     node: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    sessions: dict[str, Session] = field(default_factory=dict)
-    links: dict[str, Link] = field(default_factory=dict)
-    sockets: dict[str, web.WebSocketResponse] = field(default_factory=dict)
-    done: dict[str, asyncio.Event] = field(default_factory=dict)
+    conns: dict[str, Conn] = field(default_factory=dict)
+    handshakes: set[asyncio.Task[None]] = field(default_factory=set)
     draining: bool = False
     #: see Session.observe (the demo's live view); None in production
-    observe: Callable[[str, str, str], None] | None = None
+    observe: Callable[[str, str, bytes], None] | None = None
     log: Any = field(default_factory=get_logger)
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return {cid: c.session for cid, c in self.conns.items()}
 
     def session_settings(self) -> SessionSettings:
         s = self.config.session
         return SessionSettings(call_timeout_s=s.call_timeout_s, max_queued_calls=s.max_queued_calls)
 
     async def close_session(self, cid: str, code: int, message: str) -> None:
-        """Close a charger's socket with ``code`` and wait (bounded) until its handler finished."""
-        ws = self.sockets.get(cid)
-        done = self.done.get(cid)
-        if ws is not None:
-            await ws.close(code=code, message=message.encode())
-        if done is not None:
-            try:
-                async with asyncio.timeout(5):
-                    await done.wait()
-            except TimeoutError:
-                self.log.warning("session_close_slow", charger_id=cid)
+        """Close a charger's socket with ``code`` and wait (bounded) until its session has ended."""
+        conn = self.conns.get(cid)
+        if conn is None:
+            return
+        close_charger(conn, code, message)
+        try:
+            async with asyncio.timeout(5):
+                await conn.closed.wait()
+        except TimeoutError:
+            self.log.warning("session_close_slow", charger_id=cid)
 
     async def sweep(self) -> None:
         """Expire overdue CALLs once a second (one task for all sessions, no timer per message)."""
         loop = asyncio.get_running_loop()
+        idle = self.config.listen.idle_timeout_s
         while True:
             await asyncio.sleep(1.0)
             now = loop.time()
-            for s in list(self.sessions.values()):
+            wall = time.time()
+            for conn in list(self.conns.values()):
+                s = conn.session
                 if (s.up is not None and s.up.deadline <= now) or (s.down is not None and s.down.deadline <= now):
-                    with contextlib.suppress(ConnectionError, RuntimeError):
-                        await s.expire(now)  # a closing socket raises: its handler ends the session
+                    s.expire(now)
+                if idle and wall - s.last_seen > idle:
+                    conn.reason = "idle_timeout"
+                    close_charger(conn, 1001, "idle timeout")
 
-
-GATEWAY = web.AppKey("gateway", Gateway)
-
-
-async def handle_charger(request: web.Request) -> web.StreamResponse:
-    gw = request.app[GATEWAY]
-    cfg = gw.config
-    m = gw.metrics
-    remote = request.remote or ""
-    try:
-        if gw.draining:
-            raise ChargerRejected(503, "draining", "gateway is shutting down")
-        cid = parse_charger_id(request.raw_path, cfg.listen.path_prefix)
-        route = gw.router.resolve(cid)
-        if route is None:
-            raise ChargerRejected(404, "no_route", "no route for this charger id")
-        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        subprotocol = choose_subprotocol(offered, route, cfg.listen.ocpp_versions)
-    except ChargerRejected as e:
-        m.connections.labels(e.outcome).inc()
-        gw.log.info(
-            "charger_refused",
-            reason=e.reason,
-            outcome=e.outcome,
-            status=e.http_status,
-            remote=remote,
-            path=request.raw_path[:100],
+    async def drain(self, grace_s: float) -> None:
+        """Let in-flight CALLs finish (bounded by ``grace_s``), then close every charger with 1001."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        # Polls: one event per session would cost on the hot path; this runs once, bounded by the deadline.
+        while loop.time() < deadline and any(not c.session.idle() for c in self.conns.values()):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if self.conns:
+            self.log.info("draining", chargers=len(self.conns))
+        await asyncio.gather(
+            *(self.close_session(cid, 1001, "gateway shutting down") for cid in list(self.conns)),
+            return_exceptions=True,
         )
-        return web.Response(status=e.http_status, text=e.reason + "\n")
-    version = VERSIONS[subprotocol]
-    log = gw.log.bind(charger_id=cid, backend=route.primary.name, ocpp_version=version)
+        for t in list(self.handshakes):
+            t.cancel()
+        await asyncio.gather(*self.handshakes, return_exceptions=True)
 
-    # A second connection with the same id replaces the first, before the new upstream link opens, so that the CSMS
-    # never sees two connections for one charger.
-    if cid in gw.sockets:
-        m.chargers_replaced.inc()
-        log.info("charger_replaced", remote=remote)
-        await gw.close_session(cid, 1000, "replaced by a new connection")
 
-    try:
-        link = await open_link(gw.http, route.primary, cid, subprotocol, m, cfg.listen.max_frame_bytes)
-    except BackendUnavailable as e:
-        m.connections.labels("backend_unavailable").inc()
-        log.warning("backend_unavailable", reason=e.reason, status=e.http_status)
-        return web.Response(status=e.http_status, text=f"backend {e.backend} unavailable\n")
+def close_charger(conn: Conn, code: int, message: str) -> None:
+    t = conn.transport
+    if t is not None and not t.is_disconnected:
+        if not t.is_close_frame_sent:
+            t.send_close(WSCloseCode(code), message.encode())
+        t.disconnect()
 
-    ws = web.WebSocketResponse(
-        protocols=(subprotocol,),
-        heartbeat=cfg.listen.ping_interval_s or None,
-        receive_timeout=cfg.listen.idle_timeout_s or None,
-        max_msg_size=cfg.listen.max_frame_bytes,
-        compress=False,
-        autoping=True,
-    )
-    try:
-        await ws.prepare(request)
-    except (ConnectionError, RuntimeError):
-        await link.close()
-        raise
-    m.connections.labels("accepted").inc()
-    done = asyncio.Event()
-    gw.sockets[cid] = ws
-    gw.links[cid] = link
-    gw.done[cid] = done
 
-    session = Session(
-        charger_id=cid,
-        version=version,
-        backend=route.primary.name,
-        send_charger=ws.send_str,
-        send_backend=link.send,
-        metrics=m,
-        write=gw.writer.put,
-        settings=gw.session_settings(),
-        log=log,
-        remote=remote,
-        observe=gw.observe,
-    )
-    gw.sessions[cid] = session
-    gauge = m.chargers_connected.labels(version)
-    gauge.inc()
-    gw.writer.put(
-        Write(
-            "conn",
-            cid,
-            "",
-            {
-                "node": gw.node,
-                "since": session.connected_at,
-                "protocol": subprotocol,
-                "backend": route.primary.name,
-                "route": route.origin,
-                "remote": remote,
-            },
-        )
-    )
-    log.info("charger_connected", remote=remote, subprotocol=subprotocol)
+class ChargerListener(WSListener):
+    """picows callbacks of one charger connection."""
 
-    reason = "charger_closed"
-    gave_up = False
+    __slots__ = ("conn", "gw", "max_frame", "partial")
 
-    async def run_link() -> bool:
-        nonlocal gave_up
-        ok = await link.run(session)
-        gave_up = not ok
-        if not ok and not ws.closed:
-            # The link gave up (grace period over): close the charger so it reconnects later and queues meanwhile.
-            await ws.close(code=1013, message=b"backend unavailable")
-        return ok
+    def __init__(self, gw: Gateway, conn: Conn) -> None:
+        self.gw = gw
+        self.conn = conn
+        self.partial: bytearray | None = None
+        self.max_frame = gw.config.listen.max_frame_bytes
 
-    link_task = asyncio.get_running_loop().create_task(run_link(), name=f"link:{cid}")
-    try:
-        async for msg in ws:
-            if msg.type is aiohttp.WSMsgType.TEXT:
-                session.last_seen = time.time()
-                await session.from_charger(msg.data)
-            elif msg.type is aiohttp.WSMsgType.BINARY:
-                m.frame_errors.labels("charger", "binary").inc()
-                reason = "binary_frame"
-                await ws.close(code=1003, message=b"binary frames are not OCPP-J")
-                break
-            elif msg.type is aiohttp.WSMsgType.ERROR:
-                exc = ws.exception()
-                if ws.close_code == 1009 or (isinstance(exc, aiohttp.WebSocketError) and exc.code == 1009):
-                    m.frame_errors.labels("charger", "too_big").inc()
-                    reason = "frame_too_big"
-                else:
-                    reason = "error"
-                break
-        if gave_up:
-            reason = "backend_lost"
-    except TimeoutError:
-        reason = "idle_timeout"
-        await ws.close(code=1001, message=b"idle timeout")
-    except (ConnectionError, aiohttp.ClientConnectionResetError):
-        reason = "connection_reset"
-    except Exception:
-        # A bug: log it with the charger bound, count it, close this one session, keep the process alive.
-        m.internal_errors.labels("session").inc()
-        log.exception("session_crashed")
-        reason = "internal_error"
-        await ws.close(code=1011, message=b"internal error")
-    finally:
-        if gw.sessions.get(cid) is session:
-            del gw.sessions[cid]
-            del gw.sockets[cid]
-            del gw.links[cid]
-            del gw.done[cid]
-            gw.writer.put(Write("conn", cid, "", None))
-        session.close()
-        await link.close()
-        if not link_task.done():
-            link_task.cancel()
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.conn.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        mt = frame.msg_type
+        if mt is WSMsgType.TEXT and frame.fin and self.partial is None:
+            self.conn.session.from_charger(frame.get_payload_as_bytes())
+            return
+        if mt is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        elif mt is WSMsgType.BINARY:
+            self.gw.metrics.frame_errors.labels("charger", "binary").inc()
+            self.conn.reason = "binary_frame"
+            close_charger(self.conn, 1003, "binary frames are not OCPP-J")
+        elif mt is WSMsgType.TEXT or mt is WSMsgType.CONTINUATION:
+            self._fragment(frame)
+
+    def _fragment(self, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.TEXT:
+            self.partial = bytearray(frame.get_payload_as_memoryview())
+        elif self.partial is not None:
+            self.partial += frame.get_payload_as_memoryview()
+        else:
+            return
+        if len(self.partial) > self.max_frame:
+            self.partial = None
+            self.gw.metrics.frame_errors.labels("charger", "too_big").inc()
+            self.conn.reason = "frame_too_big"
+            close_charger(self.conn, 1009, "frame too big")
+        elif frame.fin:
+            data, self.partial = bytes(self.partial), None
+            self.conn.session.from_charger(data)
+
+    def pause_writing(self) -> None:
+        self.conn.link.pause_reading(True)
+
+    def resume_writing(self) -> None:
+        self.conn.link.pause_reading(False)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        hs = transport.close_handshake
+        sent = hs.sent if hs is not None else None
+        if sent is not None and sent.code is WSCloseCode.MESSAGE_TOO_BIG and self.conn.reason == "charger_closed":
+            self.gw.metrics.frame_errors.labels("charger", "too_big").inc()
+            self.conn.reason = "frame_too_big"
+        end_session(self.gw, self.conn)
+
+
+def end_session(gw: Gateway, conn: Conn) -> None:
+    """The charger's socket is gone: forget the session, close the link (in the background, owned by the gateway)."""
+    session = conn.session
+    cid = session.charger_id
+    if gw.conns.get(cid) is conn:
+        del gw.conns[cid]
+        gw.writer.put(Write("conn", cid, "", None))
+    session.close()
+    if conn.gauge is not None:
+        conn.gauge.dec()
+    gw.metrics.disconnects.labels(conn.reason).inc()
+    if session.log is not None:
+        session.log.info("charger_disconnected", reason=conn.reason)
+
+    async def finish() -> None:
         try:
-            await link_task
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-        except Exception:
-            pass  # counted where it happened
-        gauge.dec()
-        m.disconnects.labels(reason).inc()
-        log.info("charger_disconnected", reason=reason, close_code=ws.close_code)
-        done.set()
-    return ws
+            await conn.link.close()
+        finally:
+            conn.closed.set()
+
+    spawn(gw, finish(), f"close:{cid}")
 
 
-def charger_app(gw: Gateway) -> web.Application:
-    """The charger-facing application (one route: ``<path_prefix>/<anything>``, parsed by hand)."""
-    app = web.Application(handler_args={"max_field_size": 16384})
-    app[GATEWAY] = gw
-    prefix = gw.config.listen.path_prefix
-    app.router.add_get(prefix + r"/{tail:[\s\S]*}", handle_charger)
-    return app
+def spawn(gw: Gateway, coro: Any, name: str) -> None:
+    """Run a short-lived task owned by the gateway (cancelled and awaited at drain)."""
+    task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
+    gw.handshakes.add(task)
+    task.add_done_callback(gw.handshakes.discard)
+
+
+class Handshake(asyncio.Protocol):
+    """Reads the HTTP upgrade request, admits the charger asynchronously, then hands the socket to picows."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.started = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport
+        self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT_S, self.transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        if self.started:
+            self.buf += data  # pipelined bytes after the request: replayed to picows
+            return
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > MAX_REQUEST_HEAD:
+                self._refuse(ChargerRejected(431, "bad_request", "request header too large"))
+            return
+        self.started = True
+        assert self.transport is not None
+        self.transport.pause_reading()
+        spawn(self.gw, self._admit(bytes(self.buf[:end])), "handshake")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def _refuse(self, e: ChargerRejected, path: str = "") -> None:
+        gw = self.gw
+        gw.metrics.connections.labels(e.outcome).inc()
+        remote = self._remote()
+        gw.log.info(
+            "charger_refused", reason=e.reason, outcome=e.outcome, status=e.http_status, remote=remote, path=path[:100]
+        )
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(http_error(e.http_status, e.reason))
+            self.transport.close()
+
+    def _remote(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return str(peer[0]) if peer else ""
+
+    async def _admit(self, head: bytes) -> None:
+        gw = self.gw
+        cfg = gw.config
+        path = ""
+        try:
+            req = parse_request_head(head)
+            path = req.raw_path
+            if gw.draining:
+                raise ChargerRejected(503, "draining", "gateway is shutting down")
+            if req.method != "GET":
+                raise ChargerRejected(405, "bad_request", "WebSocket upgrade needs GET")
+            cid = parse_charger_id(req.raw_path, cfg.listen.path_prefix)
+            route = gw.router.resolve(cid)
+            if route is None:
+                raise ChargerRejected(404, "no_route", "no route for this charger id")
+            offered = [p.strip() for p in req.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+            subprotocol = choose_subprotocol(offered, route, cfg.listen.ocpp_versions)
+        except ChargerRejected as e:
+            self._refuse(e, path)
+            return
+        version = VERSIONS[subprotocol]
+        remote = self._remote()
+        log = gw.log.bind(charger_id=cid, backend=route.primary.name, ocpp_version=version)
+
+        # A second connection with the same id replaces the first, before the new upstream link opens, so that the
+        # CSMS never sees two connections for one charger.
+        if cid in gw.conns:
+            gw.metrics.chargers_replaced.inc()
+            log.info("charger_replaced", remote=remote)
+            old = gw.conns[cid]
+            old.reason = "replaced"
+            await gw.close_session(cid, 1000, "replaced by a new connection")
+
+        try:
+            link = await open_link(route.primary, cid, subprotocol, gw.metrics, cfg.listen.max_frame_bytes)
+        except BackendUnavailable as e:
+            log.warning("backend_unavailable", reason=e.reason, status=e.http_status)
+            self._refuse(ChargerRejected(e.http_status, "backend_unavailable", f"backend {e.backend} unavailable"))
+            return
+        if self.transport is None or self.transport.is_closing() or cid in gw.conns:
+            # The charger went away while we connected upstream, or another connection for the id won the race.
+            await link.close()
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._upgrade(gw, cid, version, subprotocol, route, link, log, remote)
+
+    def _upgrade(
+        self, gw: Gateway, cid: str, version: str, subprotocol: str, route: Route, link: Link, log: Any, remote: str
+    ) -> None:
+        transport = self.transport
+        assert transport is not None
+        if self.timer is not None:
+            self.timer.cancel()
+        m = gw.metrics
+        conn = Conn(session=None, link=link)  # type: ignore[arg-type]
+
+        def send_charger(data: Any) -> None:
+            t = conn.transport
+            if t is not None:
+                t.send(WSMsgType.TEXT, data)
+
+        session = Session(
+            charger_id=cid,
+            version=version,
+            backend=route.primary.name,
+            send_charger=send_charger,
+            send_backend=link.send,
+            metrics=m,
+            write=gw.writer.put,
+            settings=gw.session_settings(),
+            log=log,
+            remote=remote,
+            observe=gw.observe,
+        )
+        conn.session = session
+        link.attach(session)
+        link.on_pause = lambda paused: _pause(conn, paused)
+        link.on_give_up = lambda: _give_up(conn)
+        listener = ChargerListener(gw, conn)
+        response = WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": subprotocol})
+        ping = gw.config.listen.ping_interval_s
+        proto = WSProtocol(
+            None, None, False,
+            lambda request: WSUpgradeResponseWithListener(response, listener),
+            _PICOWS_LOG, True, HANDSHAKE_TIMEOUT_S,
+            ping > 0, ping or 20, (ping / 2) or 10, WSAutoPingStrategy.PING_WHEN_IDLE,
+            True, gw.config.listen.max_frame_bytes, None, READ_BUFFER,
+        )  # fmt: skip
+        gw.conns[cid] = conn
+        conn.gauge = m.chargers_connected.labels(version)
+        conn.gauge.inc()
+        m.connections.labels("accepted").inc()
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        data = bytes(self.buf)
+        self.buf = bytearray()
+        # Replay the request (and anything pipelined after it) into picows, which answers 101 and parses frames.
+        while data:
+            buf = proto.get_buffer(len(data))
+            n = min(len(buf), len(data))
+            buf[:n] = data[:n]
+            proto.buffer_updated(n)
+            data = data[n:]
+        transport.resume_reading()
+        gw.writer.put(
+            Write(
+                "conn",
+                cid,
+                "",
+                {
+                    "node": gw.node,
+                    "since": session.connected_at,
+                    "protocol": subprotocol,
+                    "backend": route.primary.name,
+                    "route": route.origin,
+                    "remote": remote,
+                },
+            )
+        )
+        log.info("charger_connected", remote=remote, subprotocol=subprotocol)
+
+
+def _pause(conn: Conn, paused: bool) -> None:
+    t = conn.transport
+    if t is not None:
+        u = t.underlying_transport
+        if paused:
+            u.pause_reading()
+        else:
+            u.resume_reading()
+
+
+def _give_up(conn: Conn) -> None:
+    """The link could not come back within the grace period: close the charger so it reconnects later."""
+    conn.reason = "backend_lost"
+    close_charger(conn, 1013, "backend unavailable")

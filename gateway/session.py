@@ -1,8 +1,10 @@
 """One connected charger: the OCPP-J bookkeeping between the charger and its primary backend.
 
 The session is driven by its edge (``server.py``) and its link (``upstream.py``) through two entry points,
-:meth:`Session.from_charger` and :meth:`Session.from_backend`, each taking one text frame. It sends through two
-callables it is given (``send_charger``, ``send_backend``); it knows nothing of aiohttp.
+:meth:`Session.from_charger` and :meth:`Session.from_backend`, each taking one text frame as UTF-8 bytes. It sends
+through two callables it is given (``send_charger``, ``send_backend``) that queue bytes on a transport without
+blocking; it knows nothing of WebSocket libraries. Everything here is synchronous: a frame in is handled to the end
+within the transport's read callback, with no task and no per message.
 
 Rules it enforces (OCPP-J: one outstanding CALL per direction):
 
@@ -26,19 +28,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.metrics import Metrics
 from gateway.ocpp.actions import action_label
 from gateway.ocpp.errors import FrameError
-from gateway.ocpp.frames import Call, CallError, CallResult, call_error_text, call_text, parse_frame
+from gateway.ocpp.frames import Call, CallError, CallResult, Raw, call_error_text, call_text, parse_frame
 from gateway.store.base import Write
 
 __all__ = ["AdminAnswer", "Pending", "Session", "SessionSettings"]
 
-Send = Callable[[str], Awaitable[None]]
+Send = Callable[[Raw], None]
 
 
 @dataclass(slots=True)
@@ -96,7 +98,7 @@ class Session:
     down_queue: deque[_Queued] = field(default_factory=deque)
     frames_in: int = 0
     #: called with (charger id, "charger" | "backend", frame text) for each frame received; the demo prints them
-    observe: Callable[[str, str, str], None] | None = None
+    observe: Callable[[str, str, bytes], None] | None = None
     last_seen: float = field(default_factory=time.time)
     _ids: int = 0
 
@@ -108,7 +110,7 @@ class Session:
 
     # ------------------------------------------------------------------ charger -> gateway
 
-    async def from_charger(self, text: str) -> None:
+    def from_charger(self, text: bytes) -> None:
         """One text frame from the charger."""
         self.frames_in += 1
         if self.observe is not None:
@@ -116,16 +118,16 @@ class Session:
         try:
             frame = parse_frame(text)
         except FrameError as e:
-            await self._refuse_frame(e, "charger")
+            self._refuse_frame(e, "charger")
             return
         if type(frame) is Call:
             self.metrics.message_counter("from_charger", "call", action_label(frame.action), self.backend).inc()
             self._remember(frame)
             if self.up is None and self.link_up:
-                await self._send_up(frame)
+                self._send_up(frame)
             elif len(self.up_queue) >= self.settings.max_queued_calls:
                 self.metrics.queue_overflows.labels("up").inc()
-                await self.send_charger(
+                self.send_charger(
                     call_error_text(frame.unique_id, _busy_code(self.version), "too many CALLs outstanding")
                 )
             else:
@@ -151,29 +153,29 @@ class Session:
                     assert type(frame) is CallError
                     pending.waiter.set_result(AdminAnswer(error=(frame.code, frame.description, frame.details)))
         elif self.link_up:
-            await self.send_backend(frame.raw)
+            self.send_backend(frame.raw)
         else:
             self.metrics.dropped_results.labels("from_charger", "link_down").inc()
-        await self._pump_down()
+        self._pump_down()
 
     # ------------------------------------------------------------------ backend -> gateway
 
-    async def from_backend(self, text: str) -> None:
+    def from_backend(self, text: bytes) -> None:
         """One text frame from the primary backend."""
         if self.observe is not None:
             self.observe(self.charger_id, "backend", text)
         try:
             frame = parse_frame(text)
         except FrameError as e:
-            await self._refuse_frame(e, "backend")
+            self._refuse_frame(e, "backend")
             return
         if type(frame) is Call:
             self.metrics.message_counter("from_backend", "call", action_label(frame.action), self.backend).inc()
             if self.down is None:
-                await self._send_down(frame, None)
+                self._send_down(frame, None)
             elif len(self.down_queue) >= self.settings.max_queued_calls:
                 self.metrics.queue_overflows.labels("down").inc()
-                await self.send_backend(
+                self.send_backend(
                     call_error_text(frame.unique_id, _busy_code(self.version), "too many CALLs outstanding")
                 )
             else:
@@ -195,8 +197,8 @@ class Session:
                     "boot", self.charger_id, "", {"request": self._boot, "response": frame.payload, "at": time.time()}
                 )
             )
-        await self.send_charger(frame.raw)
-        await self._pump_up()
+        self.send_charger(frame.raw)
+        self._pump_up()
 
     # ------------------------------------------------------------------ gateway-originated CALLs (admin API)
 
@@ -211,7 +213,7 @@ class Session:
         waiter: asyncio.Future[AdminAnswer] = self._loop.create_future()
         call = Call(uid, action, payload, call_text(uid, action, payload))
         if self.down is None:
-            self._loop.create_task(self._send_down(call, waiter))
+            self._send_down(call, waiter)
         elif len(self.down_queue) >= self.settings.max_queued_calls:
             self.metrics.queue_overflows.labels("down").inc()
             raise OverflowError("too many CALLs queued for this charger")
@@ -229,14 +231,14 @@ class Session:
             self.metrics.dropped_results.labels("from_backend", "link_lost").inc()
             self.up = None
 
-    async def link_restored(self) -> None:
+    def link_restored(self) -> None:
         """The link is back: flush what the charger sent meanwhile."""
         self.link_up = True
-        await self._pump_up()
+        self._pump_up()
 
     # ------------------------------------------------------------------ deadlines
 
-    async def expire(self, now: float) -> None:
+    def expire(self, now: float) -> None:
         """Forget CALLs whose deadline passed (called about once a second by the gateway's sweeper)."""
         up = self.up
         if up is not None and up.deadline <= now:
@@ -244,7 +246,7 @@ class Session:
             self.metrics.call_timeouts.labels("up", self.backend).inc()
             if self.log is not None:
                 self.log.warning("call_timed_out", direction="up", action=up.action, unique_id=up.unique_id)
-            await self._pump_up()
+            self._pump_up()
         down = self.down
         if down is not None and down.deadline <= now:
             self.down = None
@@ -253,7 +255,7 @@ class Session:
                 self.log.warning("call_timed_out", direction="down", action=down.action, unique_id=down.unique_id)
             if down.waiter is not None and not down.waiter.done():
                 down.waiter.set_exception(TimeoutError(f"{down.action}: no answer from the charger"))
-            await self._pump_down()
+            self._pump_down()
 
     def idle(self) -> bool:
         """No CALL in flight or queued either way."""
@@ -287,28 +289,28 @@ class Session:
         elif action == "BootNotification":
             self._boot = call.payload
 
-    async def _send_up(self, call: Call) -> None:
+    def _send_up(self, call: Call) -> None:
         now = self._loop.time()
         self.up = Pending(call.unique_id, call.action, now, now + self.settings.call_timeout_s)
-        await self.send_backend(call.raw)
+        self.send_backend(call.raw)
 
-    async def _send_down(self, call: Call, waiter: asyncio.Future[AdminAnswer] | None) -> None:
+    def _send_down(self, call: Call, waiter: asyncio.Future[AdminAnswer] | None) -> None:
         now = self._loop.time()
         self.down = Pending(call.unique_id, call.action, now, now + self.settings.call_timeout_s, waiter)
-        await self.send_charger(call.raw)
+        self.send_charger(call.raw)
 
-    async def _pump_up(self) -> None:
+    def _pump_up(self) -> None:
         if self.up is None and self.link_up and self.up_queue:
             self._q_up.dec()
-            await self._send_up(self.up_queue.popleft().call)
+            self._send_up(self.up_queue.popleft().call)
 
-    async def _pump_down(self) -> None:
+    def _pump_down(self) -> None:
         if self.down is None and self.down_queue:
             self._q_down.dec()
             item = self.down_queue.popleft()
-            await self._send_down(item.call, item.waiter)
+            self._send_down(item.call, item.waiter)
 
-    async def _refuse_frame(self, e: FrameError, side: str) -> None:
+    def _refuse_frame(self, e: FrameError, side: str) -> None:
         self.metrics.frame_errors.labels(side, e.kind.value).inc()
         if self.log is not None:
             self.log.info("frame_refused", side=side, kind=e.kind.value, unique_id=e.unique_id)
@@ -317,9 +319,9 @@ class Session:
         # The backend speaks the same version as the charger in pass-through.
         text = call_error_text(e.unique_id, e.code(self.version), e.detail)
         if side == "charger":
-            await self.send_charger(text)
+            self.send_charger(text)
         elif self.link_up:
-            await self.send_backend(text)
+            self.send_backend(text)
 
 
 def _busy_code(version: str) -> str:

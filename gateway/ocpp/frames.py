@@ -41,19 +41,22 @@ class MessageType(IntEnum):
     CALLERROR = 4
 
 
+Raw = bytes | str
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     unique_id: str
     action: str
     payload: dict[str, Any]
-    raw: str
+    raw: Raw
 
 
 @dataclass(frozen=True, slots=True)
 class CallResult:
     unique_id: str
     payload: dict[str, Any]
-    raw: str
+    raw: Raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,7 @@ class CallError:
     code: str
     description: str
     details: dict[str, Any]
-    raw: str
+    raw: Raw
 
 
 Frame = Call | CallResult | CallError
@@ -71,18 +74,20 @@ Frame = Call | CallResult | CallError
 _ID_IN_BROKEN = re.compile(r'^\s*\[\s*([234])\s*,\s*"([^"\\]{1,36})"')
 
 
-def _salvage(text: str) -> tuple[str | None, bool]:
+def _salvage(text: Raw) -> tuple[str | None, bool]:
+    if isinstance(text, bytes):
+        text = text[:200].decode("utf-8", "replace")
     m = _ID_IN_BROKEN.match(text)
     if m is None:
         return None, False
     return m.group(2), m.group(1) == "2"
 
 
-def parse_frame(text: str) -> Frame:
-    """Parse one OCPP-J text frame.
+def parse_frame(text: Raw) -> Frame:
+    """Parse one OCPP-J text frame (UTF-8 bytes as received, or str); the frame keeps ``text`` as ``raw``.
 
-    Raises :class:`FrameError` with the kind of violation and, when readable, the unique id.
-    Never raises anything else for any ``str`` input.
+    Invalid UTF-8 is invalid JSON here (orjson checks it). Raises :class:`FrameError` with the kind of violation
+    and, when readable, the unique id. Never raises anything else for any input.
     """
     try:
         msg = orjson.loads(text)
@@ -129,17 +134,19 @@ def parse_frame(text: str) -> Frame:
     raise FrameError(ErrorKind.UNKNOWN_MESSAGE_TYPE, f"unknown message type {mt!r}", uid, True)
 
 
-def _dumps(obj: object) -> str:
-    return orjson.dumps(obj).decode()
+_dumps = orjson.dumps
 
 
-def call_text(unique_id: str, action: str, payload: dict[str, Any]) -> str:
+def call_text(unique_id: str, action: str, payload: dict[str, Any]) -> bytes:
+    """A CALL frame, UTF-8."""
     return _dumps([2, unique_id, action, payload])
 
 
-def call_result_text(unique_id: str, payload: dict[str, Any]) -> str:
+def call_result_text(unique_id: str, payload: dict[str, Any]) -> bytes:
+    """A CALLRESULT frame, UTF-8."""
     return _dumps([3, unique_id, payload])
 
 
-def call_error_text(unique_id: str, code: str, description: str, details: dict[str, Any] | None = None) -> str:
+def call_error_text(unique_id: str, code: str, description: str, details: dict[str, Any] | None = None) -> bytes:
+    """A CALLERROR frame, UTF-8 (description cut to 255 characters)."""
     return _dumps([4, unique_id, code, description[:255], details or {}])
