@@ -286,10 +286,10 @@ class Session:
             # 1.6 keys statuses by connectorId; 2.0.1 by evseId/connectorId
             sub = str(p.get("connectorId")) if "evseId" not in p else f"{p.get('evseId')}/{p.get('connectorId')}"
             self.write(Write("status", self.charger_id, sub, dict(p)))
-        elif action == "BootNotification":
-            self._boot = call.payload
 
     def _send_up(self, call: Call) -> None:
+        if call.action == "BootNotification":
+            self._boot = call.payload  # stored with its answer (a queued second boot must not take its place)
         now = self._loop.time()
         self.up = Pending(call.unique_id, call.action, now, now + self.settings.call_timeout_s)
         self.send_backend(call.raw)

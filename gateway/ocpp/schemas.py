@@ -1,0 +1,148 @@
+"""OCPP JSON-schema validators, compiled once per version from the official schemas.
+
+The schemas are the ones shipped in the PyPI package ``ocpp`` (the package's Python code is not imported, only its
+data files are read):
+
+* 1.6: ``ocpp/v16/schemas/<Action>.json`` (request) and ``<Action>Response.json`` (response), core profiles plus
+  the security-extension messages;
+* 2.0.1: ``ocpp/v201/schemas/<Action>Request.json`` and ``<Action>Response.json``.
+
+Use::
+
+    load("1.6")      # at start: compiles every 1.6 schema (about a second); later calls return the same table
+    validate("1.6", "StartTransaction", "request", payload)   # None, or raises SchemaViolation
+
+Validators are compiled with ``fastjsonschema`` (draft-04 for 1.6, draft-06 for 2.0.1; every shipped schema
+compiles, ``format`` checks such as ``date-time`` included). ``load(version)`` compiles all schemas of that version
+at once, on first use of the version; ``validate`` calls ``load`` itself, so a forgotten ``load`` costs latency once,
+never correctness. Validation never changes the payload: fastjsonschema would otherwise write schema ``default``
+values into it (``multiplier: 0``, ``offline: false`` …), so validators are compiled with ``use_default=False``.
+
+``multipleOf`` (1.6 SetChargingProfile, RemoteStartTransaction, GetCompositeScheduleResponse: ``limit`` and
+``minChargingRate`` are multiples of 0.1): a plain float check fails on ``2.3 / 0.1 == 22.999…``. fastjsonschema
+(verified on 2.22) computes the quotient as ``Decimal(repr(value)) / Decimal(repr(multipleOf))``, and ``repr`` of
+a float parsed from JSON text gives back the shortest text that parses to it, so a float read from ``"2.3"`` passes
+and one read from ``"2.35"`` fails, exactly as the decimal text would. So payloads must hold plain floats, as
+``orjson``/``json`` produce them; do **not** parse with ``parse_float=Decimal``: ``repr`` of a ``Decimal`` is
+``Decimal('2.3')`` and fastjsonschema's quotient raises ``decimal.InvalidOperation`` on it. Nothing is skipped; the
+test suite pins this behaviour (``tests/unit/test_schemas.py``) so that a fastjsonschema upgrade that changes it
+is caught.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import fastjsonschema
+
+__all__ = [
+    "Kind",
+    "SchemaViolation",
+    "UnknownAction",
+    "Version",
+    "actions",
+    "has_schema",
+    "load",
+    "validate",
+]
+
+Version = Literal["1.6", "2.0.1"]
+Kind = Literal["request", "response"]
+Validator = Callable[[Any], Any]
+
+_DIRS: dict[str, str] = {"1.6": "v16", "2.0.1": "v201"}
+
+
+class SchemaViolation(ValueError):
+    """A payload does not conform to the schema of (version, action, kind).
+
+    ``path`` locates the offending value (``$`` is the payload, ``$.idTagInfo.status``, ``$.meterValue[0]`` …);
+    ``message`` is the validator's text.
+    """
+
+    def __init__(self, version: str, action: str, kind: str, path: str, message: str) -> None:
+        super().__init__(f"{version} {action} {kind}: {path}: {message}")
+        self.version = version
+        self.action = action
+        self.kind = kind
+        self.path = path
+        self.message = message
+
+
+class UnknownAction(LookupError):
+    """No schema exists for (version, action, kind): the action is not part of that OCPP version."""
+
+    def __init__(self, version: str, action: str, kind: str) -> None:
+        super().__init__(f"no {kind} schema for {action!r} in OCPP {version}")
+        self.version = version
+        self.action = action
+        self.kind = kind
+
+
+def _schema_dir(version: str) -> Path:
+    if version not in _DIRS:
+        raise ValueError(f"unknown OCPP version {version!r}")
+    spec = importlib.util.find_spec("ocpp")  # locates the package without executing it
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the 'ocpp' package (schemas) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / _DIRS[version] / "schemas"
+
+
+def _action_kind(version: str, stem: str) -> tuple[str, Kind]:
+    if stem.endswith("Response"):
+        return stem.removesuffix("Response"), "response"
+    if version == "2.0.1":
+        return stem.removesuffix("Request"), "request"
+    return stem, "request"
+
+
+@functools.cache
+def load(version: str) -> Mapping[tuple[str, Kind], Validator]:
+    """Compile (once) and return every validator of ``version``, keyed by (action, kind).
+
+    Call it at start for each version the gateway speaks. Raises ``ValueError`` for an unknown version and
+    ``RuntimeError`` when the ``ocpp`` package is missing.
+    """
+    table: dict[tuple[str, Kind], Validator] = {}
+    for file in sorted(_schema_dir(version).glob("*.json")):
+        action, kind = _action_kind(version, file.stem)
+        with file.open(encoding="utf-8") as fh:
+            schema = json.load(fh)
+        table[(action, kind)] = fastjsonschema.compile(schema, use_default=False)
+    if not table:
+        raise RuntimeError(f"no schemas found for OCPP {version}")
+    return MappingProxyType(table)
+
+
+def actions(version: str) -> frozenset[str]:
+    """Every action name that has a request schema in ``version``."""
+    return frozenset(action for action, kind in load(version) if kind == "request")
+
+
+def has_schema(version: str, action: str, kind: Kind) -> bool:
+    return (action, kind) in load(version)
+
+
+def _path(name: str) -> str:
+    # fastjsonschema names the value "data.a.b[0]"; report it as "$.a.b[0]"
+    return "$" + name.removeprefix("data") if name.startswith("data") else name
+
+
+def validate(version: str, action: str, kind: Kind, payload: Mapping[str, Any]) -> None:
+    """Check ``payload`` against the schema of (version, action, kind).
+
+    Raises :class:`SchemaViolation` when it does not conform, :class:`UnknownAction` when no such schema exists.
+    """
+    validator = load(version).get((action, kind))
+    if validator is None:
+        raise UnknownAction(version, action, kind)
+    try:
+        validator(payload)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise SchemaViolation(version, action, kind, _path(str(exc.name)), str(exc.message)) from None

@@ -1,0 +1,196 @@
+"""1.6 MeterValue / SampledValue -> 2.0.1 MeterValueType / SampledValueType (ocpp-translation.md §2.7).
+
+Rules:
+
+* ``value`` (1.6 string) is parsed as a decimal; a non-numeric or non-finite value drops that sample
+  (``unparsable_sample``). A meterValue left without samples is dropped; the message is still answered.
+* ``context``, ``phase``, ``location`` copy (identical enums); ``measurand`` copies except ``Temperature`` and
+  ``RPM``, which 2.0.1 lacks: the sample is dropped (``unsupported_measurand``).
+* ``unit`` -> ``unitOfMeasure`` {``unit``, ``multiplier`` 0}, ``Celcius`` (1.6 schema typo) -> ``Celsius``; no
+  rescaling (kWh stays kWh). Absent unit -> ``unitOfMeasure`` omitted (both versions default to Wh).
+* Signed data (``format`` ``SignedData``): (1) a ``Raw`` sibling in the same meterValue with the same
+  measurand/phase/location/context gets ``signedMeterValue`` and the signed sample disappears; (2) for the
+  Transaction.End energy register of a StopTransaction, the blob is handed to the caller, which attaches it to the
+  sample built from ``meterStop``; (3) else an OCMF blob gives its value from the first reading's ``RV`` (unit from
+  ``RU`` when the sample has none); (4) else the sample is dropped (``signed_without_value``) — a number is never
+  invented. ``encodingMethod`` is ``OCMF`` for OCMF blobs, else the configured one; ``signingMethod`` the OCMF
+  ``SA`` or the configured one; ``publicKey`` the configured meter key (all may be "": the schema allows it).
+  A blob longer than 2500 characters cannot be carried: the signature is dropped (``signed_data_too_long``) and
+  the value kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from gateway.translate.base import JsonDict
+from gateway.translate.v16_v201.context import Context
+
+__all__ = ["ENERGY_REGISTER", "convert_meter_values", "number", "register_sample", "signed_meter_value"]
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+UNSUPPORTED_MEASURANDS = frozenset({"Temperature", "RPM"})
+SIGNED_MAX = 2500
+
+SampleKey = tuple[str, str | None, str | None, str]
+
+
+def number(text: object) -> int | float | None:
+    """A JSON number for a 1.6 decimal text (int when integral), None when not a finite number."""
+    if isinstance(text, bool):
+        return None
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        return None
+    if not value.is_finite():
+        return None
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)
+
+
+def _key(sample: Mapping[str, Any]) -> SampleKey:
+    return (
+        str(sample.get("measurand", ENERGY_REGISTER)),
+        sample.get("phase"),
+        sample.get("location"),
+        str(sample.get("context", "Sample.Periodic")),
+    )
+
+
+def _ocmf(blob: str) -> tuple[JsonDict, JsonDict] | None:
+    """(payload, signature) sections of an OCMF text ``OCMF|{...}|{...}``."""
+    if not blob.startswith("OCMF|"):
+        return None
+    parts = blob.split("|", 2)
+    if len(parts) != 3:
+        return None
+    try:
+        payload, signature = json.loads(parts[1]), json.loads(parts[2])
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(signature, dict):
+        return None
+    return payload, signature
+
+
+def signed_meter_value(ctx: Context, blob: str) -> JsonDict | None:
+    """2.0.1 ``signedMeterValue`` for a 1.6 signed blob; None when it cannot be carried."""
+    if len(blob) > SIGNED_MAX:
+        return None
+    ocmf = _ocmf(blob)
+    encoding = "OCMF" if ocmf else ctx.options.signed_encoding_method
+    signing = ctx.options.signed_signing_method
+    if ocmf and isinstance(ocmf[1].get("SA"), str):
+        signing = ocmf[1]["SA"]
+    return {
+        "signedMeterData": blob,
+        "signingMethod": signing[:50],
+        "encodingMethod": encoding[:50],
+        "publicKey": ctx.options.meter_public_key[:SIGNED_MAX],
+    }
+
+
+def _ocmf_reading(blob: str) -> tuple[int | float, str | None] | None:
+    ocmf = _ocmf(blob)
+    if not ocmf:
+        return None
+    readings = ocmf[0].get("RD")
+    if not isinstance(readings, list) or not readings or not isinstance(readings[0], dict):
+        return None
+    value = number(readings[0].get("RV"))
+    unit = readings[0].get("RU")
+    return (value, unit if isinstance(unit, str) else None) if value is not None else None
+
+
+def _base(sample: Mapping[str, Any], value: int | float, unit: str | None) -> JsonDict:
+    out: JsonDict = {"value": value}
+    for name in ("context", "measurand", "phase", "location"):
+        if name in sample:
+            out[name] = sample[name]
+    if unit is not None:
+        out["unitOfMeasure"] = {"unit": "Celsius" if unit == "Celcius" else unit[:20], "multiplier": 0}
+    return out
+
+
+def _attach(ctx: Context, action: str, out: JsonDict, blob: str) -> None:
+    signed = signed_meter_value(ctx, blob)
+    if signed is None:
+        ctx.drop(action, "signed_data_too_long")
+    else:
+        out["signedMeterValue"] = signed
+
+
+def register_sample(value_wh: int, context: str, timestamp: str) -> JsonDict:
+    """The meterValue entry built from 1.6 ``meterStart`` / ``meterStop``."""
+    return {
+        "timestamp": timestamp,
+        "sampledValue": [
+            {"value": value_wh, "context": context, "measurand": ENERGY_REGISTER, "unitOfMeasure": {"unit": "Wh"}}
+        ],
+    }
+
+
+def _convert_one(
+    ctx: Context, action: str, samples: Sequence[Mapping[str, Any]], end_blob: Callable[[str], None] | None
+) -> list[JsonDict]:
+    signed = {_key(s): str(s.get("value", "")) for s in samples if s.get("format") == "SignedData"}
+    used: set[SampleKey] = set()
+    out: dict[int, JsonDict] = {}
+    for index, sample in enumerate(samples):  # Raw samples first: they carry their signed siblings
+        if sample.get("format") == "SignedData":
+            continue
+        if sample.get("measurand") in UNSUPPORTED_MEASURANDS:
+            ctx.drop(action, "unsupported_measurand")
+            continue
+        value = number(sample.get("value"))
+        if value is None:
+            ctx.drop(action, "unparsable_sample")
+            continue
+        key = _key(sample)
+        converted = _base(sample, value, sample.get("unit"))
+        if key in signed and key not in used:
+            _attach(ctx, action, converted, signed[key])
+            used.add(key)
+        out[index] = converted
+    for index, sample in enumerate(samples):
+        key = _key(sample)
+        if sample.get("format") != "SignedData" or key in used:
+            continue
+        if sample.get("measurand") in UNSUPPORTED_MEASURANDS:
+            ctx.drop(action, "unsupported_measurand")
+            continue
+        blob = str(sample.get("value", ""))
+        if end_blob is not None and key[0] == ENERGY_REGISTER and key[3] == "Transaction.End" and not key[1]:
+            end_blob(blob)
+            continue
+        reading = _ocmf_reading(blob)
+        if reading is None:
+            ctx.drop(action, "signed_without_value")
+            continue
+        unit = sample.get("unit")
+        converted = _base(sample, reading[0], unit if unit is not None else reading[1])
+        _attach(ctx, action, converted, blob)
+        out[index] = converted
+    return [out[i] for i in sorted(out)]
+
+
+def convert_meter_values(
+    ctx: Context,
+    action: str,
+    meter_values: Sequence[Mapping[str, Any]],
+    end_blob: Callable[[str], None] | None = None,
+) -> list[JsonDict]:
+    """Convert a 1.6 ``meterValue`` / ``transactionData`` list; empty entries are left out."""
+    out: list[JsonDict] = []
+    for mv in meter_values:
+        samples = _convert_one(ctx, action, mv.get("sampledValue") or [], end_blob)
+        if samples:
+            out.append({"timestamp": mv["timestamp"], "sampledValue": samples})
+        else:
+            ctx.drop(action, "empty_meter_value")
+    return out

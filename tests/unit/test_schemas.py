@@ -1,0 +1,85 @@
+"""Schema validators compiled from the ``ocpp`` package (gateway/ocpp/schemas.py)."""
+
+from __future__ import annotations
+
+import decimal
+
+import pytest
+
+from gateway.ocpp import schemas
+
+T0 = "2025-03-01T12:00:00Z"
+
+
+def test_every_version_loads_requests_and_responses() -> None:
+    for version in ("1.6", "2.0.1"):
+        table = schemas.load(version)
+        assert table is schemas.load(version)  # compiled once
+        requests = {a for a, k in table if k == "request"}
+        assert requests == {a for a, k in table if k == "response"}
+    assert {"StartTransaction", "SignedUpdateFirmware", "ExtendedTriggerMessage"} <= schemas.actions("1.6")
+    assert {"TransactionEvent", "NotifyReport", "GetVariables"} <= schemas.actions("2.0.1")
+    assert "TransactionEvent" not in schemas.actions("1.6")
+
+
+def test_violation_names_version_action_kind_and_path() -> None:
+    with pytest.raises(schemas.SchemaViolation) as info:
+        schemas.validate(
+            "1.6",
+            "StartTransactionResponse".removesuffix("Response"),
+            "response",
+            {"transactionId": 1, "idTagInfo": {"status": "Nope"}},
+        )
+    exc = info.value
+    assert (exc.version, exc.action, exc.kind, exc.path) == (
+        "1.6",
+        "StartTransaction",
+        "response",
+        "$.idTagInfo.status",
+    )
+
+
+def test_unknown_action_and_version() -> None:
+    with pytest.raises(schemas.UnknownAction):
+        schemas.validate("2.0.1", "StartTransaction", "request", {})
+    with pytest.raises(ValueError):
+        schemas.load("1.5")
+
+
+def test_validation_does_not_fill_defaults() -> None:
+    payload = {"evseId": 1, "meterValue": [{"timestamp": T0, "sampledValue": [{"value": 1, "unitOfMeasure": {}}]}]}
+    schemas.validate("2.0.1", "MeterValues", "request", payload)
+    assert payload["meterValue"][0]["sampledValue"][0]["unitOfMeasure"] == {}
+
+
+def _profile(limit: object) -> dict[str, object]:
+    return {
+        "connectorId": 1,
+        "csChargingProfiles": {
+            "chargingProfileId": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize("limit", [2.3, 16.1, 0.7, 32, 7400.5])
+def test_multiple_of_tenth_accepts_decimal_text_values(limit: object) -> None:
+    schemas.validate("1.6", "SetChargingProfile", "request", _profile(limit))
+
+
+def test_decimal_payloads_are_not_supported() -> None:
+    # payloads carry floats (orjson); a Decimal breaks fastjsonschema's multipleOf (documented in schemas.py)
+    with pytest.raises(decimal.InvalidOperation):
+        schemas.validate("1.6", "SetChargingProfile", "request", _profile(decimal.Decimal("2.3")))
+
+
+@pytest.mark.parametrize("limit", [2.35, 0.05])
+def test_multiple_of_tenth_rejects_finer_values(limit: object) -> None:
+    with pytest.raises(schemas.SchemaViolation):
+        schemas.validate("1.6", "SetChargingProfile", "request", _profile(limit))

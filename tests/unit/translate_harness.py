@@ -1,0 +1,135 @@
+"""In-memory harness for translator table tests: drives a plan as the session would, checking every schema.
+
+``exchange`` validates the incoming CALL against the origin's schema, every translated CALL and every answer given
+to it against the other side's schemas, the answer to the origin against the origin's response schema, and the
+``then_to_*`` CALLs against their target. It also checks that the state snapshot is plain JSON and survives a
+``from_dict`` round trip unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.ocpp import schemas
+from gateway.translate.base import JsonDict, OutCall, Plan, Side
+from gateway.translate.state import TranslationState
+from gateway.translate.v16_to_v201 import V16ChargerToV201Csms
+
+VERSION: dict[Side, str] = {"charger": "1.6", "csms": "2.0.1"}
+OTHER: dict[Side, Side] = {"charger": "csms", "csms": "charger"}
+
+Answer = JsonDict | Callable[[OutCall], JsonDict] | tuple[str, str]  # tuple: CALLERROR (code, description)
+
+
+class Clock:
+    """Deterministic ``now`` for translators."""
+
+    def __init__(self, start: str = "2025-03-01T12:00:00.000Z") -> None:
+        self.moment = datetime.fromisoformat(start)
+
+    def __call__(self) -> str:
+        return self.moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+class Ids:
+    """Deterministic 2.0.1 transaction ids: tx-1, tx-2, ..."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> str:
+        self.n += 1
+        return f"tx-{self.n}"
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    calls: list[OutCall] = field(default_factory=list)
+    answer: JsonDict | None = None
+    error: tuple[str, str] | None = None
+
+    @property
+    def actions(self) -> list[str]:
+        return [c.action for c in self.calls]
+
+    def payloads(self, action: str) -> list[JsonDict]:
+        return [c.payload for c in self.calls if c.action == action]
+
+
+def make(
+    options: Any = None, clock: Clock | None = None, session_started_at: str | None = None
+) -> tuple[V16ChargerToV201Csms, Clock]:
+    clock = clock or Clock()
+    tr = V16ChargerToV201Csms(options, now=clock, new_tx_id=Ids(), session_started_at=session_started_at or clock())
+    return tr, clock
+
+
+def _check_state(tr: V16ChargerToV201Csms) -> None:
+    snap = tr.snapshot()
+    text = json.dumps(snap)  # plain JSON
+    assert TranslationState.from_dict(json.loads(text)).to_dict() == snap
+
+
+def _check_then(plan: Plan) -> None:
+    for call in plan.then_to_csms:
+        schemas.validate("2.0.1", call.action, "request", call.payload)
+    for call in plan.then_to_charger:
+        schemas.validate("1.6", call.action, "request", call.payload)
+
+
+def exchange(
+    tr: V16ChargerToV201Csms,
+    origin: Side,
+    action: str,
+    payload: Mapping[str, Any],
+    answers: Sequence[Answer] | Answer = (),
+) -> Outcome:
+    """Run one CALL from ``origin`` through the translator; ``answers`` are the other side's answers, in order
+    (one value, a list, a function of the call, or a (code, description) tuple for a CALLERROR)."""
+    src, dst = VERSION[origin], VERSION[OTHER[origin]]
+    schemas.validate(src, action, "request", payload)
+    plan = tr.from_charger(action, payload) if origin == "charger" else tr.from_csms(action, payload)
+    out = Outcome(plan)
+    _check_state(tr)
+    if plan.error is not None:
+        assert not plan.calls and plan.reply is None
+        out.error = plan.error
+        return out
+    if plan.reply is not None:
+        assert not plan.calls, "a plan has either calls or a reply"
+        assert plan.reason, "a local answer names its reason"
+        schemas.validate(src, action, "response", plan.reply)
+        out.answer = plan.reply
+        _check_then(plan)
+        return out
+    assert plan.calls and plan.finish is not None
+    queue: list[Answer] = [answers] if isinstance(answers, dict | tuple) or callable(answers) else list(answers)
+    got: list[JsonDict] = []
+    for index, call in enumerate(plan.calls):
+        schemas.validate(dst, call.action, "request", call.payload)
+        out.calls.append(call)
+        spec = queue[index] if index < len(queue) else (queue[-1] if queue else {})
+        if isinstance(spec, tuple):
+            substitute = plan.on_error(index, spec[0], spec[1]) if plan.on_error else None
+            _check_state(tr)
+            if substitute is None:
+                out.error = (tr.map_error(spec[0], origin), spec[1])
+                return out
+            got.append(substitute)
+            continue
+        answer = spec(call) if callable(spec) else spec
+        schemas.validate(dst, call.action, "response", answer)
+        got.append(answer)
+    out.answer = plan.finish(got)
+    schemas.validate(src, action, "response", out.answer)
+    _check_state(tr)
+    _check_then(plan)
+    return out
