@@ -1,0 +1,115 @@
+"""``ocpp-gateway demo``: gateway, built-in CSMS and simulated chargers in one process, frames printed live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import sys
+
+import pytest
+
+from gateway.demo import run_demo
+
+
+def _lines(out: str, cid: str, arrow: str, backend: str, kind: str, action: str) -> list[str]:
+    pattern = re.compile(
+        rf"^\d\d:\d\d:\d\d\.\d{{3}}  {re.escape(cid)}\s+{arrow} {re.escape(backend)}\s+{kind}\s+{action}\b"
+    )
+    return [line for line in out.splitlines() if pattern.match(line)]
+
+
+async def test_demo_prints_frames_both_ways_for_both_versions(capsys: pytest.CaptureFixture[str]) -> None:
+    async with asyncio.timeout(30):
+        rc = await run_demo(chargers=2, duration=4, port=0, admin_port=0)
+    assert rc == 0
+    out = capsys.readouterr().out
+
+    # banner
+    assert re.search(r"chargers connect to\s+ws://127\.0\.0\.1:\d+/ocpp/<charger id>", out)
+    assert re.search(r"metrics\s+http://127\.0\.0\.1:\d+/metrics\b", out)
+    assert re.search(r"chargers API\s+http://127\.0\.0\.1:\d+/api/chargers\b", out)
+    assert "Ctrl-C to stop" in out
+
+    # charger -> CSMS, both versions, with their answers
+    assert _lines(out, "CP16-001", "──▶", "csms-16", "CALL", "BootNotification")
+    assert _lines(out, "CP16-001", "◀──", "csms-16", "CALLRESULT", "BootNotification")[0].endswith(
+        "interval=300 status=Accepted"
+    )
+    assert _lines(out, "CP201-002", "──▶", "csms-201", "CALL", "BootNotification")
+    assert _lines(out, "CP201-002", "◀──", "csms-201", "CALLRESULT", "BootNotification")
+    (start16,) = _lines(out, "CP16-001", "──▶", "csms-16", "CALL", "StartTransaction")[:1]
+    assert re.search(r"connector=1 idTag=\w+ meterStart=\d+", start16)
+    (started16,) = _lines(out, "CP16-001", "◀──", "csms-16", "CALLRESULT", "StartTransaction")[:1]
+    assert re.search(r"transactionId=1\d\d\d status=Accepted", started16)
+    assert any(
+        "event=Started" in line for line in _lines(out, "CP201-002", "──▶", "csms-201", "CALL", "TransactionEvent")
+    )
+
+    # CSMS -> charger, both versions (the CSMS reads the configuration after each boot), with the chargers' answers
+    assert _lines(out, "CP16-001", "◀──", "csms-16", "CALL", "GetConfiguration")
+    assert _lines(out, "CP16-001", "──▶", "csms-16", "CALLRESULT", "GetConfiguration")[0].endswith(
+        "HeartbeatInterval=300 MeterValueSampleInterval=60"
+    )
+    assert _lines(out, "CP201-002", "◀──", "csms-201", "CALL", "GetVariables")
+    assert _lines(out, "CP201-002", "──▶", "csms-201", "CALLRESULT", "GetVariables")
+
+    # stdout is not a TTY here: no colours; lines stay readable
+    assert "\033[" not in out
+    frame_lines = [line for line in out.splitlines() if re.match(r"^\d\d:\d\d:\d\d\.\d{3}  ", line)]
+    assert frame_lines and max(len(line) for line in frame_lines) <= 120
+    assert "CALLERROR" not in out
+
+    summary = re.search(r"demo stopped after [\d.]+ s: (\d+) frames relayed, (\d+) transaction", out)
+    assert summary is not None
+    assert int(summary.group(1)) == len(frame_lines)
+
+
+async def test_cli_demo_runs_until_ctrl_c() -> None:
+    """``python -m gateway demo`` as a user runs it (the CLI installs uvloop when it is importable): frames flow both
+    ways for both versions, then SIGINT stops it cleanly with exit code 0 and the summary line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "demo",
+        "--chargers",
+        "2",
+        "--port",
+        "0",
+        "--admin-port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    wanted = {
+        re.compile(r"CP16-001\s+──▶ csms-16\s+CALL\s+BootNotification"),
+        re.compile(r"CP16-001\s+◀── csms-16\s+CALL\s+GetConfiguration"),
+        re.compile(r"CP201-002\s+──▶ csms-201\s+CALL\s+BootNotification"),
+        re.compile(r"CP201-002\s+◀── csms-201\s+CALL\s+GetVariables"),
+    }
+    seen: list[str] = []
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                while wanted:
+                    raw = await proc.stdout.readline()
+                    if not raw:
+                        break  # the demo ended on its own: a failure, shown below
+                    line = raw.decode(errors="replace")
+                    seen.append(line)
+                    wanted = {p for p in wanted if not p.search(line)}
+        assert not wanted, "missing " + ", ".join(p.pattern for p in wanted) + " in:\n" + "".join(seen[-40:])
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            rest, _ = await proc.communicate()
+        out = "".join(seen) + rest.decode(errors="replace")
+        assert proc.returncode == 0, out[-3000:]
+        assert re.search(r"demo stopped after [\d.]+ s: \d+ frames relayed", out), out[-3000:]
+        assert "Traceback" not in out, out[-3000:]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
