@@ -114,6 +114,24 @@ class Metrics:
             ["where"],
             registry=r,
         )
+        self.translation_local_answers = Counter(
+            "ocppgw_translation_local_answers_total",
+            "CALLs the translator answered itself (refusals, acknowledgements by policy), by action and reason",
+            ["action", "reason"],
+            registry=r,
+        )
+        self.translation_dropped = Counter(
+            "ocppgw_translation_dropped_total",
+            "Fields, samples or messages with meaning that the target version cannot carry, by action and what",
+            ["action", "what"],
+            registry=r,
+        )
+        self.translation_errors = Counter(
+            "ocppgw_translation_errors_total",
+            "Translations refused because the result failed the target schema (bugs), by action and kind",
+            ["action", "kind"],
+            registry=r,
+        )
         self._message_children: dict[tuple[str, str, str, str], Counter] = {}
         self._rtt_children: dict[tuple[str, str, str], Histogram] = {}
 

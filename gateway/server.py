@@ -33,6 +33,7 @@ from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgTy
 from picows.common import WSUpgradeResponseWithListener
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in the stub; pinned picows
 
+from gateway.bridge import TranslatingSession
 from gateway.config import Config
 from gateway.errors import BackendUnavailable, ChargerRejected
 from gateway.logging import get_logger
@@ -40,7 +41,9 @@ from gateway.metrics import Metrics
 from gateway.ocpp.versions import SUBPROTOCOLS, VERSIONS
 from gateway.router import Route, Router
 from gateway.session import Session, SessionSettings
-from gateway.store import StateWriter, Store, Write
+from gateway.store import StateWriter, Store, StoreUnavailable, Write
+from gateway.translate import TRANSLATABLE, translator_for
+from gateway.translate.base import Translator
 from gateway.upstream import READ_BUFFER, Link, open_link
 
 __all__ = ["Gateway", "Handshake", "choose_subprotocol", "parse_charger_id"]
@@ -69,10 +72,14 @@ def parse_charger_id(raw_path: str, prefix: str) -> str:
 
 
 def choose_subprotocol(offered: list[str], route: Route, allowed: tuple[str, ...]) -> str:
-    """The first subprotocol the charger offered that the listener allows and the primary speaks."""
+    """The subprotocol toward the charger: the primary's own version when the charger offers it, else the first
+    offered version the gateway can translate to the primary's (e.g. ocpp1.6 for a 2.0.1 primary)."""
     want = SUBPROTOCOLS[route.primary.ocpp]
+    if want in offered and VERSIONS[want] in allowed:
+        return want
     for p in offered:
-        if p == want and VERSIONS.get(p) in allowed:
+        v = VERSIONS.get(p)
+        if v in allowed and (v, route.primary.ocpp) in TRANSLATABLE:
             return p
     raise ChargerRejected(
         400, "no_subprotocol", f"charger offered {offered or 'none'}; backend {route.primary.name} speaks {want}"
@@ -175,7 +182,7 @@ class Gateway:
             wall = time.time()
             for conn in list(self.conns.values()):
                 s = conn.session
-                if (s.up is not None and s.up.deadline <= now) or (s.down is not None and s.down.deadline <= now):
+                if s.overdue(now):
                     s.expire(now)
                 if idle and wall - s.last_seen > idle:
                     conn.reason = "idle_timeout"
@@ -369,6 +376,19 @@ class Handshake(asyncio.Protocol):
         version = VERSIONS[subprotocol]
         remote = self._remote()
         log = gw.log.bind(charger_id=cid, backend=route.primary.name, ocpp_version=version)
+        translator: Translator | None = None
+        if version != route.primary.ocpp:
+            # Translation state must be read before the charger is admitted: without it, transaction ids the peers
+            # already use would be lost. Store away -> 503, the charger retries (and queues meanwhile).
+            try:
+                stored = await gw.store.get_translation_state(cid, route.primary.name)
+            except StoreUnavailable:
+                gw.writer.mark(False)
+                self._refuse(ChargerRejected(503, "state_unavailable", "translation state unavailable"), path)
+                return
+            translator = translator_for(version, route.primary.ocpp)
+            if stored is not None:
+                translator.restore(stored)
 
         # A second connection with the same id replaces the first, before the new upstream link opens, so that the
         # CSMS never sees two connections for one charger.
@@ -380,7 +400,9 @@ class Handshake(asyncio.Protocol):
             await gw.close_session(cid, 1000, "replaced by a new connection")
 
         try:
-            link = await open_link(route.primary, cid, subprotocol, gw.metrics, cfg.listen.max_frame_bytes)
+            link = await open_link(
+                route.primary, cid, SUBPROTOCOLS[route.primary.ocpp], gw.metrics, cfg.listen.max_frame_bytes
+            )
         except BackendUnavailable as e:
             log.warning("backend_unavailable", reason=e.reason, status=e.http_status)
             self._refuse(ChargerRejected(e.http_status, "backend_unavailable", f"backend {e.backend} unavailable"))
@@ -391,10 +413,19 @@ class Handshake(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
-        self._upgrade(gw, cid, version, subprotocol, route, link, log, remote)
+        self._upgrade(gw, cid, version, subprotocol, route, link, log, remote, translator)
 
     def _upgrade(
-        self, gw: Gateway, cid: str, version: str, subprotocol: str, route: Route, link: Link, log: Any, remote: str
+        self,
+        gw: Gateway,
+        cid: str,
+        version: str,
+        subprotocol: str,
+        route: Route,
+        link: Link,
+        log: Any,
+        remote: str,
+        translator: Translator | None = None,
     ) -> None:
         transport = self.transport
         assert transport is not None
@@ -408,7 +439,12 @@ class Handshake(asyncio.Protocol):
             if t is not None:
                 t.send(WSMsgType.TEXT, data)
 
-        session = Session(
+        kind: type[Session] = Session
+        extra: dict[str, Any] = {}
+        if translator is not None:
+            kind = TranslatingSession
+            extra = {"translator": translator, "backend_version": route.primary.ocpp}
+        session = kind(
             charger_id=cid,
             version=version,
             backend=route.primary.name,
@@ -420,6 +456,7 @@ class Handshake(asyncio.Protocol):
             log=log,
             remote=remote,
             observe=gw.observe,
+            **extra,
         )
         conn.session = session
         link.attach(session)

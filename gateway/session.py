@@ -257,6 +257,12 @@ class Session:
                 down.waiter.set_exception(TimeoutError(f"{down.action}: no answer from the charger"))
             self._pump_down()
 
+    def overdue(self, now: float) -> bool:
+        """A CALL in flight has passed its deadline (the sweeper then calls :meth:`expire`)."""
+        return (self.up is not None and self.up.deadline <= now) or (
+            self.down is not None and self.down.deadline <= now
+        )
+
     def idle(self) -> bool:
         """No CALL in flight or queued either way."""
         return self.up is None and self.down is None and not self.up_queue and not self.down_queue
