@@ -1,0 +1,200 @@
+"""Gateway variants side by side in ONE batch, with the shared harness's load generator and CSMS stand-in.
+
+    .venv/bin/python bench/compare.py                         # direct, gateway (memory), gateway-redis; N=100,1000
+    .venv/bin/python bench/compare.py --ns 100,1000,5000 --reps 3 --idle 1000,5000
+
+Every target is up at once; reps are the outer loop and targets the inner one, so slow drift of this shared machine
+hits all targets alike. Each load run is ``../shared/bench/load.py --mode load`` (N chargers, one outstanding CALL
+each, 80 % MeterValues / 20 % Heartbeat, OCPP 1.6) and reports msgs/s, RTT percentiles and the CPU of the target's
+process; idle runs start fresh processes and report RSS per connected charger (its upstream link included).
+The results go to ``bench/results/<UTC>.jsonl`` and a markdown table (medians, ratios vs direct) is printed by the
+shared ``summarize.py``. Loopback only; every run is bounded (load.py enforces N <= 20000, duration <= 120 s).
+
+Targets:
+  direct          load -> stub (the baseline; the stub's own CPU is its "target CPU")
+  gateway         load -> ocpp-gateway (memory store, metrics on, logging info) -> stub
+  gateway-redis   the same with the Redis store (a redis-server started here on a free port)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("OCPPGW_SHARED_BENCH", ROOT.parent / "shared" / "bench"))
+PY = sys.executable
+GATEWAY = str(Path(PY).parent / "ocpp-gateway")
+STUB_PORT = 18001
+
+CONFIG = """listen:   {{host: 127.0.0.1, port: {port}, path_prefix: /ocpp, max_frame_bytes: 65536, ping_interval_s: 30}}
+admin:    {{host: 127.0.0.1, port: {admin}}}
+store:    {{url: "{store}"}}
+backends:
+  bench: {{url: "ws://127.0.0.1:{stub}/ocpp", ocpp: "1.6"}}
+routes:
+  - {{match: "*", primary: bench}}
+logging:  {{level: info, format: json}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+class Procs:
+    """Child processes, stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, argv: list[str], port: int | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = p
+        if port is not None:
+            wait_port(port)
+        return p
+
+    def stop(self, name: str) -> None:
+        p = self.procs.pop(name, None)
+        if p is None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+
+@contextlib.contextmanager
+def redis_server(work: Path) -> Iterator[str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("redis-server not found (scripts/test.sh installs it)")
+    port = free_port()
+    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                          "--dir", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def start_targets(procs: Procs, targets: list[str], redis_url: str) -> dict[str, tuple[str, int]]:
+    """Start the stub and every gateway target; name -> (charger URL, pid)."""
+    stub = procs.start("stub", [PY, str(SHARED / "csms_stub.py"), "--port", str(STUB_PORT)], STUB_PORT)
+    out: dict[str, tuple[str, int]] = {}
+    for i, t in enumerate(targets):
+        if t == "direct":
+            out[t] = (f"ws://127.0.0.1:{STUB_PORT}/ocpp", stub.pid)
+            continue
+        port, admin = 18300 + 10 * i, 18301 + 10 * i
+        store = redis_url if t == "gateway-redis" else "memory://"
+        cfg = procs.work / f"{t}.yaml"
+        cfg.write_text(CONFIG.format(port=port, admin=admin, store=store, stub=STUB_PORT))
+        p = procs.start(t, [GATEWAY, "run", "--config", str(cfg)], port)
+        out[t] = (f"ws://127.0.0.1:{port}/ocpp", p.pid)
+    return out
+
+
+def load(out: Path, name: str, url: str, pid: int, stub_pid: int, n: int, args: argparse.Namespace, rep: int,
+         mode: str = "load") -> None:
+    argv = [PY, str(SHARED / "load.py"), "--mode", mode, "--name", name, "--target", url, "-n", str(n),
+            "--pid", str(pid), "--stub-pid", str(stub_pid), "--tag", f"rep={rep}"]
+    if mode == "load":
+        argv += ["--duration", str(args.duration), "--warmup", "1", "--quiet-wait", str(args.quiet_wait)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    if r.returncode != 0 or not line.startswith("{"):
+        line = f'{{"target": "{name}", "mode": "{mode}", "n": {n}, "tag": "rep={rep}", "failed": true}}'
+        print(r.stderr[-2000:], file=sys.stderr)
+    with out.open("a") as fh:
+        fh.write(line + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--targets", default="direct,gateway,gateway-redis")
+    ap.add_argument("--ns", default="100,1000")
+    ap.add_argument("--idle", default="1000", help="idle N values ('' for none)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=6)
+    ap.add_argument("--quiet-wait", type=float, default=10)
+    args = ap.parse_args()
+    targets = args.targets.split(",")
+    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    out = ROOT / "bench" / "results" / (time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime()) + ".jsonl")
+    import aiohttp
+    import picows
+
+    meta = {"meta": True, "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "targets": targets,
+            "python": sys.version.split()[0], "aiohttp": aiohttp.__version__, "picows": picows.__version__,
+            "nginx": "nginx not in this batch",
+            "ncpu": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
+            "env": {"NS": args.ns, "REPS": args.reps, "DURATION": args.duration, "IDLE_NS": args.idle}}
+    import json
+
+    out.write_text(json.dumps(meta) + "\n")
+    print(f"# results -> {out}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="ocppgw-bench-") as tmp:
+        work = Path(tmp)
+        with redis_server(work) as redis_url:
+            procs = Procs(work)
+            try:
+                urls = start_targets(procs, targets, redis_url)
+                stub_pid = urls["direct"][1] if "direct" in urls else procs.procs["stub"].pid
+                for rep in range(1, args.reps + 1):
+                    for n in (int(x) for x in args.ns.split(",") if x):
+                        for t in targets:
+                            print(f"load rep={rep} n={n} target={t}", file=sys.stderr)
+                            load(out, t, urls[t][0], urls[t][1], stub_pid, n, args, rep)
+                            time.sleep(1)
+            finally:
+                procs.stop_all()
+            for rep in range(1, args.reps + 1):
+                for n in (int(x) for x in args.idle.split(",") if x):
+                    for t in targets:
+                        print(f"idle rep={rep} n={n} target={t}", file=sys.stderr)
+                        procs = Procs(work)
+                        try:
+                            urls = start_targets(procs, [t], redis_url)
+                            time.sleep(0.5)
+                            load(out, t, urls[t][0], urls[t][1], procs.procs["stub"].pid, n, args, rep, "idle")
+                        finally:
+                            procs.stop_all()
+    subprocess.run([PY, str(SHARED / "summarize.py"), str(out)], check=False, stdout=open(out.with_suffix(".md"), "w"))
+    print(out.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
