@@ -6,7 +6,9 @@ only to the party that asked, bounded queues, deadlines swept once a second) and
 * A CALL from one side is *planned* by the translator (:class:`gateway.translate.base.Plan`) only when its lane is
   free, so that it sees the state left by the CALL before it (a StopTransaction is planned after the
   StartTransaction's answer has assigned the ids).
-* The plan's CALLs go to the other side one at a time with the gateway's own unique ids (``g<n>``); their answers
+* The plan's CALLs go to the other side one at a time with the gateway's own unique ids (``g<n>.<session>``, the
+  session part random per connection: OCPP-J forbids reusing a message id for the same charger on any connection,
+  and ``n`` restarts at every connection and gateway restart); their answers
   feed ``finish`` whose result answers the origin under the origin's unique id. ``then_to_*`` CALLs are the
   gateway's own and queue behind on their lane; their answers are read and dropped (a CALLERROR is logged).
 * Every CALL the gateway emits and every answer it gives is validated against the target version's schema first. An
@@ -26,6 +28,7 @@ only to the party that asked, bounded queues, deadlines swept once a second) and
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,19 +43,7 @@ from gateway.session import AdminAnswer, Session
 from gateway.store.base import Write
 from gateway.translate.base import JsonDict, OutCall, Plan, Side, Translator
 
-__all__ = ["TranslatingSession", "schema_error_code"]
-
-
-def schema_error_code(e: schemas.SchemaViolation, version: str) -> str:
-    """The CALLERROR code for an incoming CALL that fails its schema (OCPP-J §4.2.3 / Part 4 §4.3)."""
-    msg = e.message
-    if "must contain" in msg or "must not contain" in msg:
-        code = "OccurrenceConstraintViolation"
-    elif "must be " in msg and any(t in msg for t in ("string", "integer", "number", "boolean", "object", "array")):
-        code = "TypeConstraintViolation"
-    else:
-        code = "PropertyConstraintViolation"
-    return normalise_code(code, version)
+__all__ = ["TranslatingSession"]
 
 
 @dataclass(slots=True)
@@ -66,6 +57,7 @@ class _Job:
     index: int = 0
     results: list[JsonDict] = field(default_factory=list)
     waiter: Any = None  # admin API future (down lane, untranslated)
+    payload: JsonDict | None = None  # the origin's payload (mirror copies of charger CALLs)
 
 
 @dataclass(slots=True)
@@ -93,6 +85,7 @@ class TranslatingSession(Session):
         self._to_csms = _Lane("csms")
         self._to_charger = _Lane("charger")
         self._gid = 0
+        self._gid_session = secrets.token_hex(4)  # message ids never repeat across connections (OCPP-J)
         m: Metrics = self.metrics
         self._local = m.translation_local_answers
         self._dropped = m.translation_dropped
@@ -186,8 +179,12 @@ class TranslatingSession(Session):
             pass  # the translator answers NotImplemented for actions it does not know
         except schemas.SchemaViolation as e:
             self.metrics.frame_errors.labels(origin, "schema").inc()
-            self._send(origin, call_error_text(call.unique_id, schema_error_code(e, src), f"{e.path}: {e.message}"))
+            self._send(
+                origin, call_error_text(call.unique_id, schemas.schema_error_code(e, src), f"{e.path}: {e.message}")
+            )
             return
+        if origin == "charger" and call.action == "BootNotification":
+            self._boot = call.payload  # the boot record stores the charger's own request with its answer
         tr = self.translator
         assert tr is not None
         plan = (
@@ -207,7 +204,9 @@ class TranslatingSession(Session):
             self._answer_origin(origin, call.unique_id, call.action, plan.reply)
             self._then(plan)
             return
-        lane.job = _Job(calls=list(plan.calls), plan=plan, origin_id=call.unique_id, action=call.action)
+        lane.job = _Job(
+            calls=list(plan.calls), plan=plan, origin_id=call.unique_id, action=call.action, payload=call.payload
+        )
         self._step(lane)
 
     def _step(self, lane: _Lane) -> None:
@@ -223,7 +222,7 @@ class TranslatingSession(Session):
                 self._translation_bug(lane, call.action, e)
                 return
         self._gid += 1
-        uid = f"g{self._gid}"
+        uid = f"g{self._gid}.{self._gid_session}"
         now = self._loop.time()
         lane.pending_id, lane.started, lane.deadline = uid, now, now + self.settings.call_timeout_s
         self._send(target, call_text(uid, call.action, call.payload))
@@ -276,6 +275,8 @@ class TranslatingSession(Session):
                 Write("boot", self.charger_id, "", {"request": self._boot, "response": answer, "at": time.time()})
             )
         self._answer_origin(origin, job.origin_id, job.action, answer)
+        if self.mirror is not None and origin == "charger" and job.payload is not None:
+            self.mirror(job.action, job.payload, answer)
         self._then(plan)
         self._done(lane)
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.metrics import Metrics
+from gateway.ocpp import schemas
 from gateway.ocpp.actions import action_label
 from gateway.ocpp.errors import FrameError
 from gateway.ocpp.frames import Call, CallError, CallResult, Raw, call_error_text, call_text, parse_frame
@@ -61,12 +62,17 @@ class Pending:
     deadline: float
     #: None: answer goes to the other side; a future: the answer is for the gateway itself (admin API)
     waiter: asyncio.Future[AdminAnswer] | None = None
+    #: the CALL's payload (a reference, for mirror copies)
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     call_timeout_s: float = 60.0
     max_queued_calls: int = 20
+    #: check every CALL against its version's schema (refused with the version's CALLERROR) and every CALLRESULT
+    #: (an invalid answer is counted and logged, then forwarded: OCPP-J has no error channel for answers)
+    validate: bool = False
 
 
 @dataclass(slots=True)
@@ -75,7 +81,7 @@ class _Queued:
     waiter: asyncio.Future[AdminAnswer] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Session:
     """State of one charger connection. Create it once the upgrade is accepted and the backend link is open."""
 
@@ -99,8 +105,15 @@ class Session:
     frames_in: int = 0
     #: called with (charger id, "charger" | "backend", frame text) for each frame received; the demo prints them
     observe: Callable[[str, str, bytes], None] | None = None
+    #: called with (action, payload, primary's answer or None) once the primary answered (or did not answer in
+    #: time) a charger CALL: the mirrors' copies (gateway/mirror.py). None when the route has no mirror.
+    mirror: Callable[[str, dict[str, Any], dict[str, Any] | None], None] | None = None
     last_seen: float = field(default_factory=time.time)
     _ids: int = 0
+    _boot: dict[str, Any] | None = None
+    _q_up: Any = field(init=False, repr=False, default=None)
+    _q_down: Any = field(init=False, repr=False, default=None)
+    _loop: asyncio.AbstractEventLoop = field(init=False, repr=False, default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         m = self.metrics
@@ -122,6 +135,8 @@ class Session:
             return
         if type(frame) is Call:
             self.metrics.message_counter("from_charger", "call", action_label(frame.action), self.backend).inc()
+            if self.settings.validate and not self._valid_call(frame, "charger"):
+                return
             self._remember(frame)
             if self.up is None and self.link_up:
                 self._send_up(frame)
@@ -142,6 +157,8 @@ class Session:
             return
         self.down = None
         self.metrics.message_counter("from_charger", kind, action_label(pending.action), self.backend).inc()
+        if self.settings.validate and type(frame) is CallResult:
+            self._check_result(pending.action, frame.payload, "charger")
         self.metrics.rtt("down", action_label(pending.action), self.backend).observe(
             self._loop.time() - pending.started
         )
@@ -171,6 +188,8 @@ class Session:
             return
         if type(frame) is Call:
             self.metrics.message_counter("from_backend", "call", action_label(frame.action), self.backend).inc()
+            if self.settings.validate and not self._valid_call(frame, "backend"):
+                return
             if self.down is None:
                 self._send_down(frame, None)
             elif len(self.down_queue) >= self.settings.max_queued_calls:
@@ -191,6 +210,8 @@ class Session:
         action = action_label(pending.action)
         self.metrics.message_counter("from_backend", kind, action, self.backend).inc()
         self.metrics.rtt("up", action, self.backend).observe(self._loop.time() - pending.started)
+        if self.settings.validate and type(frame) is CallResult:
+            self._check_result(pending.action, frame.payload, "backend")
         if type(frame) is CallResult and pending.action == "BootNotification":
             self.write(
                 Write(
@@ -198,6 +219,8 @@ class Session:
                 )
             )
         self.send_charger(frame.raw)
+        if self.mirror is not None and pending.payload is not None:
+            self.mirror(pending.action, pending.payload, frame.payload if type(frame) is CallResult else None)
         self._pump_up()
 
     # ------------------------------------------------------------------ gateway-originated CALLs (admin API)
@@ -246,6 +269,8 @@ class Session:
             self.metrics.call_timeouts.labels("up", self.backend).inc()
             if self.log is not None:
                 self.log.warning("call_timed_out", direction="up", action=up.action, unique_id=up.unique_id)
+            if self.mirror is not None and up.payload is not None:
+                self.mirror(up.action, up.payload, None)
             self._pump_up()
         down = self.down
         if down is not None and down.deadline <= now:
@@ -282,8 +307,6 @@ class Session:
 
     # ------------------------------------------------------------------ internals
 
-    _boot: dict[str, Any] | None = None
-
     def _remember(self, call: Call) -> None:
         """State the next connection needs (write-behind, never awaited)."""
         action = call.action
@@ -297,7 +320,7 @@ class Session:
         if call.action == "BootNotification":
             self._boot = call.payload  # stored with its answer (a queued second boot must not take its place)
         now = self._loop.time()
-        self.up = Pending(call.unique_id, call.action, now, now + self.settings.call_timeout_s)
+        self.up = Pending(call.unique_id, call.action, now, now + self.settings.call_timeout_s, None, call.payload)
         self.send_backend(call.raw)
 
     def _send_down(self, call: Call, waiter: asyncio.Future[AdminAnswer] | None) -> None:
@@ -315,6 +338,34 @@ class Session:
             self._q_down.dec()
             item = self.down_queue.popleft()
             self._send_down(item.call, item.waiter)
+
+    def _valid_call(self, call: Call, side: str) -> bool:
+        """Schema check of a CALL (``session.validate_schemas``); an invalid one is answered to its sender."""
+        try:
+            schemas.validate(self.version, call.action, "request", call.payload)
+        except schemas.UnknownAction:
+            return True  # not in this version's schemas: the other side answers NotImplemented
+        except schemas.SchemaViolation as e:
+            self.metrics.frame_errors.labels(side, "schema").inc()
+            answer = call_error_text(
+                call.unique_id, schemas.schema_error_code(e, self.version), f"{e.path}: {e.message}"
+            )
+            if side == "charger":
+                self.send_charger(answer)
+            elif self.link_up:
+                self.send_backend(answer)
+            return False
+        return True
+
+    def _check_result(self, action: str, payload: dict[str, Any], side: str) -> None:
+        try:
+            schemas.validate(self.version, action, "response", payload)
+        except schemas.UnknownAction:
+            pass
+        except schemas.SchemaViolation as e:
+            self.metrics.frame_errors.labels(side, "schema_result").inc()
+            if self.log is not None:
+                self.log.warning("invalid_callresult", side=side, action=action, path=e.path)
 
     def _refuse_frame(self, e: FrameError, side: str) -> None:
         self.metrics.frame_errors.labels(side, e.kind.value).inc()

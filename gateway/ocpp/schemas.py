@@ -146,3 +146,19 @@ def validate(version: str, action: str, kind: Kind, payload: Mapping[str, Any]) 
         validator(payload)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise SchemaViolation(version, action, kind, _path(str(exc.name)), str(exc.message)) from None
+
+
+def schema_error_code(e: SchemaViolation, version: str) -> str:
+    """The CALLERROR code for a CALL that fails its schema (OCPP-J 1.6 §4.2.3, 2.0.1 Part 4 §4.3), spelled for
+    ``version``: a missing or extra property is an occurrence violation, a wrong JSON type a type violation, any
+    other constraint (enum, length, range) a property violation."""
+    from gateway.ocpp.errors import normalise_code
+
+    msg = e.message
+    if "must contain" in msg or "must not contain" in msg:
+        code = "OccurrenceConstraintViolation"
+    elif "must be " in msg and any(t in msg for t in ("string", "integer", "number", "boolean", "object", "array")):
+        code = "TypeConstraintViolation"
+    else:
+        code = "PropertyConstraintViolation"
+    return normalise_code(code, version)

@@ -699,3 +699,21 @@ def test_sent_payloads_do_not_alias_translator_state() -> None:
     plan.calls[0].payload["transactionInfo"]["transactionId"] = "mutated by the session"
     plan.calls[0].payload["meterValue"].clear()
     assert tr.snapshot() == after_plan != before
+
+
+def test_transaction_snapshot_is_field_by_field_without_deep_copying_recorded_events() -> None:
+    """The snapshot is taken twice per translated round trip for every kept transaction: it must stay cheap."""
+    import dataclasses
+
+    tr, _ = make()
+    tx = start(tr)
+    stop = {"transactionId": tx, "meterStop": 1500, "timestamp": T0, "idTag": "TAG1", "reason": "Local"}
+    exchange(tr, "charger", "StopTransaction", stop, {"idTokenInfo": {"status": "Accepted"}})
+    rec = tr.state.transactions[tx]
+    snap = tr.snapshot()["transactions"][str(tx)]
+    assert snap == dataclasses.asdict(rec)
+    assert rec.started_event is not None and rec.ended_event is not None
+    # recorded events are shared (never edited in place once recorded), scalars are copied
+    assert snap["started_event"] is rec.started_event and snap["ended_event"] is rec.ended_event
+    rec.seq_no += 5
+    assert snap["seq_no"] == rec.seq_no - 5
