@@ -14,6 +14,8 @@ Targets:
   direct          load -> stub (the baseline; the stub's own CPU is its "target CPU")
   gateway         load -> ocpp-gateway (memory store, metrics on, logging info) -> stub
   gateway-redis   the same with the Redis store (a redis-server started here on a free port)
+  gateway-mirror-down   the gateway with a mirror backend that is down (copies pile up in the outbox)
+  gateway-validate      the gateway validating every CALL and CALLRESULT against the official schemas
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ admin:    {{host: 127.0.0.1, port: {admin}}}
 store:    {{url: "{store}"}}
 backends:
   bench: {{url: "ws://127.0.0.1:{stub}/ocpp", ocpp: "1.6"}}
+  down: {{url: "ws://127.0.0.1:9/ocpp", ocpp: "1.6", connect_timeout_s: 1}}
 routes:
-  - {{match: "*", primary: bench}}
+  - {{match: "*", primary: bench{mirrors}}}
 logging:  {{level: info, format: json}}
+session:  {{validate_schemas: {validate}}}
 """
 
 
@@ -71,7 +75,7 @@ class Procs:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, argv: list[str], port: int | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        log = open(self.work / f"{name}.log", "ab")
         p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         self.procs[name] = p
         if port is not None:
@@ -100,8 +104,11 @@ def redis_server(work: Path) -> Iterator[str]:
     if exe is None:
         raise SystemExit("redis-server not found (scripts/test.sh installs it)")
     port = free_port()
-    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                          "--dir", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(work)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_port(port)
         yield f"redis://127.0.0.1:{port}/0"
@@ -120,17 +127,46 @@ def start_targets(procs: Procs, targets: list[str], redis_url: str) -> dict[str,
             continue
         port, admin = 18300 + 10 * i, 18301 + 10 * i
         store = redis_url if t == "gateway-redis" else "memory://"
+        mirrors = ", mirrors: [down]" if t == "gateway-mirror-down" else ""
+        validate = "true" if t == "gateway-validate" else "false"
         cfg = procs.work / f"{t}.yaml"
-        cfg.write_text(CONFIG.format(port=port, admin=admin, store=store, stub=STUB_PORT))
+        cfg.write_text(
+            CONFIG.format(port=port, admin=admin, store=store, stub=STUB_PORT, mirrors=mirrors, validate=validate)
+        )
         p = procs.start(t, [GATEWAY, "run", "--config", str(cfg)], port)
         out[t] = (f"ws://127.0.0.1:{port}/ocpp", p.pid)
     return out
 
 
-def load(out: Path, name: str, url: str, pid: int, stub_pid: int, n: int, args: argparse.Namespace, rep: int,
-         mode: str = "load") -> None:
-    argv = [PY, str(SHARED / "load.py"), "--mode", mode, "--name", name, "--target", url, "-n", str(n),
-            "--pid", str(pid), "--stub-pid", str(stub_pid), "--tag", f"rep={rep}"]
+def load(
+    out: Path,
+    name: str,
+    url: str,
+    pid: int,
+    stub_pid: int,
+    n: int,
+    args: argparse.Namespace,
+    rep: int,
+    mode: str = "load",
+) -> None:
+    argv = [
+        PY,
+        str(SHARED / "load.py"),
+        "--mode",
+        mode,
+        "--name",
+        name,
+        "--target",
+        url,
+        "-n",
+        str(n),
+        "--pid",
+        str(pid),
+        "--stub-pid",
+        str(stub_pid),
+        "--tag",
+        f"rep={rep}",
+    ]
     if mode == "load":
         argv += ["--duration", str(args.duration), "--warmup", "1", "--quiet-wait", str(args.quiet_wait)]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
@@ -157,11 +193,18 @@ def main() -> None:
     import aiohttp
     import picows
 
-    meta = {"meta": True, "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "targets": targets,
-            "python": sys.version.split()[0], "aiohttp": aiohttp.__version__, "picows": picows.__version__,
-            "nginx": "nginx not in this batch",
-            "ncpu": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
-            "env": {"NS": args.ns, "REPS": args.reps, "DURATION": args.duration, "IDLE_NS": args.idle}}
+    meta = {
+        "meta": True,
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "targets": targets,
+        "python": sys.version.split()[0],
+        "aiohttp": aiohttp.__version__,
+        "picows": picows.__version__,
+        "nginx": "nginx not in this batch",
+        "ncpu": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "env": {"NS": args.ns, "REPS": args.reps, "DURATION": args.duration, "IDLE_NS": args.idle},
+    }
     import json
 
     out.write_text(json.dumps(meta) + "\n")

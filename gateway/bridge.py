@@ -39,7 +39,7 @@ from gateway.ocpp import schemas
 from gateway.ocpp.actions import action_label
 from gateway.ocpp.errors import FrameError, normalise_code
 from gateway.ocpp.frames import Call, CallError, CallResult, call_error_text, call_result_text, call_text, parse_frame
-from gateway.session import AdminAnswer, Session
+from gateway.session import AdminAnswer, Session, answer_payload
 from gateway.store.base import Write
 from gateway.translate.base import JsonDict, OutCall, Plan, Side, Translator
 
@@ -105,6 +105,8 @@ class TranslatingSession(Session):
             return
         if type(frame) is Call:
             self.metrics.message_counter("from_charger", "call", action_label(frame.action), self.backend).inc()
+            if self.tap is not None:
+                self.tap("from_charger", "call", frame.action, frame.unique_id, frame.payload)
             self._remember(frame)
             self._enqueue(self._to_csms, frame)
         else:
@@ -121,6 +123,8 @@ class TranslatingSession(Session):
             return
         if type(frame) is Call:
             self.metrics.message_counter("from_backend", "call", action_label(frame.action), self.backend).inc()
+            if self.tap is not None:
+                self.tap("from_backend", "call", frame.action, frame.unique_id, frame.payload)
             self._enqueue(self._to_charger, frame)
         else:
             assert type(frame) is CallResult or type(frame) is CallError
@@ -240,6 +244,8 @@ class TranslatingSession(Session):
             self._loop.time() - lane.started
         )
         lane.pending_id = None
+        if self.tap is not None:
+            self.tap(direction, kind, call.action, frame.unique_id, answer_payload(frame))
         if job.waiter is not None:  # admin CALL
             if not job.waiter.done():
                 if type(frame) is CallResult:

@@ -31,7 +31,7 @@ async def _serve_until_signalled(config_path: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(config, stop)
+    await serve(config, stop, config_path)
     return 0
 
 
@@ -44,7 +44,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     fmt = "console" if config.logging.format == "console" else "json"
     configure_logging(config.logging.level, fmt)
     _install_loop_policy()
-    return asyncio.run(_serve_until_signalled(args.config))
+    try:
+        return asyncio.run(_serve_until_signalled(args.config))
+    except ConfigError as e:  # found at start: TLS files unreadable or mismatched, credentials file malformed
+        _print_problems(args.config, e)
+        return 2
 
 
 def _print_problems(path: str, e: ConfigError) -> None:
@@ -62,10 +66,34 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as e:
         _print_problems(args.file, e)
         return 2
+    from gateway.certs import check_files
+
+    files, _ = check_files(config)
+    for where, msg in files.warnings:
+        print(f"  warning: {where}: {msg}", file=sys.stderr)
+    if files.errors:
+        _print_problems(args.file, ConfigError(files.errors))
+        return 2
     print(
         f"{args.file}: OK ({len(config.backends)} backend(s), {len(config.routes)} route(s), "
-        f"store {config.store.url.split('@')[-1]})"
+        f"{len(config.all_listeners())} listener(s), store {config.store.url.split('@')[-1]}"
+        f"{f', {len(files.warnings)} warning(s)' if files.warnings else ''})"
     )
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """Read a password (from the terminal without echo, or one line of stdin); print its hash for a credentials file."""
+    import getpass
+
+    from gateway.security import hash_password, valid_password
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+    why = valid_password(password)
+    if why:
+        print(f"password {why}", file=sys.stderr)
+        return 2
+    print(hash_password(password))
     return 0
 
 
@@ -91,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-config", help="validate a config file; exit 2 when invalid")
     c.add_argument("file")
     c.set_defaults(func=cmd_check_config)
+    h = sub.add_parser("hash-password", help="hash a charger password (stdin) for security.credentials_file")
+    h.set_defaults(func=cmd_hash_password)
     d = sub.add_parser("demo", help="gateway + built-in CSMS + simulated chargers in one process, until Ctrl-C")
     d.add_argument("--chargers", type=int, default=3, help="simulated chargers (half 1.6, half 2.0.1)")
     d.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")

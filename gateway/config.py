@@ -7,6 +7,7 @@ before validation; a missing variable is an error at that path. Unknown keys are
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -20,20 +21,30 @@ from gateway.ocpp.versions import SUBPROTOCOLS
 
 __all__ = [
     "AdminConfig",
+    "BackendAuthConfig",
     "BackendConfig",
+    "BackendTlsConfig",
     "Config",
     "ConfigError",
     "ListenConfig",
     "LoggingConfig",
     "RouteConfig",
+    "SecurityConfig",
+    "ServerTlsConfig",
     "SessionConfig",
     "StoreConfig",
+    "TapConfig",
+    "TapHttpConfig",
+    "TapRedisStreamConfig",
     "load_config",
     "parse_config",
 ]
 
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+TlsVersion = Literal["1.2", "1.3"]
+PasswordSource = Literal["store", "charger", "template"]
+RotationPolicy = Literal["passthrough", "terminate"]
 
 
 class ConfigError(Exception):
@@ -45,7 +56,24 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ServerTlsConfig:
+    """TLS of a listener (chargers or admin). ``cert`` holds the whole chain to serve, leaf first."""
+
+    cert: str
+    key: str
+    #: CA bundle that charger certificates must chain to (profile 3); requested from every client when set
+    client_ca: str | None = None
+    #: optional CRL (PEM) checked for the client certificate (leaf)
+    crl: str | None = None
+    min_version: TlsVersion = "1.2"
+    #: OpenSSL cipher string for TLS 1.2; None: the suites OCPP requires (gateway.security.OCPP_TLS12_CIPHERS)
+    ciphers: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ListenConfig:
+    #: label in logs and metrics names; default "listen[<i>]"
+    name: str = "listen[0]"
     host: str = "0.0.0.0"
     port: int = 9000
     path_prefix: str = "/ocpp"
@@ -55,14 +83,30 @@ class ListenConfig:
     idle_timeout_s: float = 0.0
     #: OCPP versions offered to chargers; "2.0" and "2.1" only when listed here
     ocpp_versions: tuple[str, ...] = ("1.6", "2.0.1")
+    #: the security profile chargers on this listener must reach (a route may override it)
+    security_profile: int = 0
+    tls: ServerTlsConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     host: str = "127.0.0.1"
     port: int = 9001
-    #: bearer token for /api/*; None = no token (only sensible on loopback)
+    #: bearer token for /api/*; None = no token (allowed on a loopback address only)
     token: str | None = field(default=None, repr=False)
+    tls: ServerTlsConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    #: YAML file of charger credentials imported into the store at start (see docs/security.md)
+    credentials_file: str | None = None
+    #: failed Basic auth attempts allowed per charger id / per remote address in ``auth_failure_window_s``
+    auth_failures_per_charger: int = 5
+    auth_failures_per_address: int = 50
+    auth_failure_window_s: float = 60.0
+    #: password hashes computed at once (each ~50 ms of CPU in a worker thread)
+    hash_concurrency: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +116,37 @@ class StoreConfig:
     prefix: str = "ocppgw"
     #: state writes queued while the store is slow or away before the oldest are dropped (counted)
     write_queue_max: int = 100_000
+    #: a charger's ownership key lives this long unless its process refreshes it (every third of it): the time a
+    #: process killed with SIGKILL keeps its chargers in the fleet list
+    owner_ttl_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class BackendTlsConfig:
+    """TLS toward a backend (wss://). The backend's certificate is verified unless ``verify`` is false."""
+
+    #: CA bundle for the backend's certificate; None: the system's trust store
+    ca: str | None = None
+    #: client certificate (chain) and key for profile 3, one for every charger
+    cert: str | None = None
+    key: str | None = None
+    #: or one per charger: <cert_dir>/<charger id>.pem and <charger id>.key (CN = charger id, as profile 3 wants)
+    cert_dir: str | None = None
+    verify: bool = True
+    min_version: TlsVersion = "1.2"
+    ciphers: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendAuthConfig:
+    """Basic auth toward a backend (profiles 1 and 2): username = charger id."""
+
+    #: store: the charger's upstream password in the credential store; charger: the password the charger presented
+    #: to the gateway; template: ``password_template``. A password stored for the charger always wins.
+    password_from: PasswordSource = "store"
+    password_template: str | None = field(default=None, repr=False)
+    #: what to do when this backend sets the charger's Basic auth password (AuthorizationKey / BasicAuthPassword)
+    password_rotation: RotationPolicy = "passthrough"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +158,69 @@ class BackendConfig:
     #: after a drop mid-session, how long to keep trying before the charger is closed (1013)
     reconnect_grace_s: float = 30.0
     ping_interval_s: float = 30.0
+    security_profile: int = 0
+    tls: BackendTlsConfig = BackendTlsConfig()
+    auth: BackendAuthConfig = BackendAuthConfig()
 
 
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
     match: str
     primary: str
+    #: overrides the listener's security_profile for the chargers of this route
+    security_profile: int | None = None
+    #: when set, only these charger ids are admitted on this route
+    allowlist: frozenset[str] | None = None
+    #: backends that get a copy of every charger CALL (answers read, never sent to the charger)
+    mirrors: tuple[str, ...] = ()
+    #: CALLs from a mirror toward the charger: None = deny all; else the actions forwarded
+    mirror_calls_allow: frozenset[str] | None = None
+    #: bounds of each (charger, mirror) outbox: entries, and age in seconds
+    outbox_max_len: int = 10_000
+    outbox_max_age_s: float = 7 * 86400.0
+
+
+TAP_DIRECTIONS = ("from_charger", "from_backend")
+TAP_MESSAGE_TYPES = ("call", "callresult", "callerror")
+
+
+@dataclass(frozen=True, slots=True)
+class TapRedisStreamConfig:
+    """XADD every event (field ``event``: the JSON document) to ``key`` on the store's Redis, ``MAXLEN ~ max_len``."""
+
+    key: str
+    max_len: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class TapHttpConfig:
+    """POST events as a JSON array, up to ``batch`` per request; 2xx acknowledges the batch, anything else retries."""
+
+    url: str
+    batch: int = 100
+    #: wait this long for a batch to fill before sending a smaller one (0: send at once)
+    flush_interval_s: float = 1.0
+    timeout_s: float = 10.0
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: back-off after a failed POST: doubles from ``retry_initial_s`` up to ``retry_max_s`` (with jitter)
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TapConfig:
+    """A copy of selected messages, as JSON events, to one sink (see gateway/taps.py). Filters: None = all."""
+
+    name: str
+    redis_stream: TapRedisStreamConfig | None = None
+    http: TapHttpConfig | None = None
+    actions: frozenset[str] | None = None
+    directions: frozenset[str] = frozenset(TAP_DIRECTIONS)
+    message_types: frozenset[str] = frozenset(TAP_MESSAGE_TYPES)
+    #: route origins (``config:routes[i]``, ``override``); routes given by their ``match`` are resolved here
+    routes: frozenset[str] | None = None
+    outbox_max_len: int = 100_000
+    outbox_max_age_s: float = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +237,32 @@ class SessionConfig:
     max_queued_calls: int = 20
     #: on SIGTERM, how long in-flight CALLs may take to finish before chargers are closed with 1001
     shutdown_grace_s: float = 10.0
+    #: then chargers are closed evenly spread over this window (0: all at once), not all reconnecting at once
+    drain_window_s: float = 0.0
+    #: validate every CALL (both ways) against the official schema of its version, and every CALLRESULT (counted)
+    validate_schemas: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     backends: Mapping[str, BackendConfig]
     routes: tuple[RouteConfig, ...]
+    #: the first listener (``listeners[0]``)
     listen: ListenConfig = ListenConfig()
     admin: AdminConfig = AdminConfig()
     store: StoreConfig = StoreConfig()
     logging: LoggingConfig = LoggingConfig()
     session: SessionConfig = SessionConfig()
+    #: every charger listener; ``listen`` in YAML is one mapping or a list of them
+    listeners: tuple[ListenConfig, ...] = ()
+    security: SecurityConfig = SecurityConfig()
+    #: processes sharing the charger listener (SO_REUSEPORT); more than 1 needs a Redis store
+    workers: int = 1
+    #: copies of selected messages to Redis Streams or HTTP endpoints (gateway/taps.py)
+    taps: tuple[TapConfig, ...] = ()
+
+    def all_listeners(self) -> tuple[ListenConfig, ...]:
+        return self.listeners or (self.listen,)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -229,55 +376,316 @@ def _path_prefix(v: str) -> str | None:
     return None
 
 
+_LISTEN_KEYS = {
+    "name",
+    "host",
+    "port",
+    "path_prefix",
+    "max_frame_bytes",
+    "ping_interval_s",
+    "idle_timeout_s",
+    "ocpp_versions",
+    "security_profile",
+    "tls",
+}
+
+
+def _profile(v: int) -> str | None:
+    return None if 0 <= v <= 3 else "must be a security profile 0..3"
+
+
+def _server_tls(c: _Checker, node: Any, path: str, mtls: bool = True) -> ServerTlsConfig | None:
+    if node is None:
+        return None
+    keys = {"cert", "key", "min_version", "ciphers"} | ({"client_ca", "crl"} if mtls else set())
+    d = c.mapping(node, path, keys, {"cert", "key"})
+    client_ca = c.get(d, "client_ca", path, str, "") or None
+    crl = c.get(d, "crl", path, str, "") or None
+    if crl and not client_ca:
+        c.err(f"{path}.crl", "needs client_ca (a CRL is checked for client certificates)")
+    return ServerTlsConfig(
+        cert=c.get(d, "cert", path, str, ""),
+        key=c.get(d, "key", path, str, ""),
+        client_ca=client_ca,
+        crl=crl,
+        min_version=cast(
+            TlsVersion,
+            c.get(
+                {**d, "min_version": str(d.get("min_version", "1.2"))},
+                "min_version",
+                path,
+                str,
+                "1.2",
+                _one_of("1.2", "1.3"),
+            ),
+        ),
+        ciphers=c.get(d, "ciphers", path, str, "") or None,
+    )
+
+
+def _listener(c: _Checker, node: Any, path: str, index: int) -> ListenConfig:
+    d = c.mapping(node, path, _LISTEN_KEYS)
+    dl = ListenConfig()
+    versions_raw = d.get("ocpp_versions", list(dl.ocpp_versions))
+    versions: list[str] = []
+    if not isinstance(versions_raw, list) or not versions_raw:
+        c.err(f"{path}.ocpp_versions", "must be a non-empty list of OCPP versions")
+    else:
+        for i, v in enumerate(versions_raw):
+            if str(v) not in SUBPROTOCOLS:
+                c.err(f"{path}.ocpp_versions[{i}]", f"must be one of {', '.join(SUBPROTOCOLS)}; got {v!r}")
+            else:
+                versions.append(str(v))
+    tls = _server_tls(c, d.get("tls"), f"{path}.tls")
+    profile = c.get(d, "security_profile", path, int, 0, _profile)
+    if profile >= 2 and tls is None:
+        c.err(f"{path}.security_profile", f"profile {profile} needs tls (cert, key)")
+    if profile == 3 and tls is not None and not tls.client_ca:
+        c.err(f"{path}.tls.client_ca", "is required for security profile 3 (mutual TLS)")
+    return ListenConfig(
+        name=c.get(
+            d,
+            "name",
+            path,
+            str,
+            f"listen[{index}]",
+            lambda v: (
+                None if re.fullmatch(r"[A-Za-z0-9_.\[\]-]{1,64}", v) else "letters, digits, _ . - [ ] only (1..64)"
+            ),
+        ),
+        host=c.get(d, "host", path, str, dl.host),
+        port=c.get(d, "port", path, int, dl.port, _port),
+        path_prefix=c.get(d, "path_prefix", path, str, dl.path_prefix, _path_prefix),
+        max_frame_bytes=c.get(
+            d,
+            "max_frame_bytes",
+            path,
+            int,
+            dl.max_frame_bytes,
+            lambda v: None if 512 <= v <= 16 * 1024 * 1024 else "must be 512..16777216",
+        ),
+        ping_interval_s=c.get(d, "ping_interval_s", path, float, dl.ping_interval_s, _non_negative),
+        idle_timeout_s=c.get(d, "idle_timeout_s", path, float, dl.idle_timeout_s, _non_negative),
+        ocpp_versions=tuple(versions) or dl.ocpp_versions,
+        security_profile=profile,
+        tls=tls,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _backend_tls(c: _Checker, node: Any, path: str) -> BackendTlsConfig:
+    d = c.mapping(node, path, {"ca", "cert", "key", "cert_dir", "verify", "min_version", "ciphers"})
+    cert = c.get(d, "cert", path, str, "") or None
+    key = c.get(d, "key", path, str, "") or None
+    cert_dir = c.get(d, "cert_dir", path, str, "") or None
+    if bool(cert) != bool(key):
+        c.err(f"{path}.{'key' if cert else 'cert'}", "cert and key go together")
+    if cert and cert_dir:
+        c.err(f"{path}.cert_dir", "use either cert/key (one for all chargers) or cert_dir (one per charger)")
+    return BackendTlsConfig(
+        ca=c.get(d, "ca", path, str, "") or None,
+        cert=cert,
+        key=key,
+        cert_dir=cert_dir,
+        verify=c.get(d, "verify", path, bool, True),
+        min_version=cast(
+            TlsVersion,
+            c.get(
+                {**d, "min_version": str(d.get("min_version", "1.2"))},
+                "min_version",
+                path,
+                str,
+                "1.2",
+                _one_of("1.2", "1.3"),
+            ),
+        ),
+        ciphers=c.get(d, "ciphers", path, str, "") or None,
+    )
+
+
+def _template(v: str) -> str | None:
+    try:
+        v.format(charger_id="x")
+    except (KeyError, IndexError, ValueError):
+        return "may only use the placeholder {charger_id} (double other braces)"
+    return None
+
+
+def _backend_auth(c: _Checker, node: Any, path: str) -> BackendAuthConfig:
+    d = c.mapping(node, path, {"password_from", "password_template", "password_rotation"})
+    template = c.get(d, "password_template", path, str, "", _template) or None
+    source = c.get(
+        d, "password_from", path, str, "template" if template else "store", _one_of("store", "charger", "template")
+    )
+    if source == "template" and not template:
+        c.err(f"{path}.password_template", "is required when password_from is template")
+    return BackendAuthConfig(
+        password_from=cast(PasswordSource, source),
+        password_template=template,
+        password_rotation=cast(
+            RotationPolicy,
+            c.get(d, "password_rotation", path, str, "passthrough", _one_of("passthrough", "terminate")),
+        ),
+    )
+
+
+_TAP_KEYS = {"name", "actions", "directions", "message_types", "routes", "redis_stream", "http", "outbox"}
+_TAP_HTTP_KEYS = {"url", "batch", "flush_interval_s", "timeout_s", "headers", "retry_initial_s", "retry_max_s"}
+
+
+def _names(c: _Checker, d: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...] = ()) -> list[str] | None:
+    """An optional non-empty list of strings (from ``choices`` when given); None when absent or wrong."""
+    raw = d.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, str) and x for x in raw):
+        c.err(f"{path}.{key}", "must be a non-empty list of strings")
+        return None
+    bad = [j for j, x in enumerate(raw) if choices and x not in choices]
+    for j in bad:
+        c.err(f"{path}.{key}[{j}]", f"must be one of {', '.join(choices)}; got {raw[j]!r}")
+    return None if bad else list(raw)
+
+
+def _route_origin(entry: str, routes_raw: Any) -> str | None:
+    """``config:routes[i]`` / ``override`` as they are, or the origin of the first route whose match is ``entry``."""
+    routes = routes_raw if isinstance(routes_raw, list) else []
+    m = re.fullmatch(r"config:routes\[(\d+)\]", entry)
+    if entry == "override" or (m is not None and int(m.group(1)) < len(routes)):
+        return entry
+    for j, r in enumerate(routes):
+        if isinstance(r, dict) and r.get("match") == entry:
+            return f"config:routes[{j}]"
+    return None
+
+
+def _tap_http(c: _Checker, node: Any, path: str) -> TapHttpConfig:
+    d = c.mapping(node, path, _TAP_HTTP_KEYS, {"url"})
+    dh = TapHttpConfig(url="")
+    headers = d.get("headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        c.err(f"{path}.headers", "must be a mapping of header name to string value")
+        headers = {}
+    initial = c.get(d, "retry_initial_s", path, float, dh.retry_initial_s, _positive)
+    most = c.get(d, "retry_max_s", path, float, dh.retry_max_s, _positive)
+    if most < initial:
+        c.err(f"{path}.retry_max_s", "must be >= retry_initial_s")
+    return TapHttpConfig(
+        url=c.get(
+            d, "url", path, str, "",
+            lambda v: None if urlsplit(v).scheme in ("http", "https") and urlsplit(v).hostname
+            else f"must be an http:// or https:// URL, got {v!r}",
+        ),
+        batch=c.get(d, "batch", path, int, dh.batch, lambda v: None if 1 <= v <= 10_000 else "must be 1..10000"),
+        flush_interval_s=c.get(d, "flush_interval_s", path, float, dh.flush_interval_s, _non_negative),
+        timeout_s=c.get(d, "timeout_s", path, float, dh.timeout_s, _positive),
+        headers=dict(headers),
+        retry_initial_s=initial,
+        retry_max_s=most,
+    )  # fmt: skip
+
+
+def _taps(c: _Checker, node: Any, routes_raw: Any, store: StoreConfig) -> tuple[TapConfig, ...]:
+    if node is None:
+        return ()
+    if not isinstance(node, list):
+        c.err("taps", "must be a list of taps")
+        return ()
+    taps: list[TapConfig] = []
+    for i, tnode in enumerate(node):
+        p = f"taps[{i}]"
+        t = c.mapping(tnode, p, _TAP_KEYS, {"name"})
+        name = c.get(
+            t, "name", p, str, "", lambda v: None if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v) else
+            "letters, digits, _ . - only (1..64)",
+        )  # fmt: skip
+        if name and name in (x.name for x in taps):
+            c.err(f"{p}.name", f"duplicate tap name {name!r}")
+        actions = _names(c, t, "actions", p)
+        directions = _names(c, t, "directions", p, TAP_DIRECTIONS) or TAP_DIRECTIONS
+        types = _names(c, t, "message_types", p, TAP_MESSAGE_TYPES) or TAP_MESSAGE_TYPES
+        origins: set[str] | None = None
+        for j, entry in enumerate(_names(c, t, "routes", p) or ()):
+            origin = _route_origin(entry, routes_raw)
+            if origin is None:
+                c.err(f"{p}.routes[{j}]", f"no route {entry!r}: use config:routes[i], override, or a route's match")
+            origins = (origins or set()) | ({origin} if origin else set())
+        if sum(t.get(k) is not None for k in ("redis_stream", "http")) != 1:
+            c.err(p, "needs exactly one sink: redis_stream or http")
+        rs: TapRedisStreamConfig | None = None
+        if t.get("redis_stream") is not None:
+            q = f"{p}.redis_stream"
+            r = c.mapping(t["redis_stream"], q, {"key", "max_len"}, {"key"})
+            if store.url.startswith("memory:"):
+                c.err(q, "needs a Redis store (store.url): the stream is written with the store's client")
+            key = c.get(r, "key", q, str, "", lambda v: None if v else "must not be empty")
+            if key.startswith(f"{store.prefix}:tap:"):
+                c.err(f"{q}.key", f"is inside the tap outboxes' namespace ({store.prefix}:tap:)")
+            rs = TapRedisStreamConfig(key=key, max_len=c.get(r, "max_len", q, int, 100_000, _positive))
+        http = _tap_http(c, t["http"], f"{p}.http") if t.get("http") is not None else None
+        ob = c.mapping(t.get("outbox"), f"{p}.outbox", {"max_len", "max_age_s"})
+        taps.append(
+            TapConfig(
+                name=name,
+                redis_stream=rs,
+                http=http,
+                actions=frozenset(actions) if actions is not None else None,
+                directions=frozenset(directions),
+                message_types=frozenset(types),
+                routes=frozenset(origins) if origins is not None else None,
+                outbox_max_len=c.get(ob, "max_len", f"{p}.outbox", int, 100_000, _positive),
+                outbox_max_age_s=c.get(ob, "max_age_s", f"{p}.outbox", float, 7 * 86400.0, _positive),
+            )
+        )
+    return tuple(taps)
+
+
 def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
     """Validate a parsed YAML document; raise :class:`ConfigError` with every problem."""
     c = _Checker(os.environ if env is None else env)
     raw = c.expand(raw, "")
     top = c.mapping(
-        raw, "", {"listen", "admin", "store", "backends", "routes", "logging", "session"}, {"backends", "routes"}
+        raw,
+        "",
+        {"listen", "admin", "store", "backends", "routes", "logging", "session", "security", "workers", "taps"},
+        {"backends", "routes"},
     )
 
-    d = c.mapping(
-        top.get("listen"),
-        "listen",
-        {"host", "port", "path_prefix", "max_frame_bytes", "ping_interval_s", "idle_timeout_s", "ocpp_versions"},
-    )
-    dl = ListenConfig()
-    versions_raw = d.get("ocpp_versions", list(dl.ocpp_versions))
-    versions: list[str] = []
-    if not isinstance(versions_raw, list) or not versions_raw:
-        c.err("listen.ocpp_versions", "must be a non-empty list of OCPP versions")
+    lraw = top.get("listen")
+    if isinstance(lraw, list):
+        if not lraw:
+            c.err("listen", "must be a mapping or a non-empty list of mappings")
+        listeners = [_listener(c, node, f"listen[{i}]", i) for i, node in enumerate(lraw)]
     else:
-        for i, v in enumerate(versions_raw):
-            if str(v) not in SUBPROTOCOLS:
-                c.err(f"listen.ocpp_versions[{i}]", f"must be one of {', '.join(SUBPROTOCOLS)}; got {v!r}")
-            else:
-                versions.append(str(v))
-    listen = ListenConfig(
-        host=c.get(d, "host", "listen", str, dl.host),
-        port=c.get(d, "port", "listen", int, dl.port, _port),
-        path_prefix=c.get(d, "path_prefix", "listen", str, dl.path_prefix, _path_prefix),
-        max_frame_bytes=c.get(
-            d,
-            "max_frame_bytes",
-            "listen",
-            int,
-            dl.max_frame_bytes,
-            lambda v: None if 512 <= v <= 16 * 1024 * 1024 else "must be 512..16777216",
-        ),
-        ping_interval_s=c.get(d, "ping_interval_s", "listen", float, dl.ping_interval_s, _non_negative),
-        idle_timeout_s=c.get(d, "idle_timeout_s", "listen", float, dl.idle_timeout_s, _non_negative),
-        ocpp_versions=tuple(versions) or dl.ocpp_versions,
-    )
+        listeners = [_listener(c, lraw, "listen", 0)]
+    listeners = listeners or [ListenConfig()]
+    names = [lst.name for lst in listeners]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            c.err(f"listen[{i}].name", f"duplicate listener name {n!r}")
+    listen = listeners[0]
 
-    d = c.mapping(top.get("admin"), "admin", {"host", "port", "token"})
+    d = c.mapping(top.get("admin"), "admin", {"host", "port", "token", "tls"})
     da = AdminConfig()
     token = c.get(d, "token", "admin", str, "") or None
     admin = AdminConfig(
-        host=c.get(d, "host", "admin", str, da.host), port=c.get(d, "port", "admin", int, da.port, _port), token=token
+        host=c.get(d, "host", "admin", str, da.host),
+        port=c.get(d, "port", "admin", int, da.port, _port),
+        token=token,
+        tls=_server_tls(c, d.get("tls"), "admin.tls", mtls=False),
     )
+    if token is None and not _is_loopback(admin.host):
+        c.err("admin.token", f"is required when the admin listener binds to a non-loopback address ({admin.host})")
 
-    d = c.mapping(top.get("store"), "store", {"url", "prefix", "write_queue_max"})
+    d = c.mapping(top.get("store"), "store", {"url", "prefix", "write_queue_max", "owner_ttl_s"})
     ds = StoreConfig()
     store = StoreConfig(
         url=c.get(d, "url", "store", str, ds.url, _store_url),
@@ -290,7 +698,13 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             lambda v: None if re.fullmatch(r"[A-Za-z0-9_.-]+", v) else "letters, digits, _ . - only",
         ),
         write_queue_max=c.get(d, "write_queue_max", "store", int, ds.write_queue_max, _positive),
+        owner_ttl_s=c.get(
+            d, "owner_ttl_s", "store", float, ds.owner_ttl_s, lambda v: None if v >= 0.3 else "must be >= 0.3"
+        ),
     )
+    workers = c.get(top, "workers", "", int, 1, lambda v: None if 1 <= v <= 256 else "must be 1..256")
+    if workers > 1 and store.url.startswith("memory:"):
+        c.err("workers", f"workers: {workers} needs a Redis store (store.url): processes cannot share memory://")
 
     backends: dict[str, BackendConfig] = {}
     braw = top.get("backends")
@@ -303,13 +717,38 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                 c.err(p, "backend names use letters, digits, _ . - (1..64)")
                 continue
             b = c.mapping(
-                node, p, {"url", "ocpp", "connect_timeout_s", "reconnect_grace_s", "ping_interval_s"}, {"url"}
+                node,
+                p,
+                {
+                    "url",
+                    "ocpp",
+                    "connect_timeout_s",
+                    "reconnect_grace_s",
+                    "ping_interval_s",
+                    "security_profile",
+                    "tls",
+                    "auth",
+                },
+                {"url"},
             )
             db = BackendConfig(name=name, url="")
             ocpp_v = b.get("ocpp", db.ocpp)
+            url = c.get(b, "url", p, str, "", _ws_url).rstrip("/")
+            profile = c.get(b, "security_profile", p, int, 0, _profile)
+            tls = _backend_tls(c, b.get("tls"), f"{p}.tls")
+            auth = _backend_auth(c, b.get("auth"), f"{p}.auth")
+            if profile >= 2 and url and not url.startswith("wss://"):
+                c.err(f"{p}.url", f"security profile {profile} needs a wss:// URL")
+            if profile == 3 and not (tls.cert or tls.cert_dir):
+                c.err(f"{p}.tls", "security profile 3 needs a client certificate: cert and key, or cert_dir")
+            if "auth" in b and profile not in (1, 2):
+                c.err(f"{p}.auth", "Basic auth is sent with security_profile 1 or 2 only")
             backends[name] = BackendConfig(
                 name=name,
-                url=c.get(b, "url", p, str, "", _ws_url).rstrip("/"),
+                url=url,
+                security_profile=profile,
+                tls=tls,
+                auth=auth,
                 ocpp=c.get({"ocpp": str(ocpp_v)}, "ocpp", p, str, db.ocpp, _one_of(*SUBPROTOCOLS)),
                 connect_timeout_s=c.get(b, "connect_timeout_s", p, float, db.connect_timeout_s, _positive),
                 reconnect_grace_s=c.get(b, "reconnect_grace_s", p, float, db.reconnect_grace_s, _non_negative),
@@ -323,13 +762,60 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
     elif isinstance(rraw, list):
         for i, node in enumerate(rraw):
             p = f"routes[{i}]"
-            r = c.mapping(node, p, {"match", "primary"}, {"match", "primary"})
+            r = c.mapping(
+                node,
+                p,
+                {"match", "primary", "security_profile", "allowlist", "mirrors", "mirror_calls", "outbox"},
+                {"match", "primary"},
+            )
             match = c.get(r, "match", p, str, "")
             primary = c.get(r, "primary", p, str, "")
             if "primary" in r and isinstance(r["primary"], str) and isinstance(braw, dict) and primary not in braw:
                 c.err(f"{p}.primary", f"unknown backend {primary!r} (defined: {', '.join(map(str, braw))})")
+            rprofile: int | None = None
+            if r.get("security_profile") is not None:
+                rprofile = c.get(r, "security_profile", p, int, 0, _profile)
+            allow: frozenset[str] | None = None
+            araw = r.get("allowlist")
+            if araw is not None:
+                if not isinstance(araw, list) or not all(isinstance(x, str) and x for x in araw):
+                    c.err(f"{p}.allowlist", "must be a list of charger ids")
+                else:
+                    allow = frozenset(araw)
+            mirrors: list[str] = []
+            mraw = r.get("mirrors", [])
+            if not isinstance(mraw, list):
+                c.err(f"{p}.mirrors", "must be a list of backend names")
+            else:
+                for j, name in enumerate(mraw):
+                    if not isinstance(name, str) or not isinstance(braw, dict) or name not in braw:
+                        c.err(f"{p}.mirrors[{j}]", f"unknown backend {name!r}")
+                    elif name == primary:
+                        c.err(f"{p}.mirrors[{j}]", "the primary cannot also be a mirror")
+                    else:
+                        mirrors.append(name)
+            calls_allow: frozenset[str] | None = None
+            mc = r.get("mirror_calls", "deny")
+            if isinstance(mc, dict) and set(mc) == {"allow"} and isinstance(mc["allow"], list):
+                calls_allow = frozenset(str(a) for a in mc["allow"])
+            elif mc != "deny":
+                c.err(f"{p}.mirror_calls", "must be 'deny' or {allow: [actions]}")
+            ob = c.mapping(r.get("outbox"), f"{p}.outbox", {"max_len", "max_age_s"})
+            ob_len = c.get(ob, "max_len", f"{p}.outbox", int, 10_000, _positive)
+            ob_age = c.get(ob, "max_age_s", f"{p}.outbox", float, 7 * 86400.0, _positive)
             if match and primary:
-                routes.append(RouteConfig(match=match, primary=primary))
+                routes.append(
+                    RouteConfig(
+                        match=match,
+                        primary=primary,
+                        security_profile=rprofile,
+                        allowlist=allow,
+                        mirrors=tuple(mirrors),
+                        mirror_calls_allow=calls_allow,
+                        outbox_max_len=ob_len,
+                        outbox_max_age_s=ob_age,
+                    )
+                )
 
     d = c.mapping(top.get("logging"), "logging", {"level", "format"})
     dlog = LoggingConfig()
@@ -340,13 +826,47 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
         format=cast(LogFormat, c.get(d, "format", "logging", str, dlog.format, _one_of("json", "console"))),
     )
 
-    d = c.mapping(top.get("session"), "session", {"call_timeout_s", "max_queued_calls", "shutdown_grace_s"})
+    d = c.mapping(
+        top.get("session"),
+        "session",
+        {"call_timeout_s", "max_queued_calls", "shutdown_grace_s", "drain_window_s", "validate_schemas"},
+    )
     dse = SessionConfig()
     session = SessionConfig(
         call_timeout_s=c.get(d, "call_timeout_s", "session", float, dse.call_timeout_s, _positive),
         max_queued_calls=c.get(d, "max_queued_calls", "session", int, dse.max_queued_calls, _non_negative),
         shutdown_grace_s=c.get(d, "shutdown_grace_s", "session", float, dse.shutdown_grace_s, _non_negative),
+        drain_window_s=c.get(d, "drain_window_s", "session", float, dse.drain_window_s, _non_negative),
+        validate_schemas=c.get(d, "validate_schemas", "session", bool, dse.validate_schemas),
     )
+
+    d = c.mapping(
+        top.get("security"),
+        "security",
+        {
+            "credentials_file",
+            "auth_failures_per_charger",
+            "auth_failures_per_address",
+            "auth_failure_window_s",
+            "hash_concurrency",
+        },
+    )
+    dsec = SecurityConfig()
+    security = SecurityConfig(
+        credentials_file=c.get(d, "credentials_file", "security", str, "") or None,
+        auth_failures_per_charger=c.get(
+            d, "auth_failures_per_charger", "security", int, dsec.auth_failures_per_charger, _positive
+        ),
+        auth_failures_per_address=c.get(
+            d, "auth_failures_per_address", "security", int, dsec.auth_failures_per_address, _positive
+        ),
+        auth_failure_window_s=c.get(
+            d, "auth_failure_window_s", "security", float, dsec.auth_failure_window_s, _positive
+        ),
+        hash_concurrency=c.get(d, "hash_concurrency", "security", int, dsec.hash_concurrency, _positive),
+    )
+
+    taps = _taps(c, top.get("taps"), top.get("routes"), store)
 
     if c.problems:
         raise ConfigError(c.problems)
@@ -358,6 +878,10 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
         store=store,
         logging=logging,
         session=session,
+        listeners=tuple(listeners),
+        security=security,
+        workers=workers,
+        taps=taps,
     )
 
 

@@ -11,6 +11,8 @@ store errors in :mod:`gateway.store.base` (``StoreUnavailable``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = ["BackendUnavailable", "ChargerCallFailed", "ChargerRejected", "GatewayError"]
 
 
@@ -21,11 +23,13 @@ class GatewayError(Exception):
 class ChargerRejected(GatewayError):
     """Refuse a charger's upgrade with ``http_status``; ``outcome`` is the bounded metric label."""
 
-    def __init__(self, http_status: int, outcome: str, reason: str) -> None:
+    def __init__(self, http_status: int, outcome: str, reason: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(reason)
         self.http_status = http_status
         self.outcome = outcome
         self.reason = reason
+        #: extra response headers (``WWW-Authenticate`` for 401, ``Retry-After`` for 429)
+        self.headers: Mapping[str, str] = headers or {}
 
 
 class BackendUnavailable(GatewayError):

@@ -33,7 +33,7 @@ class Metrics:
         self.connections = Counter(
             "ocppgw_connections_total",
             "Charger WebSocket handshakes by outcome (accepted, bad_path, bad_charger_id, no_subprotocol, "
-            "no_route, backend_unavailable, draining)",
+            "no_route, backend_unavailable, draining, unauthorized, forbidden, rate_limited, store_unavailable)",
             ["outcome"],
             registry=r,
         )
@@ -104,7 +104,8 @@ class Metrics:
         )
         self.admin_calls = Counter(
             "ocppgw_admin_calls_total",
-            "CALLs sent to chargers through the admin API, by outcome",
+            "CALLs sent to chargers through the admin API, by outcome (ok, callerror, timeout, queue_full, "
+            "disconnected on the node holding the charger; forwarded, forward_failed on the node that forwarded it)",
             ["outcome"],
             registry=r,
         )
@@ -130,6 +131,108 @@ class Metrics:
             "ocppgw_translation_errors_total",
             "Translations refused because the result failed the target schema (bugs), by action and kind",
             ["action", "kind"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "ocppgw_auth_failures_total",
+            "Charger authentication failures by reason (missing_credentials, malformed, wrong_username, "
+            "wrong_password, rate_limited, no_client_cert, cert_cn_mismatch, weaker_profile, not_allowed)",
+            ["reason"],
+            registry=r,
+        )
+        self.tls_handshakes = Counter(
+            "ocppgw_tls_handshakes_total",
+            "TLS handshakes on charger listeners by listener and outcome (ok, protocol_version, untrusted_cert, "
+            "expired_cert, revoked_cert, no_client_cert, timeout, error)",
+            ["listener", "outcome"],
+            registry=r,
+        )
+        self.certificate_expiry = Gauge(
+            "ocppgw_certificate_expiry_seconds",
+            "Seconds until the first certificate of a configured file expires (negative: expired), by config path",
+            ["name"],
+            registry=r,
+        )
+        self.password_rotations = Counter(
+            "ocppgw_password_rotations_total",
+            "Basic auth passwords set by a backend, by backend, policy and outcome (applied, failed, rejected)",
+            ["backend", "policy", "outcome"],
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "ocppgw_outbox_depth",
+            "Copies waiting in mirror outboxes (this process's chargers), by mirror",
+            ["backend"],
+            registry=r,
+        )
+        self.outbox_age = Gauge(
+            "ocppgw_outbox_age_seconds",
+            "Age of the oldest copy waiting for a mirror, by mirror",
+            ["backend"],
+            registry=r,
+        )
+        self.mirror_copies = Counter(
+            "ocppgw_mirror_copies_total",
+            "Copies of charger CALLs for mirrors, by mirror and result (delivered, trimmed: dropped unsent by the "
+            "outbox bounds)",
+            ["backend", "result"],
+            registry=r,
+        )
+        self.mirror_calls = Counter(
+            "ocppgw_mirror_calls_total",
+            "CALLs a mirror sent toward a charger, by mirror and result (denied, forwarded)",
+            ["backend", "result"],
+            registry=r,
+        )
+        self.tap_events = Counter(
+            "ocppgw_tap_events_total",
+            "Events of message taps, by tap and result (offered: selected by the tap's filters; delivered: accepted "
+            "by the sink; failed: in a delivery attempt that failed, kept and retried; trimmed: dropped unsent by "
+            "the outbox bounds)",
+            ["tap", "result"],
+            registry=r,
+        )
+        self.tap_outbox_depth = Gauge(
+            "ocppgw_tap_outbox_depth", "Events waiting in a tap's outbox (all replicas), by tap", ["tap"], registry=r
+        )
+        self.shadow_divergences = Counter(
+            "ocppgw_shadow_divergences_total",
+            "Mirrored CALLs whose mirror answer decided differently from the primary's, by action and backend pair",
+            ["action", "primary", "mirror"],
+            registry=r,
+        )
+        self.cutovers = Counter(
+            "ocppgw_cutovers_total",
+            "Route changes of connected chargers (live cutover), by result",
+            ["result"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "ocppgw_config_reloads_total",
+            "Config reloads (SIGHUP, POST /api/reload) by result (applied, invalid)",
+            ["result"],
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "ocppgw_event_loop_lag_seconds",
+            "How late the event loop ran a timer that was due (sampled every 250 ms)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.fleet_events = Counter(
+            "ocppgw_fleet_events_total",
+            "Charger ownership between nodes (takeover_sent, takeover_unanswered, takeover_received, ownership_lost) "
+            "and node messages dropped (message_dropped)",
+            ["event"],
+            registry=r,
+        )
+        self.workers = Gauge(
+            "ocppgw_workers", "Worker processes alive (main process of workers > 1; 0 otherwise)", registry=r
+        )
+        self.worker_restarts = Counter(
+            "ocppgw_worker_restarts_total",
+            "Worker processes that died and were started again by the main process, by exit (code or signal)",
+            ["exit"],
             registry=r,
         )
         self._message_children: dict[tuple[str, str, str, str], Counter] = {}

@@ -19,32 +19,45 @@ Handshake, in order (each refusal is an HTTP status *before* the upgrade, counte
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import secrets
 import socket
-import time
-from collections.abc import Callable
+import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeResponse
 from picows.common import WSUpgradeResponseWithListener
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in the stub; pinned picows
 
+from gateway.auth import Admission, EdgeSecurity, set_charger_password
 from gateway.bridge import TranslatingSession
-from gateway.config import Config
+from gateway.config import Config, ListenConfig
+from gateway.cutover import close_feeds, sync_mirrors
 from gateway.errors import BackendUnavailable, ChargerRejected
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
+from gateway.mirror import MirrorBoard, MirrorFeed
+from gateway.ocpp.errors import FrameError
+from gateway.ocpp.frames import Call, CallResult, parse_frame
 from gateway.ocpp.versions import SUBPROTOCOLS, VERSIONS
 from gateway.router import Route, Router
+from gateway.security import ROTATION_MARKERS, rotation_accepted, rotation_offer
 from gateway.session import Session, SessionSettings
 from gateway.store import StateWriter, Store, StoreUnavailable, Write
+from gateway.store.outbox import Outbox, open_outbox
+from gateway.taps import Taps
 from gateway.translate import TRANSLATABLE, translator_for
 from gateway.translate.base import Translator
-from gateway.upstream import READ_BUFFER, Link, open_link
+from gateway.upstream import READ_BUFFER, Link, Ticker, open_link
+
+if TYPE_CHECKING:
+    from gateway.fleet import Fleet
 
 __all__ = ["Gateway", "Handshake", "choose_subprotocol", "parse_charger_id"]
 
@@ -114,11 +127,12 @@ def parse_request_head(head: bytes) -> HttpRequest:
     return HttpRequest(method, target, headers)
 
 
-def http_error(status: int, text: str) -> bytes:
+def http_error(status: int, text: str, headers: Mapping[str, str] | None = None) -> bytes:
     body = (text + "\n").encode()
     reason = HTTPStatus(status).phrase
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     return (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n{extra}"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
 
@@ -133,6 +147,18 @@ class Conn:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str = "charger_closed"
     gauge: Any = None
+    #: Ticker second of the last frame from the charger, and of the ping sent while waiting for one (0: none)
+    seen: int = 0
+    ping_at: int = 0
+    #: (unique id, new password) of a CALL setting the charger's Basic auth password, until the charger answers it
+    rotation: tuple[str, str] | None = None
+    #: the route in force (config or override) and the mirror feeds it runs (gateway/cutover.py)
+    route: Route | None = None
+    feeds: dict[str, MirrorFeed] = field(default_factory=dict)
+    #: what the charger presented at the handshake (to derive upstream credentials for a cutover or a mirror)
+    charger_password: str | None = field(default=None, repr=False)
+    #: the connection record written to the store
+    info: dict[str, Any] | None = None
 
 
 @dataclass
@@ -144,13 +170,31 @@ class Gateway:
     store: Store
     writer: StateWriter
     router: Router
-    node: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    #: this process in the fleet (ownership keys, node channel); random part: unique even for gateways in one process
+    node: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
     conns: dict[str, Conn] = field(default_factory=dict)
     handshakes: set[asyncio.Task[None]] = field(default_factory=set)
+    ticker: Ticker = field(default_factory=Ticker)
     draining: bool = False
     #: see Session.observe (the demo's live view); None in production
     observe: Callable[[str, str, bytes], None] | None = None
+    #: charger ownership and messages between nodes (gateway.fleet), set by the runtime
+    fleet: Fleet | None = None
     log: Any = field(default_factory=get_logger)
+    #: TLS contexts, password verifier, failure limiters (built from the config; raises on unreadable files)
+    security: EdgeSecurity = field(init=False)
+    #: the YAML file the config came from (hot reload re-reads it); None when built in code (tests, demo)
+    config_path: str | None = None
+    #: copies of selected messages to Redis Streams / HTTP (gateway/taps.py); None without taps
+    taps: Taps | None = None
+    #: durable outboxes of mirror copies (Redis Streams with the Redis store)
+    outbox: Outbox = field(init=False)
+    mirror_board: MirrorBoard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.security = EdgeSecurity(self.config, self.store, self.metrics)
+        self.outbox = open_outbox(self.store)
+        self.mirror_board = MirrorBoard(self.metrics)
 
     @property
     def sessions(self) -> dict[str, Session]:
@@ -158,7 +202,9 @@ class Gateway:
 
     def session_settings(self) -> SessionSettings:
         s = self.config.session
-        return SessionSettings(call_timeout_s=s.call_timeout_s, max_queued_calls=s.max_queued_calls)
+        return SessionSettings(
+            call_timeout_s=s.call_timeout_s, max_queued_calls=s.max_queued_calls, validate=s.validate_schemas
+        )
 
     async def close_session(self, cid: str, code: int, message: str) -> None:
         """Close a charger's socket with ``code`` and wait (bounded) until its session has ended."""
@@ -173,35 +219,60 @@ class Gateway:
             self.log.warning("session_close_slow", charger_id=cid)
 
     async def sweep(self) -> None:
-        """Expire overdue CALLs once a second (one task for all sessions, no timer per message)."""
+        """Once a second, for every connection: expire overdue CALLs, ping silent peers (both sides) and close the
+        ones whose pong is late or that stayed silent past ``idle_timeout_s``. One task for all sessions: no timer
+        per message, no ping task per connection. Yields to the loop every 500 connections (bounded lag)."""
         loop = asyncio.get_running_loop()
-        idle = self.config.listen.idle_timeout_s
+        lst = self.config.listen
+        ping, idle = int(lst.ping_interval_s), int(lst.idle_timeout_s)
+        pong_wait = max(1, ping // 2)
         while True:
             await asyncio.sleep(1.0)
+            self.ticker.now += 1
+            tick = self.ticker.now
             now = loop.time()
-            wall = time.time()
-            for conn in list(self.conns.values()):
+            for i, conn in enumerate(list(self.conns.values())):
+                if i % 500 == 499:
+                    await asyncio.sleep(0)
                 s = conn.session
                 if s.overdue(now):
                     s.expire(now)
-                if idle and wall - s.last_seen > idle:
+                conn.link.keepalive(tick)
+                if conn.ping_at and conn.seen >= conn.ping_at:
+                    conn.ping_at = 0
+                silent = tick - conn.seen
+                if idle and silent >= idle:
                     conn.reason = "idle_timeout"
                     close_charger(conn, 1001, "idle timeout")
+                elif ping and not conn.ping_at and silent >= ping and conn.transport is not None:
+                    conn.transport.send_ping()
+                    conn.ping_at = tick
+                elif conn.ping_at and tick - conn.ping_at >= pong_wait:
+                    conn.reason = "ping_timeout"
+                    self.metrics.call_timeouts.labels("ping", "charger").inc()
+                    close_charger(conn, 1001, "no pong")
 
-    async def drain(self, grace_s: float) -> None:
-        """Let in-flight CALLs finish (bounded by ``grace_s``), then close every charger with 1001."""
+    async def drain(self, grace_s: float, window_s: float = 0.0) -> None:
+        """Let in-flight CALLs finish (bounded by ``grace_s``), then close every charger with 1001, spread evenly
+        over ``window_s`` (0: all at once) so that they do not all reconnect to the other replicas at the same
+        instant. Returns when every session has ended (at most ``grace_s + window_s`` plus the close time)."""
         self.draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
         # Polls: one event per session would cost on the hot path; this runs once, bounded by the deadline.
         while loop.time() < deadline and any(not c.session.idle() for c in self.conns.values()):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        if self.conns:
-            self.log.info("draining", chargers=len(self.conns))
-        await asyncio.gather(
-            *(self.close_session(cid, 1001, "gateway shutting down") for cid in list(self.conns)),
-            return_exceptions=True,
-        )
+        cids = list(self.conns)
+        if cids:
+            self.log.info("draining", chargers=len(cids), window_s=window_s)
+        start, step = loop.time(), (window_s / len(cids) if cids else 0.0)
+        closing: list[asyncio.Task[None]] = []
+        for i, cid in enumerate(cids):
+            delay = start + i * step - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            closing.append(loop.create_task(self.close_session(cid, 1001, "gateway shutting down")))
+        await asyncio.gather(*closing, return_exceptions=True)
         for t in list(self.handshakes):
             t.cancel()
         await asyncio.gather(*self.handshakes, return_exceptions=True)
@@ -218,21 +289,27 @@ def close_charger(conn: Conn, code: int, message: str) -> None:
 class ChargerListener(WSListener):
     """picows callbacks of one charger connection."""
 
-    __slots__ = ("conn", "gw", "max_frame", "partial")
+    __slots__ = ("conn", "gw", "max_frame", "partial", "ticker")
 
     def __init__(self, gw: Gateway, conn: Conn) -> None:
         self.gw = gw
         self.conn = conn
         self.partial: bytearray | None = None
         self.max_frame = gw.config.listen.max_frame_bytes
+        self.ticker = gw.ticker
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.conn.transport = transport
+        self.conn.seen = self.ticker.now
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         mt = frame.msg_type
+        self.conn.seen = self.ticker.now
         if mt is WSMsgType.TEXT and frame.fin and self.partial is None:
-            self.conn.session.from_charger(frame.get_payload_as_bytes())
+            data = frame.get_payload_as_bytes()
+            if self.conn.rotation is not None:
+                rotation_answered(self.gw, self.conn, data)
+            self.conn.session.from_charger(data)
             return
         if mt is WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
@@ -281,7 +358,7 @@ def end_session(gw: Gateway, conn: Conn) -> None:
     cid = session.charger_id
     if gw.conns.get(cid) is conn:
         del gw.conns[cid]
-        gw.writer.put(Write("conn", cid, "", None))
+        gw.writer.put(Write("conn", cid, gw.node, None))  # releases ownership unless another node took it over
     session.close()
     if conn.gauge is not None:
         conn.gauge.dec()
@@ -292,6 +369,7 @@ def end_session(gw: Gateway, conn: Conn) -> None:
     async def finish() -> None:
         try:
             await conn.link.close()
+            await close_feeds(conn)
         finally:
             conn.closed.set()
 
@@ -306,10 +384,15 @@ def spawn(gw: Gateway, coro: Any, name: str) -> None:
 
 
 class Handshake(asyncio.Protocol):
-    """Reads the HTTP upgrade request, admits the charger asynchronously, then hands the socket to picows."""
+    """Reads the HTTP upgrade request, admits the charger asynchronously, then hands the socket to picows.
 
-    def __init__(self, gw: Gateway) -> None:
+    On a TLS listener the loop has done the TLS handshake before ``connection_made`` (``create_server(ssl=...)``); a
+    failed one never gets here and is counted by the listener's context (see ``gateway.auth``).
+    """
+
+    def __init__(self, gw: Gateway, listener: ListenConfig | None = None) -> None:
         self.gw = gw
+        self.listener = listener or gw.config.listen
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -318,6 +401,8 @@ class Handshake(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport
         self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT_S, self.transport.abort)
+        if self.listener.tls is not None:
+            self.gw.metrics.tls_handshakes.labels(self.listener.name, "ok").inc()
 
     def data_received(self, data: bytes) -> None:
         if self.started:
@@ -346,7 +431,7 @@ class Handshake(asyncio.Protocol):
             "charger_refused", reason=e.reason, outcome=e.outcome, status=e.http_status, remote=remote, path=path[:100]
         )
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(http_error(e.http_status, e.reason))
+            self.transport.write(http_error(e.http_status, e.reason, e.headers))
             self.transport.close()
 
     def _remote(self) -> str:
@@ -355,7 +440,6 @@ class Handshake(asyncio.Protocol):
 
     async def _admit(self, head: bytes) -> None:
         gw = self.gw
-        cfg = gw.config
         path = ""
         try:
             req = parse_request_head(head)
@@ -364,12 +448,21 @@ class Handshake(asyncio.Protocol):
                 raise ChargerRejected(503, "draining", "gateway is shutting down")
             if req.method != "GET":
                 raise ChargerRejected(405, "bad_request", "WebSocket upgrade needs GET")
-            cid = parse_charger_id(req.raw_path, cfg.listen.path_prefix)
+            cid = parse_charger_id(req.raw_path, self.listener.path_prefix)
             route = gw.router.resolve(cid)
             if route is None:
                 raise ChargerRejected(404, "no_route", "no route for this charger id")
+            route = gw.router.override(route, await self._override(cid))
+            # Security profile (401/403/429 before any upgrade; see gateway/auth.py for the order of the checks)
+            required = self.listener.security_profile if route.security_profile is None else route.security_profile
+            ssl_object = self.transport.get_extra_info("ssl_object") if self.transport is not None else None
+            admission = await gw.security.admit(
+                cid, req.headers.get("authorization"), ssl_object, required, route.allowlist, self._remote()
+            )
             offered = [p.strip() for p in req.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-            subprotocol = choose_subprotocol(offered, route, cfg.listen.ocpp_versions)
+            subprotocol = choose_subprotocol(offered, route, self.listener.ocpp_versions)
+            up_tls, up_password = await self._upstream_credentials(route, cid, admission)
+            self.charger_password = admission.password
         except ChargerRejected as e:
             self._refuse(e, path)
             return
@@ -398,10 +491,19 @@ class Handshake(asyncio.Protocol):
             old = gw.conns[cid]
             old.reason = "replaced"
             await gw.close_session(cid, 1000, "replaced by a new connection")
+        if gw.fleet is not None:
+            await gw.fleet.take(cid, log)  # ownership; a session on another node is closed first
 
         try:
             link = await open_link(
-                route.primary, cid, SUBPROTOCOLS[route.primary.ocpp], gw.metrics, cfg.listen.max_frame_bytes
+                route.primary,
+                cid,
+                SUBPROTOCOLS[route.primary.ocpp],
+                gw.metrics,
+                self.listener.max_frame_bytes,
+                ssl_context=up_tls,
+                ticker=gw.ticker,
+                password=up_password,
             )
         except BackendUnavailable as e:
             log.warning("backend_unavailable", reason=e.reason, status=e.http_status)
@@ -413,7 +515,38 @@ class Handshake(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        link.store_password = functools.partial(gw.security.store_upstream_password, cid, route.primary.name)
         self._upgrade(gw, cid, version, subprotocol, route, link, log, remote, translator)
+
+    async def _override(self, cid: str) -> dict[str, Any] | None:
+        """The charger's route override from the store (admin API cutover); the config route when unreadable."""
+        try:
+            return await self.gw.store.get_route_override(cid)
+        except StoreUnavailable:
+            self.gw.log.warning("route_override_unreadable", charger_id=cid)
+            return None
+
+    async def _upstream_credentials(
+        self, route: Route, cid: str, admission: Admission
+    ) -> tuple[ssl.SSLContext | None, str | None]:
+        """TLS context and Basic auth password toward the primary, or :class:`ChargerRejected` (502/503)."""
+        backend = route.primary
+        sec = self.gw.security
+        try:
+            ctx = sec.client_tls(backend, cid)
+        except (OSError, ssl.SSLError):
+            self.gw.log.warning("upstream_certificate_unusable", charger_id=cid, backend=backend.name)
+            raise ChargerRejected(502, "no_upstream_credentials", "no client certificate for this charger") from None
+        if backend.security_profile not in (1, 2):
+            return ctx, None
+        try:
+            password = await sec.upstream_password(backend, cid, admission.password)
+        except StoreUnavailable:
+            raise ChargerRejected(503, "store_unavailable", "credential store unavailable") from None
+        if password is None:
+            self.gw.log.warning("upstream_password_missing", charger_id=cid, backend=backend.name)
+            raise ChargerRejected(502, "no_upstream_credentials", "no upstream password for this charger")
+        return ctx, password
 
     def _upgrade(
         self,
@@ -437,6 +570,8 @@ class Handshake(asyncio.Protocol):
         def send_charger(data: Any) -> None:
             t = conn.transport
             if t is not None:
+                if rotation_marked(data):
+                    watch_rotation(gw, conn, data)
                 t.send(WSMsgType.TEXT, data)
 
         kind: type[Session] = Session
@@ -464,12 +599,11 @@ class Handshake(asyncio.Protocol):
         link.on_give_up = lambda: _give_up(conn)
         listener = ChargerListener(gw, conn)
         response = WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": subprotocol})
-        ping = gw.config.listen.ping_interval_s
         proto = WSProtocol(
             None, None, False,
             lambda request: WSUpgradeResponseWithListener(response, listener),
             _PICOWS_LOG, True, HANDSHAKE_TIMEOUT_S,
-            ping > 0, ping or 20, (ping / 2) or 10, WSAutoPingStrategy.PING_WHEN_IDLE,
+            False, 20, 10, WSAutoPingStrategy.PING_WHEN_IDLE,  # no ping task per charger: Gateway.sweep pings
             True, gw.config.listen.max_frame_bytes, None, READ_BUFFER,
         )  # fmt: skip
         gw.conns[cid] = conn
@@ -488,21 +622,24 @@ class Handshake(asyncio.Protocol):
             proto.buffer_updated(n)
             data = data[n:]
         transport.resume_reading()
-        gw.writer.put(
-            Write(
-                "conn",
-                cid,
-                "",
-                {
-                    "node": gw.node,
-                    "since": session.connected_at,
-                    "protocol": subprotocol,
-                    "backend": route.primary.name,
-                    "route": route.origin,
-                    "remote": remote,
-                },
-            )
-        )
+        conn.route = route
+        conn.charger_password = self.charger_password
+        conn.info = {
+            "node": gw.node,
+            "since": session.connected_at,
+            "protocol": subprotocol,
+            "backend": route.primary.name,
+            "route": route.origin,
+            "mirrors": [b.name for b in route.mirrors],
+            "remote": remote,
+        }
+        gw.writer.put(Write("conn", cid, "", conn.info))
+        if route.mirrors:
+            sync_mirrors(gw, conn, route)
+        taps = gw.taps
+        if taps is not None and taps.wants(route.origin):
+            origin = route.origin
+            session.tap = lambda d, t, a, u, p: taps.offer(cid, origin, d, t, a, u, p)
         log.info("charger_connected", remote=remote, subprotocol=subprotocol)
 
 
@@ -520,3 +657,65 @@ def _give_up(conn: Conn) -> None:
     """The link could not come back within the grace period: close the charger so it reconnects later."""
     conn.reason = "backend_lost"
     close_charger(conn, 1013, "backend unavailable")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Basic auth password set by the CSMS (or the admin API) and accepted by the charger: keep the store in step, so
+# that the charger's next connection (with the new password) is admitted. Only frames that mention the password
+# are parsed; under the policy ``terminate`` such a CALL never reaches the charger (see upstream.Link.intercept).
+
+
+def rotation_marked(data: bytes | str) -> bool:
+    if isinstance(data, str):
+        return "AuthorizationKey" in data or "BasicAuthPassword" in data
+    return ROTATION_MARKERS[0] in data or ROTATION_MARKERS[1] in data
+
+
+def watch_rotation(gw: Gateway, conn: Conn, data: bytes | str) -> None:
+    """A frame to the charger mentions the password: remember a CALL that sets it, until the charger answers."""
+    try:
+        frame = parse_frame(data)
+    except FrameError:
+        return
+    if type(frame) is Call:
+        password = rotation_offer(frame.action, frame.payload, conn.session.version)
+        if password is not None:
+            conn.rotation = (frame.unique_id, password)
+
+
+def rotation_answered(gw: Gateway, conn: Conn, data: bytes) -> None:
+    """A frame from the charger while a password change is outstanding: on its acceptance, store the new password."""
+    assert conn.rotation is not None
+    uid, password = conn.rotation
+    if uid.encode() not in data:
+        return
+    try:
+        frame = parse_frame(data)
+    except FrameError:
+        return
+    if type(frame) is Call or frame.unique_id != uid:
+        return
+    conn.rotation = None
+    backend = conn.link.backend
+    if type(frame) is not CallResult or not rotation_accepted(frame.payload, conn.session.version):
+        gw.metrics.password_rotations.labels(backend.name, "passthrough", "rejected").inc()
+        return
+    spawn(gw, _store_rotated(gw, conn, password), "rotation-store")
+
+
+async def _store_rotated(gw: Gateway, conn: Conn, password: str) -> None:
+    cid = conn.session.charger_id
+    backend = conn.link.backend
+    log = conn.session.log or gw.log
+    try:
+        await set_charger_password(gw.store, cid, password)
+        if backend.security_profile in (1, 2) and backend.auth.password_from == "store":
+            await gw.security.store_upstream_password(cid, backend.name, password)
+    except StoreUnavailable:
+        gw.metrics.password_rotations.labels(backend.name, "passthrough", "failed").inc()
+        log.error("charger_password_rotation_not_stored", reason="store unavailable")
+        return
+    if backend.auth.password_from in ("store", "charger"):
+        conn.link.password = password
+    gw.metrics.password_rotations.labels(backend.name, "passthrough", "applied").inc()
+    log.info("charger_password_rotated", policy="passthrough")

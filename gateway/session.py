@@ -39,7 +39,7 @@ from gateway.ocpp.errors import FrameError
 from gateway.ocpp.frames import Call, CallError, CallResult, Raw, call_error_text, call_text, parse_frame
 from gateway.store.base import Write
 
-__all__ = ["AdminAnswer", "Pending", "Session", "SessionSettings"]
+__all__ = ["AdminAnswer", "Pending", "Session", "SessionSettings", "answer_payload"]
 
 Send = Callable[[Raw], None]
 
@@ -108,6 +108,9 @@ class Session:
     #: called with (action, payload, primary's answer or None) once the primary answered (or did not answer in
     #: time) a charger CALL: the mirrors' copies (gateway/mirror.py). None when the route has no mirror.
     mirror: Callable[[str, dict[str, Any], dict[str, Any] | None], None] | None = None
+    #: called with (direction, message type, action, unique id, payload) for each frame relayed, when a tap selects
+    #: this charger's route (gateway/taps.py); None otherwise
+    tap: Callable[[str, str, str, str, dict[str, Any]], None] | None = None
     last_seen: float = field(default_factory=time.time)
     _ids: int = 0
     _boot: dict[str, Any] | None = None
@@ -137,6 +140,8 @@ class Session:
             self.metrics.message_counter("from_charger", "call", action_label(frame.action), self.backend).inc()
             if self.settings.validate and not self._valid_call(frame, "charger"):
                 return
+            if self.tap is not None:
+                self.tap("from_charger", "call", frame.action, frame.unique_id, frame.payload)
             self._remember(frame)
             if self.up is None and self.link_up:
                 self._send_up(frame)
@@ -157,6 +162,8 @@ class Session:
             return
         self.down = None
         self.metrics.message_counter("from_charger", kind, action_label(pending.action), self.backend).inc()
+        if self.tap is not None:
+            self.tap("from_charger", kind, pending.action, frame.unique_id, answer_payload(frame))
         if self.settings.validate and type(frame) is CallResult:
             self._check_result(pending.action, frame.payload, "charger")
         self.metrics.rtt("down", action_label(pending.action), self.backend).observe(
@@ -190,6 +197,8 @@ class Session:
             self.metrics.message_counter("from_backend", "call", action_label(frame.action), self.backend).inc()
             if self.settings.validate and not self._valid_call(frame, "backend"):
                 return
+            if self.tap is not None:
+                self.tap("from_backend", "call", frame.action, frame.unique_id, frame.payload)
             if self.down is None:
                 self._send_down(frame, None)
             elif len(self.down_queue) >= self.settings.max_queued_calls:
@@ -209,6 +218,8 @@ class Session:
         kind = "callresult" if type(frame) is CallResult else "callerror"
         action = action_label(pending.action)
         self.metrics.message_counter("from_backend", kind, action, self.backend).inc()
+        if self.tap is not None:
+            self.tap("from_backend", kind, pending.action, frame.unique_id, answer_payload(frame))
         self.metrics.rtt("up", action, self.backend).observe(self._loop.time() - pending.started)
         if self.settings.validate and type(frame) is CallResult:
             self._check_result(pending.action, frame.payload, "backend")
@@ -379,6 +390,14 @@ class Session:
             self.send_charger(text)
         elif self.link_up:
             self.send_backend(text)
+
+
+def answer_payload(frame: Call | CallResult | CallError) -> dict[str, Any]:
+    """The payload of a frame as a tap event carries it (a CALLERROR's code, description and details)."""
+    if type(frame) is CallError:
+        return {"errorCode": frame.code, "errorDescription": frame.description, "errorDetails": frame.details}
+    assert type(frame) is CallResult or type(frame) is Call
+    return frame.payload
 
 
 def _busy_code(version: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.store.base import Store, StoreUnavailable, Write, open_store
+from gateway.store.base import Store, StoreUnavailable, Subscription, Write, open_store
 from gateway.store.writer import StateWriter
 
-__all__ = ["StateWriter", "Store", "StoreUnavailable", "Write", "open_store"]
+__all__ = ["StateWriter", "Store", "StoreUnavailable", "Subscription", "Write", "open_store"]

@@ -3,24 +3,34 @@
 Writes are data (:class:`Write`), applied in batches by :meth:`Store.apply` so that the Redis implementation sends
 one pipeline per batch and the write-behind queue (:mod:`gateway.store.writer`) can coalesce them. Reads are
 plain coroutines. Any failure to reach the backing service raises :class:`StoreUnavailable`.
+
+Fleet coordination (several processes or replicas on one Redis) also goes through the store: charger ownership
+(a key per charger with a TTL, claimed at the handshake, refreshed in one round trip per process, released on
+disconnect) and one message channel per node (:meth:`Store.publish`, :meth:`Store.subscribe`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-__all__ = ["Store", "StoreUnavailable", "Write", "WriteKind", "open_store"]
+__all__ = ["Store", "StoreUnavailable", "Subscription", "Write", "WriteKind", "open_store"]
 
-WriteKind = Literal["conn", "boot", "status", "tx"]
+WriteKind = Literal["conn", "boot", "status", "tx", "cred", "upcred", "route"]
 
 
 @dataclass(frozen=True, slots=True)
 class Write:
     """One state write. ``value`` None deletes.
 
-    ``conn``: sub unused, value = connection info. ``boot``: value = {"payload", "at"}. ``status``: sub =
-    connector id, value = StatusNotification payload. ``tx``: sub = backend name, value = translation state.
+    ``conn``: value = connection info (sub ""). Deleting with sub = a node id releases the charger: the record and
+    the ownership go only when that node still owns the charger (or nobody does); sub "" deletes unconditionally.
+    ``boot``: value = {"payload", "at"}. ``status``: sub = connector id, value = StatusNotification payload.
+    ``tx``: sub = backend name, value = translation state. ``route``: value = {"primary", "mirrors"} override.
+    ``cred``: the charger's own Basic auth password, value = {"hash": scrypt hash} (never the password).
+    ``upcred``: sub = backend name, value = {"password": ...}, the password the gateway presents for the charger
+    to that backend. Credential writes are applied directly (awaited), never through the lossy write-behind queue.
     """
 
     kind: WriteKind
@@ -38,6 +48,16 @@ class StoreUnavailable(Exception):
     """The backing service could not be reached or failed; the operation may be retried."""
 
 
+class Subscription(Protocol):
+    """Messages published to one node's channel (:meth:`Store.subscribe`), in order."""
+
+    async def get(self, timeout: float) -> bytes | None:
+        """The next message, or None when none came within ``timeout`` seconds."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class Store(Protocol):
     """Per-charger state. Implementations: :class:`~gateway.store.memory.MemoryStore`,
     :class:`~gateway.store.redis.RedisStore`."""
@@ -53,7 +73,8 @@ class Store(Protocol):
     async def get_connection(self, cid: str) -> dict[str, Any] | None: ...
 
     async def list_connections(self) -> dict[str, dict[str, Any]]:
-        """Every charger with a live session, fleet-wide, with its connection info."""
+        """Every charger with a live session, fleet-wide, with its connection info: only chargers whose ownership
+        has not expired (a node killed with SIGKILL loses its chargers from this list within the ownership TTL)."""
         ...
 
     async def get_boot(self, cid: str) -> dict[str, Any] | None: ...
@@ -63,6 +84,43 @@ class Store(Protocol):
         ...
 
     async def get_translation_state(self, cid: str, backend: str) -> dict[str, Any] | None: ...
+
+    async def get_route_override(self, cid: str) -> dict[str, Any] | None:
+        """The charger's route override (``route`` write: {"primary", "mirrors"}), or None."""
+        ...
+
+    async def list_route_overrides(self) -> dict[str, dict[str, Any]]:
+        """Every route override, by charger id."""
+        ...
+
+    async def get_password_hash(self, cid: str) -> str | None:
+        """The scrypt hash of the charger's Basic auth password (``cred`` write), or None."""
+        ...
+
+    async def get_upstream_password(self, cid: str, backend: str) -> str | None:
+        """The password the gateway presents to ``backend`` for this charger (``upcred`` write), or None."""
+        ...
+
+    async def claim_owner(self, cid: str, node: str, ttl_s: float) -> str | None:
+        """Make ``node`` the owner of ``cid`` for ``ttl_s`` seconds; return the previous owner (None: nobody)."""
+        ...
+
+    async def refresh_owners(self, node: str, cids: Collection[str], ttl_s: float) -> list[str]:
+        """Extend ``node``'s ownership of ``cids`` (claiming the expired ones again) in one round trip; return the
+        charger ids another node owns now (their sessions here are stale)."""
+        ...
+
+    async def get_owner(self, cid: str) -> str | None:
+        """The node that owns ``cid`` now (its ownership has not expired), or None."""
+        ...
+
+    async def publish(self, node: str, message: bytes) -> int:
+        """Send ``message`` on ``node``'s channel; return how many subscribers got it (0: that node is gone)."""
+        ...
+
+    async def subscribe(self, node: str) -> Subscription:
+        """Listen on ``node``'s channel; returns once the subscription is active."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -4,14 +4,35 @@
 ``<p>`` is ``store.prefix`` from the config (default ``ocppgw``).
 
 - ``<p>:{cid}:conn`` (string, JSON): node, since (unix s), protocol, backend, route, remote address.
-  Written on connect, deleted on disconnect.
+  Written on connect (write-behind), deleted on disconnect only by the node that still owns the charger; a record
+  whose owner key expired is stale (deleted when the fleet is listed).
+- ``<p>:{cid}:owner`` (string, TTL ``store.owner_ttl_s``): the node id (``host:pid:rand``) of the process holding
+  the charger's session. Claimed at the handshake (``SET .. PX .. GET``: the previous owner is told to close its
+  session), refreshed every TTL/3 by one task per process (one pipeline over its chargers, compare-and-expire),
+  deleted on disconnect (compare-and-delete). A process killed with SIGKILL loses its chargers when the TTL runs out.
 - ``<p>:{cid}:boot`` (string, JSON): the last BootNotification request, its response and when. Each boot.
 - ``<p>:{cid}:status`` (hash): connector id -> JSON of the last StatusNotification payload. Each status.
 - ``<p>:{cid}:tx:<backend>`` (string, JSON): translation state toward that backend (transaction ids, seqNo...).
-- ``<p>:connected`` (set): charger ids with a live session on some node. Connect / disconnect.
+- ``<p>:{cid}:cred`` (string, JSON ``{"hash": "scrypt$..."}``): the charger's Basic auth password hash. Admin API,
+  credentials file, password rotation. Never the password itself.
+- ``<p>:{cid}:upcred:<backend>`` (string, JSON ``{"password": ...}``): the password the gateway presents for this
+  charger to that backend (profiles 1/2 upstream). In clear, because it must be sent: protect Redis (ACLs, TLS).
+- ``<p>:{cid}:outbox:<mirror>`` (stream): copies waiting for a mirror, oldest first; entries are deleted when the
+  mirror answered them; bounded by length and age (routes' outbox settings).
+- ``<p>:tap:<name>`` (stream): events waiting for a tap's sink (gateway/taps.py), oldest first, appended by every
+  replica; entries are deleted when the sink accepted them; bounded by the tap's ``outbox`` settings.
+- ``<p>:tap:<name>:lease`` (string, TTL): the node id of the one process delivering that tap's outbox (so that
+  replicas do not deliver the same events twice or out of order). Taken with ``SET NX PX``, extended by its holder
+  before every batch (compare-and-expire), deleted by its holder on shutdown (compare-and-delete).
+- ``<p>:{cid}:route`` (string, JSON): a per-charger route override ({"primary", "mirrors"}) from the admin API.
+- ``<p>:routes`` (set): charger ids with a route override.
+- ``<p>:connected`` (set): charger ids with a live session on some node (a superset: members without an owner key
+  are dropped when the fleet is listed; each node adds its chargers again at every refresh).
+- ``<p>:node:<node>`` (pub/sub channel, not a key): messages to one node, JSON: ``takeover`` (close your session of
+  this charger with 1000), ``call`` (run an admin CALL on your charger) and their ``reply``.
 
-No key has a TTL yet. Nothing here is a cache of something else: a restart reads it back and loses nothing
-the next connection needs.
+Only ``owner`` and tap ``lease`` keys have a TTL. Nothing here is a cache of something else: a restart reads it back
+and loses nothing the next connection needs.
 """
 
 from __future__ import annotations
@@ -39,5 +60,37 @@ class Keys:
     def translation(self, cid: str, backend: str) -> str:
         return f"{self.prefix}:{{{cid}}}:tx:{backend}"
 
+    def cred(self, cid: str) -> str:
+        return f"{self.prefix}:{{{cid}}}:cred"
+
+    def upcred(self, cid: str, backend: str) -> str:
+        return f"{self.prefix}:{{{cid}}}:upcred:{backend}"
+
+    def owner(self, cid: str) -> str:
+        return f"{self.prefix}:{{{cid}}}:owner"
+
+    def outbox(self, cid: str, mirror: str) -> str:
+        """Redis Stream of copies waiting for a mirror backend (see gateway/store/outbox.py)."""
+        return f"{self.prefix}:{{{cid}}}:outbox:{mirror}"
+
+    def tap(self, name: str) -> str:
+        """Redis Stream of events waiting for a tap's sink (see gateway/taps.py)."""
+        return f"{self.prefix}:tap:{name}"
+
+    def tap_lease(self, name: str) -> str:
+        """Node id of the process delivering a tap's outbox (TTL)."""
+        return f"{self.prefix}:tap:{name}:lease"
+
+    def route(self, cid: str) -> str:
+        """JSON route override of one charger ({"primary", "mirrors"}), set by the admin API."""
+        return f"{self.prefix}:{{{cid}}}:route"
+
+    def routes(self) -> str:
+        """Set of charger ids that have a route override."""
+        return f"{self.prefix}:routes"
+
     def connected(self) -> str:
         return f"{self.prefix}:connected"
+
+    def node_channel(self, node: str) -> str:
+        return f"{self.prefix}:node:{node}"

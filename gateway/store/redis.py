@@ -7,20 +7,46 @@ Every failure to reach Redis becomes :class:`~gateway.store.base.StoreUnavailabl
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
-from gateway.store.base import StoreUnavailable, Write
+from gateway.store.base import StoreUnavailable, Subscription, Write
 from gateway.store.keys import Keys
 
 __all__ = ["RedisStore"]
 
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "health_check_interval": 15}
+
+# Ownership scripts touch the keys of one charger only (one hash slot: fine on Redis Cluster).
+#: KEYS[1] owner; ARGV node, ttl ms: extend our ownership, or claim it again when it expired; 0 when another owns it
+_REFRESH = """
+local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+#: KEYS[1] owner, KEYS[2] conn; ARGV node: delete both unless another node owns the charger now
+_RELEASE = """
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+"""
+#: KEYS[1] owner, KEYS[2] conn: delete a stale connection record (its owner key expired)
+_PRUNE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) return 1 end
+return 0
+"""
 
 
 def _loads(raw: bytes | str | None) -> dict[str, Any] | None:
@@ -36,6 +62,9 @@ class RedisStore:
     def __init__(self, client: aioredis.Redis, prefix: str = "ocppgw") -> None:
         self._r = client
         self.keys = Keys(prefix)
+        self._refresh = client.register_script(_REFRESH)
+        self._release = client.register_script(_RELEASE)
+        self._prune = client.register_script(_PRUNE)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "ocppgw") -> RedisStore:
@@ -69,8 +98,11 @@ class RedisStore:
         for w in writes:
             v = None if w.value is None else orjson.dumps(w.value)
             if w.kind == "conn":
-                if v is None:
-                    pipe.delete(k.conn(w.cid))
+                if v is None and w.sub:
+                    # the <p>:connected member goes when the fleet is listed (another node may have added it)
+                    await self._release(keys=[k.owner(w.cid), k.conn(w.cid)], args=[w.sub], client=pipe)
+                elif v is None:
+                    pipe.delete(k.conn(w.cid), k.owner(w.cid))
                     pipe.srem(k.connected(), w.cid)
                 else:
                     pipe.set(k.conn(w.cid), v)
@@ -82,6 +114,18 @@ class RedisStore:
             elif w.kind == "tx":
                 key = k.translation(w.cid, w.sub)
                 pipe.delete(key) if v is None else pipe.set(key, v)
+            elif w.kind == "cred":
+                pipe.delete(k.cred(w.cid)) if v is None else pipe.set(k.cred(w.cid), v)
+            elif w.kind == "upcred":
+                key = k.upcred(w.cid, w.sub)
+                pipe.delete(key) if v is None else pipe.set(key, v)
+            elif w.kind == "route":
+                if v is None:
+                    pipe.delete(k.route(w.cid))
+                    pipe.srem(k.routes(), w.cid)
+                else:
+                    pipe.set(k.route(w.cid), v)
+                    pipe.sadd(k.routes(), w.cid)
         try:
             await pipe.execute()
         except (RedisError, OSError) as e:
@@ -103,14 +147,28 @@ class RedisStore:
             )
             if not ids:
                 return {}
-            raws = await self._r.mget([self.keys.conn(cid) for cid in ids])
+            pipe = self._r.pipeline(transaction=False)
+            for cid in ids:
+                pipe.exists(self.keys.owner(cid))
+                pipe.get(self.keys.conn(cid))
+            got = await pipe.execute()
+            out: dict[str, dict[str, Any]] = {}
+            stale: list[str] = []
+            for i, cid in enumerate(ids):
+                owned, raw = got[2 * i], got[2 * i + 1]
+                v = _loads(raw)
+                if not owned:
+                    stale.append(cid)
+                elif v is not None:
+                    out[cid] = v
+            if stale:  # chargers of dead nodes (their owner keys expired): forget them
+                pipe = self._r.pipeline(transaction=False)
+                for cid in stale:
+                    await self._prune(keys=[self.keys.owner(cid), self.keys.conn(cid)], client=pipe)
+                pipe.srem(self.keys.connected(), *stale)
+                await pipe.execute()
         except (RedisError, OSError) as e:
             raise StoreUnavailable(str(e)) from e
-        out: dict[str, dict[str, Any]] = {}
-        for cid, raw in zip(ids, raws, strict=True):
-            v = _loads(raw)
-            if v is not None:
-                out[cid] = v
         return out
 
     async def get_boot(self, cid: str) -> dict[str, Any] | None:
@@ -131,5 +189,103 @@ class RedisStore:
     async def get_translation_state(self, cid: str, backend: str) -> dict[str, Any] | None:
         return await self._get(self.keys.translation(cid, backend))
 
+    async def get_route_override(self, cid: str) -> dict[str, Any] | None:
+        return await self._get(self.keys.route(cid))
+
+    async def list_route_overrides(self) -> dict[str, dict[str, Any]]:
+        try:
+            ids = sorted(_text(m) or "" for m in await self._r.smembers(self.keys.routes()))
+            raws = await self._r.mget([self.keys.route(cid) for cid in ids]) if ids else []
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        out: dict[str, dict[str, Any]] = {}
+        for cid, raw in zip(ids, raws, strict=True):
+            v = _loads(raw)
+            if v is not None:
+                out[cid] = v
+        return out
+
+    async def get_password_hash(self, cid: str) -> str | None:
+        v = await self._get(self.keys.cred(cid))
+        h = v.get("hash") if v else None
+        return h if isinstance(h, str) else None
+
+    async def get_upstream_password(self, cid: str, backend: str) -> str | None:
+        v = await self._get(self.keys.upcred(cid, backend))
+        pw = v.get("password") if v else None
+        return pw if isinstance(pw, str) else None
+
+    async def claim_owner(self, cid: str, node: str, ttl_s: float) -> str | None:
+        try:
+            prev = await self._r.set(self.keys.owner(cid), node, px=max(1, int(ttl_s * 1000)), get=True)
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        return _text(prev if isinstance(prev, bytes | str) else None)
+
+    async def refresh_owners(self, node: str, cids: Collection[str], ttl_s: float) -> list[str]:
+        ids = list(cids)
+        if not ids:
+            return []
+        ms = max(1, int(ttl_s * 1000))
+        pipe = self._r.pipeline(transaction=False)
+        for cid in ids:
+            await self._refresh(keys=[self.keys.owner(cid)], args=[node, ms], client=pipe)
+        pipe.sadd(self.keys.connected(), *ids)
+        try:
+            got = await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        return [cid for cid, ok in zip(ids, got, strict=False) if not ok]
+
+    async def get_owner(self, cid: str) -> str | None:
+        try:
+            return _text(await self._r.get(self.keys.owner(cid)))
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+
+    async def publish(self, node: str, message: bytes) -> int:
+        try:
+            return int(await self._r.publish(self.keys.node_channel(node), message))
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+
+    async def subscribe(self, node: str) -> Subscription:
+        ps = self._r.pubsub()
+        try:
+            await ps.subscribe(self.keys.node_channel(node))
+            async with asyncio.timeout(5):
+                while True:  # wait for the confirmation: messages published from now on reach us
+                    msg = await ps.get_message(timeout=1.0)
+                    if msg is not None and msg.get("type") == "subscribe":
+                        break
+        except (RedisError, OSError, TimeoutError) as e:
+            await ps.aclose()  # type: ignore[no-untyped-call]
+            raise StoreUnavailable(str(e) or "subscribe timed out") from e
+        return _RedisSubscription(ps)
+
     async def close(self) -> None:
         await self._r.aclose()
+
+
+class _RedisSubscription:
+    def __init__(self, pubsub: PubSub) -> None:
+        self._ps = pubsub
+
+    async def get(self, timeout: float) -> bytes | None:
+        try:
+            msg = await self._ps.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        if msg is None or msg.get("type") != "message":
+            return None
+        data = msg.get("data")
+        return data if isinstance(data, bytes) else str(data).encode()
+
+    async def close(self) -> None:
+        await self._ps.aclose()  # type: ignore[no-untyped-call]
+
+
+def _text(v: bytes | str | None) -> str | None:
+    if v is None:
+        return None
+    return v.decode() if isinstance(v, bytes) else str(v)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,6 +20,8 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
 
 
 async def test_connection_is_listed_until_deleted(store: Store) -> None:
+    assert await store.claim_owner("CP1", "n1", 30) is None
+    assert await store.claim_owner("CP2", "n2", 30) is None
     await store.apply(
         [Write("conn", "CP1", "", {"node": "n1", "since": 1.5}), Write("conn", "CP2", "", {"node": "n2"})]
     )
@@ -87,3 +90,93 @@ async def test_writer_coalesces_and_flushes(store: Store) -> None:
     assert await w.flush(5)
     assert await store.get_statuses("CP1") == {"1": {"status": "s4"}}
     await w.close()
+
+
+async def test_credentials_are_kept_per_charger_and_per_backend(store: Store) -> None:
+    await store.apply(
+        [
+            Write("cred", "CP/é 1", "", {"hash": "scrypt$16384$8$1$c2FsdA==$aGFzaA=="}),
+            Write("upcred", "CP/é 1", "csms-a", {"password": "up-a"}),
+            Write("upcred", "CP/é 1", "csms-b", {"password": "up-b"}),
+        ]
+    )
+    assert await store.get_password_hash("CP/é 1") == "scrypt$16384$8$1$c2FsdA==$aGFzaA=="
+    assert await store.get_upstream_password("CP/é 1", "csms-a") == "up-a"
+    assert await store.get_upstream_password("CP/é 1", "csms-b") == "up-b"
+    assert await store.get_password_hash("other") is None
+    assert await store.get_upstream_password("other", "csms-a") is None
+    await store.apply([Write("cred", "CP/é 1", "", None), Write("upcred", "CP/é 1", "csms-a", None)])
+    assert await store.get_password_hash("CP/é 1") is None
+    assert await store.get_upstream_password("CP/é 1", "csms-a") is None
+    assert await store.get_upstream_password("CP/é 1", "csms-b") == "up-b"
+
+
+async def test_claiming_a_charger_returns_its_previous_owner(store: Store) -> None:
+    assert await store.claim_owner("CP1", "A", 30) is None
+    assert await store.get_owner("CP1") == "A"
+    assert await store.claim_owner("CP1", "B", 30) == "A"
+    assert await store.get_owner("CP1") == "B"
+    assert await store.get_owner("other") is None
+
+
+async def test_refresh_keeps_own_chargers_and_reports_the_ones_taken_over(store: Store) -> None:
+    await store.claim_owner("CP1", "A", 30)
+    await store.claim_owner("CP2", "A", 30)
+    await store.claim_owner("CP2", "B", 30)
+    assert await store.refresh_owners("A", ["CP1", "CP2", "CP3"], 30) == ["CP2"]
+    assert await store.get_owner("CP1") == "A"
+    assert await store.get_owner("CP2") == "B"
+    assert await store.get_owner("CP3") == "A"  # expired or never claimed: claimed again by its live session
+    assert await store.refresh_owners("A", [], 30) == []
+
+
+async def test_ownership_expires_and_the_fleet_list_drops_the_charger(store: Store) -> None:
+    await store.claim_owner("CP1", "dead", 0.2)
+    await store.claim_owner("CP2", "alive", 30)
+    await store.apply([Write("conn", "CP1", "", {"node": "dead"}), Write("conn", "CP2", "", {"node": "alive"})])
+    assert set(await store.list_connections()) == {"CP1", "CP2"}
+    async with asyncio.timeout(5):
+        while await store.get_owner("CP1") is not None:
+            await asyncio.sleep(0.05)
+    assert set(await store.list_connections()) == {"CP2"}
+
+
+async def test_release_by_a_former_owner_keeps_the_new_owners_records(store: Store) -> None:
+    await store.claim_owner("CP1", "A", 30)
+    await store.apply([Write("conn", "CP1", "", {"node": "A"})])
+    await store.claim_owner("CP1", "B", 30)
+    await store.apply([Write("conn", "CP1", "", {"node": "B"})])
+    await store.apply([Write("conn", "CP1", "A", None)])  # A's late disconnect
+    assert await store.get_owner("CP1") == "B"
+    assert await store.get_connection("CP1") == {"node": "B"}
+    assert set(await store.list_connections()) == {"CP1"}
+    await store.apply([Write("conn", "CP1", "B", None)])
+    assert await store.get_owner("CP1") is None
+    assert await store.get_connection("CP1") is None
+    assert await store.list_connections() == {}
+
+
+async def test_messages_reach_the_subscribed_node_only(store: Store) -> None:
+    sub = await store.subscribe("A")
+    try:
+        assert await store.publish("A", b"hello") == 1
+        assert await store.publish("B", b"nobody") == 0
+        assert await sub.get(5) == b"hello"
+        assert await sub.get(0.05) is None
+    finally:
+        await sub.close()
+    assert await store.publish("A", b"gone") == 0
+
+
+async def test_route_overrides_are_kept_listed_and_removed(store: Store) -> None:
+    await store.apply(
+        [
+            Write("route", "CP1", "", {"primary": "b", "mirrors": ["a"]}),
+            Write("route", "CP2", "", {"primary": "a", "mirrors": []}),
+        ]
+    )
+    assert await store.get_route_override("CP1") == {"primary": "b", "mirrors": ["a"]}
+    assert set(await store.list_route_overrides()) == {"CP1", "CP2"}
+    await store.apply([Write("route", "CP1", "", None)])
+    assert await store.get_route_override("CP1") is None
+    assert set(await store.list_route_overrides()) == {"CP2"}

@@ -413,3 +413,71 @@ class raw_charger_after_gateway:
     async def __aexit__(self, *exc: object) -> None:
         await self.ws.close()
         await self.http.close()
+
+
+async def test_silent_charger_is_pinged_and_closed_when_it_does_not_pong() -> None:
+    async with stub_csms() as csms, gateway(make_config({"a": csms.url}, listen={"ping_interval_s": 1})) as gw:
+        async with aiohttp.ClientSession() as http:
+            url = gw.charger_url() + "/CP-P"
+            async with (
+                http.ws_connect(url, protocols=("ocpp1.6",), autoping=False) as mute,
+                http.ws_connect(gw.charger_url() + "/CP-OK", protocols=("ocpp1.6",), autoping=True) as healthy,
+            ):
+                # aiohttp answers pings inside receive(): keep reading on the healthy one
+                reader = asyncio.create_task(healthy.receive())
+                msg = await mute.receive(timeout=5)
+                assert msg.type is aiohttp.WSMsgType.PING  # the gateway pings a silent charger
+                msg = await mute.receive(timeout=5)
+                assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1001  # and closes it without a pong
+                await wait_metric(gw.admin_url(), "ocppgw_disconnects_total", 1, reason="ping_timeout")
+                assert "CP-OK" in gw.gateway.conns and not healthy.closed  # a charger that pongs stays
+                assert not reader.done()
+                reader.cancel()
+
+
+async def test_backend_that_stops_answering_pings_is_dropped_and_reconnected() -> None:
+    async with stub_csms() as csms:
+        cfg = make_config({"a": {"url": csms.url, "ping_interval_s": 1, "reconnect_grace_s": 10}})
+        async with gateway(cfg) as gw, raw_charger(gw.charger_url(), "CP-K"):
+            await csms.wait_for(lambda: "CP-K" in csms.sockets)
+            # aiohttp's server answers pings itself; the gateway sees pongs and keeps the link
+            await asyncio.sleep(2.5)
+            m = await get_metrics(gw.admin_url())
+            assert metric(m, "ocppgw_backend_link_lost_total", backend="a") == 0
+            assert csms.connects == ["CP-K"]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "bad", "code"),
+    [
+        ("ocpp1.6", {"chargePointVendor": "V"}, "OccurenceConstraintViolation"),
+        ("ocpp1.6", {"chargePointVendor": "V", "chargePointModel": 7}, "TypeConstraintViolation"),
+        (
+            "ocpp2.0.1",
+            {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}, "extra": 1},
+            "OccurrenceConstraintViolation",
+        ),
+        (
+            "ocpp2.0.1",
+            {"reason": "Bogus", "chargingStation": {"model": "M", "vendorName": "V"}},
+            "PropertyConstraintViolation",
+        ),
+    ],
+)
+async def test_schema_validation_when_enabled_refuses_invalid_calls(
+    protocol: str, bad: dict[str, Any], code: str
+) -> None:
+    version = protocol.removeprefix("ocpp")
+    good = boot16() if version == "1.6" else {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}}
+    answer = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 300}
+    async with stub_csms(lambda c, a, p: answer) as csms:
+        cfg = make_config({"a": {"url": csms.url, "ocpp": version}}, session={"validate_schemas": True})
+        async with gateway(cfg) as gw, raw_charger(gw.charger_url(), "CP-V", protocol) as ws:
+            await ws.send_str(json.dumps([2, "bad", "BootNotification", bad]))
+            err = await recv_json(ws)
+            assert err[:3] == [4, "bad", code]
+            await ws.send_str(json.dumps([2, "good", "BootNotification", good]))
+            assert await recv_json(ws) == [3, "good", answer]
+            assert csms.actions() == ["BootNotification"]  # only the valid one reached the CSMS
+            m = await get_metrics(gw.admin_url())
+            assert metric(m, "ocppgw_frame_errors_total", side="charger", kind="schema") == 1

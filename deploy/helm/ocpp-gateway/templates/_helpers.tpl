@@ -122,9 +122,19 @@ from Secrets, as ${ENV} references resolved by the gateway at start).
 {{- fail (printf "config.routes[%d].primary: unknown backend %q (config.backends defines: %s)" $i (toString $r.primary) (keys $cfg.backends | sortAlpha | join ", ")) -}}
 {{- end -}}
 {{- end -}}
-{{- if gt (int .Values.workers) 1 -}}
-{{- fail "workers > 1 is not supported by the gateway yet (upcoming); scale with replicaCount / autoscaling instead" -}}
+{{- $workers := int .Values.workers -}}
+{{- if lt $workers 1 -}}
+{{- fail "workers must be >= 1" -}}
 {{- end -}}
+{{- if and (gt $workers 1) (hasPrefix "memory:" (toString (default "memory://" (get $store "url")))) -}}
+{{- fail "workers > 1 needs a Redis store (redis.url or redis.existingSecret): worker processes cannot share memory://" -}}
+{{- end -}}
+{{- $_ := set $cfg "workers" $workers -}}
+{{- $session := deepCopy (default (dict) (get $cfg "session")) -}}
+{{- if not (hasKey $session "drain_window_s") -}}
+{{- $_ := set $session "drain_window_s" (int .Values.shutdown.drainWindowSeconds) -}}
+{{- end -}}
+{{- $_ := set $cfg "session" $session -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -143,5 +153,6 @@ ${REDIS_URL} (Secret {{ .Values.redis.existingSecret }})
 {{- define "ocpp-gateway.terminationGracePeriod" -}}
 {{- $session := default (dict) .Values.config.session -}}
 {{- $grace := ceil (float64 (default 10 $session.shutdown_grace_s)) -}}
-{{- add (int .Values.shutdown.preStopSleepSeconds) (int $grace) (int .Values.shutdown.drainWindowSeconds) (int .Values.shutdown.marginSeconds) -}}
+{{- $window := ceil (float64 (ternary $session.drain_window_s .Values.shutdown.drainWindowSeconds (hasKey $session "drain_window_s"))) -}}
+{{- add (int .Values.shutdown.preStopSleepSeconds) (int $grace) (int $window) (int .Values.shutdown.marginSeconds) -}}
 {{- end -}}

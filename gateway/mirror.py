@@ -1,0 +1,470 @@
+"""Mirror backends: a copy of every charger-initiated CALL, through a durable outbox, without ever slowing the charger.
+
+One :class:`MirrorFeed` per (connected charger, mirror backend). The session hands it each charger CALL together
+with the primary's answer (:meth:`MirrorFeed.offer`, synchronous, no I/O: the copy is buffered in memory). The
+feed's one task appends buffered copies to the outbox (a Redis Stream with the Redis store, so copies survive a
+restart), and delivers the outbox in order, one outstanding CALL at a time, whenever the mirror is reachable:
+
+* Order and once-only: an entry is removed from the outbox only after the mirror answered it (CALLRESULT or
+  CALLERROR); if the link drops first, the same entry is sent again on the next connection, before anything newer.
+  (A mirror can therefore see one entry twice when its answer was lost with the link; never out of order.)
+* Boot first: on every new connection to the mirror, if the next entry is not a BootNotification, the charger's
+  last BootNotification (from the store) is sent first, so the mirror knows the charger before anything else.
+* Shadow comparison: the mirror's answer is compared with the primary's on the fields that carry a decision
+  (``status``, ``idTagInfo.status``, ``idTokenInfo.status``); divergences are counted by action and backend pair
+  (``ocppgw_shadow_divergences_total``) and a sample is logged. When the mirror speaks another version, the copy is
+  translated (its own translation state, kept under the mirror's name) and the comparison is made on the answer
+  translated back into the charger's version.
+* CALLs a mirror sends to the charger follow the route's ``mirror_calls``: ``deny`` (default: the mirror gets
+  CALLERROR ``SecurityError``, counted) or an allow-list of actions, forwarded to the charger under a gateway unique
+  id; the charger's answer goes back to the mirror under the mirror's id.
+* A mirror that is down or slow costs the charger and the primary nothing but the in-memory append: delivery runs
+  in the feed's own task and reconnects with back-off (``ocppgw_outbox_depth``/``_age_seconds`` show the backlog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import BackendConfig
+from gateway.errors import BackendUnavailable
+from gateway.metrics import Metrics
+from gateway.ocpp.actions import action_label
+from gateway.ocpp.errors import FrameError
+from gateway.ocpp.frames import Call, CallError, CallResult, call_error_text, call_result_text, call_text, parse_frame
+from gateway.ocpp.versions import SUBPROTOCOLS
+from gateway.store.base import Store, StoreUnavailable, Write
+from gateway.store.keys import Keys
+from gateway.store.outbox import Outbox
+from gateway.translate import TRANSLATABLE, translator_for
+from gateway.translate.base import JsonDict, Translator
+from gateway.upstream import Link, Ticker, open_link
+
+__all__ = ["MirrorBoard", "MirrorFeed", "MirrorSettings", "decision_fields", "diverges"]
+
+
+class MirrorBoard:
+    """Outbox depth and age of every feed, summed (depth) and maxed (age) per mirror at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.depth: dict[str, dict[str, int]] = {}
+        self.age: dict[str, dict[str, float]] = {}
+
+    def report(self, mirror: str, cid: str, depth: int, age: float | None) -> None:
+        if mirror not in self.depth:
+            d: dict[str, int] = {}
+            a: dict[str, float] = {}
+            self.depth[mirror], self.age[mirror] = d, a
+            self.metrics.outbox_depth.labels(mirror).set_function(lambda: sum(d.values()))
+            self.metrics.outbox_age.labels(mirror).set_function(lambda: max(a.values(), default=0.0))
+        self.depth[mirror][cid] = depth
+        self.age[mirror][cid] = age or 0.0
+
+    def forget(self, mirror: str, cid: str) -> None:
+        self.depth.get(mirror, {}).pop(cid, None)
+        self.age.get(mirror, {}).pop(cid, None)
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorSettings:
+    outbox_max_len: int = 10_000
+    outbox_max_age_s: float = 7 * 86400.0
+    call_timeout_s: float = 30.0
+    #: None: deny every CALL from the mirror; else the actions forwarded to the charger
+    allow_calls: frozenset[str] | None = None
+
+
+def decision_fields(answer: JsonDict | None) -> dict[str, Any]:
+    """The fields of an answer that carry a decision: top-level ``status`` and the token results' ``status``."""
+    if not answer:
+        return {}
+    out: dict[str, Any] = {}
+    if "status" in answer:
+        out["status"] = answer["status"]
+    for key in ("idTagInfo", "idTokenInfo"):
+        info = answer.get(key)
+        if isinstance(info, dict) and "status" in info:
+            out["token_status"] = info["status"]
+    return out
+
+
+def diverges(primary: JsonDict | None, mirror: JsonDict | None) -> bool:
+    """True when the mirror decided differently on a field both answers carry."""
+    p, m = decision_fields(primary), decision_fields(mirror)
+    return any(k in m and m[k] != v for k, v in p.items())
+
+
+class MirrorFeed:
+    """Copies of one charger's CALLs toward one mirror backend. Start with :meth:`start`, end with :meth:`close`."""
+
+    def __init__(
+        self,
+        *,
+        charger_id: str,
+        charger_version: str,
+        primary: str,
+        backend: BackendConfig,
+        store: Store,
+        outbox: Outbox,
+        keys: Keys,
+        metrics: Metrics,
+        settings: MirrorSettings,
+        ticker: Ticker,
+        max_frame: int,
+        log: Any,
+        board: MirrorBoard,
+        call_charger: Callable[[str, dict[str, Any]], asyncio.Future[Any]] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.cid = charger_id
+        self.charger_version = charger_version
+        self.primary = primary
+        self.backend = backend
+        self.store = store
+        self.outbox = outbox
+        self.stream = keys.outbox(charger_id, backend.name)
+        self.metrics = metrics
+        self.settings = settings
+        self.ticker = ticker
+        self.max_frame = max_frame
+        self.log = log.bind(mirror=backend.name)
+        self.call_charger = call_charger
+        self.board = board
+        self.ssl_context = ssl_context
+        self.password = password
+        self._buffer: list[JsonDict] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._link: Link | None = None
+        self._link_down = asyncio.Event()
+        self._answer: asyncio.Future[tuple[str, JsonDict, str]] | None = None
+        self._pending_id: str | None = None
+        self._gid = 0
+        self._translator: Translator | None = None
+        self._needs_boot = True
+        self._store_down = False
+        name = backend.name
+        self._delivered = metrics.mirror_copies.labels(name, "delivered")
+        self._trimmed = metrics.mirror_copies.labels(name, "trimmed")
+        self._mirror_calls = metrics.mirror_calls
+
+    # ------------------------------------------------------------------ hot path (synchronous)
+
+    def offer(self, action: str, payload: JsonDict, primary_answer: JsonDict | None) -> None:
+        """A charger CALL and the primary's answer (None: the primary gave none). Never blocks, never raises."""
+        buf = self._buffer
+        if len(buf) >= self.settings.outbox_max_len:
+            del buf[0]
+            self._trimmed.inc()
+        buf.append({"a": action, "p": payload, "r": primary_answer, "t": time.time()})
+        if len(buf) == 1:  # the task flushes the whole buffer: one wake-up per batch, not per copy
+            self._wake.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"mirror:{self.backend.name}")
+
+    async def close(self, flush_timeout: float = 2.0) -> None:
+        """Write what is buffered to the outbox (bounded), stop delivering, close the link."""
+        self._closing = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._buffer:
+            with contextlib.suppress(StoreUnavailable, TimeoutError):
+                async with asyncio.timeout(flush_timeout):
+                    await self._flush()
+        if self._link is not None:
+            await self._link.close()
+            self._link = None
+        self.board.forget(self.backend.name, self.cid)
+
+    # ------------------------------------------------------------------ the feed's task
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            try:
+                await self._flush()
+                entries = await self.outbox.read(self.stream, 50)
+                await self._update_gauges()
+                if self._store_down:
+                    self.log.info("mirror_outbox_recovered")
+                    self._store_down = False
+            except StoreUnavailable as e:
+                if not self._store_down:
+                    self.log.error("mirror_outbox_unavailable", error=str(e))
+                    self._store_down = True
+                self.metrics.store_errors.labels("outbox").inc()
+                await self._sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if not entries:
+                self._wake.clear()
+                if self._buffer:  # offered while we were reading: no sleep
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5.0):
+                        await self._wake.wait()
+                continue
+            if not await self._ensure_link():
+                await self._sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.5
+            for entry in entries:
+                if not await self._deliver(entry.data):
+                    break
+                try:
+                    await self.outbox.ack(self.stream, [entry.id])
+                    await self._flush()
+                except StoreUnavailable:
+                    break  # retried from the outbox: the mirror may see this one again, never out of order
+                self._delivered.inc()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds * (0.5 + random.random())):
+                while not self._closing:
+                    await self._wake.wait()
+                    self._wake.clear()
+                    if self._buffer:  # keep appending while the mirror is away
+                        with contextlib.suppress(StoreUnavailable):
+                            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._buffer:
+            return
+        items, self._buffer = self._buffer, []
+        try:
+            trimmed = await self.outbox.append(
+                self.stream, items, self.settings.outbox_max_len, self.settings.outbox_max_age_s
+            )
+        except StoreUnavailable:
+            self._buffer[:0] = items  # keep them, in order, for the next try
+            del self._buffer[: max(0, len(self._buffer) - self.settings.outbox_max_len)]
+            raise
+        if trimmed:
+            self._trimmed.inc(trimmed)
+
+    async def _update_gauges(self) -> None:
+        depth, age = await self.outbox.stats(self.stream)
+        self.board.report(self.backend.name, self.cid, depth, age)
+
+    # ------------------------------------------------------------------ the mirror link
+
+    async def _ensure_link(self) -> bool:
+        if self._link is not None and self._link.transport is not None:
+            return True
+        if self._link is not None:
+            await self._link.close()
+            self._link = None
+        version = self.backend.ocpp
+        if version != self.charger_version and (self.charger_version, version) not in TRANSLATABLE:
+            self.log.error("mirror_version_unsupported", mirror_version=version)
+            return False
+        try:
+            link = await open_link(
+                self.backend, self.cid, SUBPROTOCOLS[version], self.metrics, self.max_frame,
+                ssl_context=self.ssl_context, ticker=self.ticker, password=self.password,
+            )  # fmt: skip
+        except BackendUnavailable as e:
+            self.log.info("mirror_unreachable", reason=e.reason)
+            return False
+        link.attach(self)  # type: ignore[arg-type]  # a LinkSink: from_backend, link_lost, link_restored, log
+        link.on_give_up = self._link_down.set
+        self._link = link
+        self._link_down.clear()
+        self._needs_boot = True
+        if version != self.charger_version and self._translator is None:
+            self._translator = translator_for(self.charger_version, version)
+            try:
+                stored = await self.store.get_translation_state(self.cid, self.backend.name)
+            except StoreUnavailable:
+                stored = None
+            if stored is not None:
+                self._translator.restore(stored)
+        self.log.info("mirror_connected")
+        return True
+
+    async def _deliver(self, data: JsonDict) -> bool:
+        """Send one copy (translated if needed) and wait for the answer; False when the link went away."""
+        action, payload, primary_answer = data.get("a"), data.get("p"), data.get("r")
+        if not isinstance(action, str) or not isinstance(payload, dict):
+            return True  # unreadable entry: drop it
+        if self._needs_boot and action != "BootNotification":
+            boot = None
+            with contextlib.suppress(StoreUnavailable):
+                boot = await self.store.get_boot(self.cid)
+            request = boot.get("request") if boot else None
+            if isinstance(request, dict) and not await self._send_copy("BootNotification", request, None):
+                return False
+        self._needs_boot = False
+        return await self._send_copy(action, payload, primary_answer if isinstance(primary_answer, dict) else None)
+
+    async def _send_copy(self, action: str, payload: JsonDict, primary_answer: JsonDict | None) -> bool:
+        tr = self._translator
+        if tr is None:
+            got = await self._call(action, payload)
+            if got is None:
+                return False
+            kind, answer, _ = got
+            if kind == "result":
+                self._compare(action, primary_answer, answer)
+            return True
+        plan = tr.from_charger(action, payload)
+        results: list[JsonDict] = []
+        for index, call in enumerate(plan.calls):
+            got = await self._call(call.action, call.payload)
+            if got is None:
+                return False
+            kind, answer, code = got
+            if kind == "error":
+                sub = plan.on_error(index, code, "") if plan.on_error is not None else None
+                if sub is None:
+                    self._persist()
+                    return True
+                answer = sub
+            results.append(answer)
+        if plan.calls and plan.finish is not None:
+            translated = plan.finish(results)
+            self._align_transaction(action, translated, primary_answer)
+            self._compare(action, primary_answer, translated)
+        for call in plan.then_to_csms:
+            if await self._call(call.action, call.payload) is None:
+                break
+        self._persist()
+        return True
+
+    def _align_transaction(self, action: str, mine: JsonDict, primary_answer: JsonDict | None) -> None:
+        """The charger uses the primary's 1.6 transactionId: re-key the mirror translator's record to it."""
+        if action != "StartTransaction" or not primary_answer:
+            return
+        theirs, ours = primary_answer.get("transactionId"), mine.get("transactionId")
+        state = getattr(self._translator, "state", None)
+        if isinstance(theirs, int) and isinstance(ours, int) and theirs != ours and state is not None:
+            rec = state.transactions.pop(ours, None)
+            if rec is not None:
+                state.transactions[theirs] = rec
+
+    def _persist(self) -> None:
+        if self._translator is not None:
+            write = Write("tx", self.cid, self.backend.name, self._translator.snapshot())
+            asyncio.get_running_loop().create_task(self._apply(write))
+
+    async def _apply(self, write: Write) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.apply([write])
+
+    async def _call(self, action: str, payload: JsonDict) -> tuple[str, JsonDict, str] | None:
+        """One CALL to the mirror; its answer as (kind, payload, error code), or None when the link went away."""
+        link = self._link
+        if link is None or link.transport is None:
+            return None
+        self._gid += 1
+        uid = f"m{self._gid}"
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[str, JsonDict, str]] = loop.create_future()
+        self._answer, self._pending_id = answer, uid
+        link.send(call_text(uid, action, payload))
+        down = loop.create_task(self._link_down.wait())
+        try:
+            async with asyncio.timeout(self.settings.call_timeout_s):
+                waiting: set[asyncio.Future[Any]] = {answer, down}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            self.metrics.call_timeouts.labels("mirror", self.backend.name).inc()
+            return ("error", {}, "Timeout")  # the mirror did not answer: count it delivered, move on
+        finally:
+            self._pending_id = None
+            down.cancel()
+        if answer.done() and not answer.cancelled():
+            return answer.result()
+        return None
+
+    def _compare(self, action: str, primary: JsonDict | None, mirror: JsonDict) -> None:
+        if primary is None or not diverges(primary, mirror):
+            return
+        self.metrics.shadow_divergences.labels(action_label(action), self.primary, self.backend.name).inc()
+        self.log.info(
+            "shadow_divergence", action=action, primary_decision=decision_fields(primary),
+            mirror_decision=decision_fields(mirror),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ LinkSink (frames from the mirror)
+
+    def from_backend(self, text: bytes) -> None:
+        try:
+            frame = parse_frame(text)
+        except FrameError:
+            self.metrics.frame_errors.labels("mirror", "malformed").inc()
+            return
+        if type(frame) is Call:
+            self._mirror_call(frame)
+            return
+        if frame.unique_id != self._pending_id or self._answer is None or self._answer.done():
+            self.metrics.dropped_results.labels("from_mirror", "unknown_id").inc()
+            return
+        if type(frame) is CallResult:
+            self._answer.set_result(("result", frame.payload, ""))
+        elif type(frame) is CallError:
+            self._answer.set_result(("error", frame.details, frame.code))
+
+    def _mirror_call(self, call: Call) -> None:
+        allowed = self.settings.allow_calls
+        link = self._link
+        if link is None:
+            return
+        if allowed is None or call.action not in allowed or self.call_charger is None:
+            self._mirror_calls.labels(self.backend.name, "denied").inc()
+            link.send(
+                call_error_text(
+                    call.unique_id,
+                    "SecurityError",
+                    "this gateway does not forward CALLs from a mirror backend to the charger",
+                )
+            )
+            return
+        self._mirror_calls.labels(self.backend.name, "forwarded").inc()
+
+        def answered(fut: asyncio.Future[Any]) -> None:
+            if self._link is not link or link.transport is None:
+                return
+            if fut.cancelled() or fut.exception() is not None:
+                link.send(call_error_text(call.unique_id, "GenericError", "the charger did not answer"))
+                return
+            ans = fut.result()
+            if ans.error is not None:
+                code, desc, details = ans.error
+                link.send(call_error_text(call.unique_id, code, desc, details))
+            else:
+                link.send(call_result_text(call.unique_id, ans.result or {}))
+
+        try:
+            fut = self.call_charger(call.action, call.payload)
+        except OverflowError:
+            link.send(call_error_text(call.unique_id, "GenericError", "charger busy"))
+            return
+        fut.add_done_callback(answered)
+
+    def link_lost(self) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._link_down.set()
+
+    def link_restored(self) -> None:
+        self._needs_boot = True

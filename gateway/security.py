@@ -1,0 +1,465 @@
+"""Security profiles (OCPP 1.6 security whitepaper, OCPP 2.0.1 Part 2 §A): TLS contexts, Basic auth, mTLS identity.
+
+Profiles, as the edge and the upstream links apply them:
+
+====  ===========================  ==========================================================================
+ 0    none                         plain ws, no credentials (legacy, internal networks only)
+ 1    Basic auth over ws           ``Authorization: Basic`` with username = charger id, password from the store
+ 2    TLS + Basic auth             as 1, over wss (server certificate only)
+ 3    mutual TLS                   wss with a client certificate that chains to ``client_ca`` and whose subject
+                                   CN equals the charger id (2.0.1 A00.FR.417; 1.6 whitepaper §3.4: the
+                                   "serial number" of the charge point is in the CN)
+====  ===========================  ==========================================================================
+
+What a connection *achieved* is computed from what it presented (:func:`achieved_profile`); a charger whose achieved
+profile is lower than its route requires is refused (403).
+
+Everything here is pure or a small stateful helper with bounded memory (the rate limiter, the verification cache);
+the edge (``server.py``) calls it. Passwords are hashed with scrypt (stdlib ``hashlib.scrypt``, salted, memory-hard)
+and compared with ``hmac.compare_digest``. Hashing runs in the default executor (it releases the GIL) under a
+semaphore, so a reconnect storm cannot stall the event loop. No function here logs; none returns a secret in an
+error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+import os
+import secrets
+import ssl
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = [
+    "OCPP_TLS12_CIPHERS",
+    "BasicCredentials",
+    "FailureLimiter",
+    "PasswordVerifier",
+    "SecurityProfile",
+    "achieved_profile",
+    "client_context",
+    "hash_password",
+    "intercept_csms_call",
+    "observe_handshake_failures",
+    "parse_basic_auth",
+    "peer_common_name",
+    "rotation_accepted",
+    "rotation_offer",
+    "server_context",
+    "tls_failure",
+    "valid_password",
+    "verify_password",
+]
+
+
+class SecurityProfile(enum.IntEnum):
+    NONE = 0
+    BASIC = 1
+    TLS_BASIC = 2
+    MUTUAL_TLS = 3
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TLS
+
+#: TLS 1.2 suites required by OCPP 2.0.1 Part 2 A00.FR.318/.319 and the 1.6 security whitepaper §3.1 (ECDHE first;
+#: the static-RSA GCM suites are on the required list "for backwards compatibility" with RSA certificates). TLS 1.3
+#: suites are OpenSSL's defaults (all AEAD). Override with ``tls.ciphers``.
+OCPP_TLS12_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "AES128-GCM-SHA256",
+        "AES256-GCM-SHA384",
+    ]
+)
+
+_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def _harden(ctx: ssl.SSLContext, min_version: str, ciphers: str | None) -> None:
+    ctx.minimum_version = _VERSIONS[min_version]
+    ctx.set_ciphers(ciphers or OCPP_TLS12_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+
+
+def server_context(
+    cert: str,
+    key: str,
+    *,
+    client_ca: str | None = None,
+    require_client_cert: bool = False,
+    crl: str | None = None,
+    min_version: str = "1.2",
+    ciphers: str | None = None,
+) -> ssl.SSLContext:
+    """A listener's context: TLS >= ``min_version``, OCPP suites, ``cert`` served as a whole chain (leaf first).
+
+    With ``client_ca`` a client certificate is requested and, when presented, must chain to it and be valid now
+    (OpenSSL checks the dates); ``require_client_cert`` makes it mandatory in the handshake (profile-3 listener).
+    ``crl`` adds a CRL (PEM) checked for the leaf. Raises ``OSError``/``ssl.SSLError`` on unreadable or mismatched
+    files.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _harden(ctx, min_version, ciphers)
+    ctx.load_cert_chain(cert, key)
+    if client_ca:
+        ctx.load_verify_locations(cafile=client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+        if crl:
+            ctx.load_verify_locations(cafile=crl)
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    return ctx
+
+
+def client_context(
+    *,
+    ca: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    verify: bool = True,
+    min_version: str = "1.2",
+    ciphers: str | None = None,
+) -> ssl.SSLContext:
+    """An upstream link's context: the backend's certificate is verified (``ca`` or the system store) and its
+    host name checked unless ``verify`` is False; ``cert``/``key`` is the client certificate for profile 3."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _harden(ctx, min_version, ciphers)
+    if verify:
+        if ca:
+            ctx.load_verify_locations(cafile=ca)
+        else:
+            ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def tls_failure(e: BaseException) -> str:
+    """The bounded ``outcome`` label of a failed TLS handshake."""
+    if isinstance(e, TimeoutError):
+        return "timeout"
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return {10: "expired_cert", 23: "revoked_cert"}.get(e.verify_code, "untrusted_cert")
+    if isinstance(e, ssl.SSLError):
+        r = (e.reason or "").upper()
+        if "PROTOCOL" in r or "VERSION" in r:
+            return "protocol_version"
+        if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in r or "CERTIFICATE_REQUIRED" in r:
+            return "no_client_cert"
+        if "EXPIRED" in r:
+            return "expired_cert"
+        if "REVOKED" in r:
+            return "revoked_cert"
+        if "CERTIFICATE" in r or "UNKNOWN_CA" in r:
+            return "untrusted_cert"
+        if "CIPHER" in r:
+            return "no_shared_cipher"
+    return "error"
+
+
+def observe_handshake_failures(ctx: ssl.SSLContext, on_failure: Callable[[BaseException], None]) -> None:
+    """Call ``on_failure`` with the error of every TLS handshake that fails on ``ctx`` (server side).
+
+    The loop (asyncio's or uvloop's) does the handshake before the protocol exists and only logs a failure at debug
+    level; both drive it through ``ctx.wrap_bio`` and so through ``ctx.sslobject_class``, which is where we look.
+    """
+
+    class _Observed(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except ssl.SSLError as e:
+                on_failure(e)
+                raise
+
+    ctx.sslobject_class = _Observed
+
+
+def peer_common_name(ssl_object: Any) -> str | None:
+    """The subject CN of the *verified* client certificate of a TLS connection, or None (no certificate).
+
+    ``getpeercert()`` returns an empty dict unless the certificate was presented and verified, so a CN here always
+    comes from a certificate that chains to the listener's ``client_ca``. A subject with several CNs yields None
+    (ambiguous identity is no identity).
+    """
+    if ssl_object is None:
+        return None
+    cert = ssl_object.getpeercert()
+    if not cert:
+        return None
+    cns = [value for rdn in cert.get("subject", ()) for (name, value) in rdn if name == "commonName"]
+    return cns[0] if len(cns) == 1 else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Basic auth
+
+
+@dataclass(frozen=True, slots=True)
+class BasicCredentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"BasicCredentials(username={self.username!r}, password=***)"
+
+
+def parse_basic_auth(header: str | None) -> BasicCredentials | None:
+    """``Authorization: Basic base64(user:password)`` (RFC 7617), or None when absent or malformed."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return None
+    try:
+        raw = base64.b64decode(token.strip(), validate=True)
+        text = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = text.partition(":")
+    if not sep:
+        return None
+    return BasicCredentials(user, password)
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def valid_password(password: str) -> str | None:
+    """None when ``password`` is acceptable as a charger's Basic auth password, else why not.
+
+    OCPP 2.0.1 ``BasicAuthPassword`` is a passwordString of 16..40 characters; 1.6 ``AuthorizationKey`` is 16..20
+    bytes written as up to 40 hex digits. Both fit 16..40 printable ASCII characters.
+    """
+    if not 16 <= len(password) <= 40:
+        return "must be 16..40 characters"
+    if not (password.isascii() and password.isprintable()):
+        return "must be printable ASCII"
+    return None
+
+
+# scrypt with the interactive-login parameters of RFC 7914 §2 (N=2^14, r=8, p=1: 16 MiB, ~50 ms).
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _DKLEN, _SALT = 1 << 14, 8, 1, 32, 16
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def hash_password(password: str, *, n: int = _SCRYPT_N, r: int = _SCRYPT_R, p: int = _SCRYPT_P) -> str:
+    """``scrypt$N$r$p$salt$hash`` (base64), a fresh random salt each time. CPU-heavy: run it in an executor."""
+    salt = os.urandom(_SALT)
+    dk = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=_DKLEN, maxmem=128 * r * n * p + 2**20)
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(dk)}"
+
+
+def is_password_hash(text: str) -> bool:
+    parts = text.split("$")
+    return len(parts) == 6 and parts[0] == "scrypt" and all(x.isdigit() for x in parts[1:4])
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """True when ``password`` matches the ``hash_password`` output ``encoded`` (constant-time comparison)."""
+    try:
+        scheme, n_s, r_s, p_s, salt_s, dk_s = encoded.split("$")
+        n, r, p = int(n_s), int(r_s), int(p_s)
+        salt, want = base64.b64decode(salt_s, validate=True), base64.b64decode(dk_s, validate=True)
+        if scheme != "scrypt" or not (2 <= n <= 1 << 20 and 1 <= r <= 32 and 1 <= p <= 16):
+            return False
+        if len(want) != _DKLEN or len(salt) < _SALT:  # a truncated hash must not verify a prefix
+            return False
+        got = hashlib.scrypt(
+            password.encode(), salt=salt, n=n, r=r, p=p, dklen=len(want), maxmem=128 * r * n * p + 2**20
+        )
+    except (ValueError, binascii.Error):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+class HashSource(Protocol):
+    async def get_password_hash(self, cid: str) -> str | None: ...
+
+
+class PasswordVerifier:
+    """Checks a charger's password against the hash in the store.
+
+    * scrypt runs in the default executor, at most ``concurrency`` at once, so the loop keeps serving frames;
+    * an id without a stored hash is checked against a dummy hash, so timing does not tell which ids exist;
+    * a successful check is remembered as HMAC(process key, password) next to the stored hash (bounded LRU), so a
+      fleet reconnecting after a restart of the CSMS pays scrypt once per charger, not once per connection. A new
+      hash in the store (rotation, admin API) makes the entry miss. The cache holds no password.
+    """
+
+    def __init__(self, store: HashSource, concurrency: int = 4, cache_size: int = 100_000) -> None:
+        self.store = store
+        self._sem = asyncio.Semaphore(concurrency)
+        self._key = secrets.token_bytes(32)
+        self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._cache_size = cache_size
+        self._dummy: str | None = None
+
+    def _tag(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+
+    async def verify(self, cid: str, password: str) -> bool:
+        """Raises whatever the store raises when it cannot be read (``StoreUnavailable``)."""
+        stored = await self.store.get_password_hash(cid)
+        if stored is not None:
+            hit = self._cache.get(cid)
+            if hit is not None and hit[0] == stored and hmac.compare_digest(hit[1], self._tag(password)):
+                self._cache.move_to_end(cid)
+                return True
+        loop = asyncio.get_running_loop()
+        async with self._sem:
+            if stored is None:
+                if self._dummy is None:
+                    self._dummy = await loop.run_in_executor(None, hash_password, secrets.token_hex(16))
+                await loop.run_in_executor(None, verify_password, password, self._dummy)
+                return False
+            ok = await loop.run_in_executor(None, verify_password, password, stored)
+        if ok:
+            self._cache[cid] = (stored, self._tag(password))
+            self._cache.move_to_end(cid)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return ok
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# rate limiting
+
+
+class FailureLimiter:
+    """At most ``limit`` failures per key in a fixed window of ``window_s``; at the limit, the key is blocked until
+    its window ends. Memory is bounded: beyond ``max_keys`` the least recently touched key is forgotten."""
+
+    def __init__(self, limit: int, window_s: float, max_keys: int = 100_000) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._hits: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def blocked(self, key: str, now: float) -> bool:
+        entry = self._hits.get(key)
+        if entry is None:
+            return False
+        start, count = entry
+        if now - start >= self.window_s:
+            del self._hits[key]
+            return False
+        return count >= self.limit
+
+    def fail(self, key: str, now: float) -> None:
+        entry = self._hits.pop(key, None)
+        if entry is None or now - entry[0] >= self.window_s:
+            entry = (now, 0)
+        self._hits[key] = (entry[0], entry[1] + 1)
+        while len(self._hits) > self.max_keys:
+            self._hits.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._hits)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# admission
+
+
+def achieved_profile(tls: bool, basic_ok: bool, cert_cn_matches: bool) -> SecurityProfile:
+    """The strongest profile a connection satisfies with what it presented (and what was verified)."""
+    if tls and cert_cn_matches:
+        return SecurityProfile.MUTUAL_TLS
+    if basic_ok:
+        return SecurityProfile.TLS_BASIC if tls else SecurityProfile.BASIC
+    return SecurityProfile.NONE
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# password rotation (CSMS -> charger)
+
+#: byte patterns that a CSMS CALL setting the Basic auth password must contain (cheap pre-filter on raw frames)
+ROTATION_MARKERS = (b"AuthorizationKey", b"BasicAuthPassword")
+
+
+def _is_basic_auth_variable(item: Mapping[str, Any]) -> bool:
+    comp, var = item.get("component"), item.get("variable")
+    return (
+        isinstance(comp, Mapping)
+        and comp.get("name") == "SecurityCtrlr"
+        and isinstance(var, Mapping)
+        and var.get("name") == "BasicAuthPassword"
+    )
+
+
+def rotation_offer(action: str, payload: Mapping[str, Any], version: str) -> str | None:
+    """The new Basic auth password a CSMS CALL sets, or None when the CALL does not set it."""
+    if version.startswith("1.") and action == "ChangeConfiguration":
+        if payload.get("key") == "AuthorizationKey" and isinstance(payload.get("value"), str):
+            return str(payload["value"])
+        return None
+    if not version.startswith("1.") and action == "SetVariables":
+        data = payload.get("setVariableData")
+        if isinstance(data, list):
+            for item in data:
+                if isinstance(item, Mapping) and _is_basic_auth_variable(item):
+                    value = item.get("attributeValue")
+                    return value if isinstance(value, str) else None
+    return None
+
+
+def intercept_csms_call(
+    action: str, payload: Mapping[str, Any], version: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """For a CSMS CALL: (the answer the gateway gives when it terminates the rotation, the new password).
+
+    ``(None, None)`` for every CALL that does not set the Basic auth password. The answer is the one the charger
+    would give when accepting it. A 2.0.1 ``SetVariables`` that also sets other variables gets them ``Rejected``
+    (the gateway answers for the whole request and does not split it; CSMSs send the password alone, A01).
+    """
+    password = rotation_offer(action, payload, version)
+    if password is None:
+        return None, None
+    if version.startswith("1."):
+        return {"status": "Accepted"}, password
+    results: list[dict[str, Any]] = []
+    for item in payload.get("setVariableData", []):
+        if not isinstance(item, Mapping):
+            continue
+        r: dict[str, Any] = {
+            "attributeStatus": "Accepted" if _is_basic_auth_variable(item) else "Rejected",
+            "component": item.get("component"),
+            "variable": item.get("variable"),
+        }
+        if "attributeType" in item:
+            r["attributeType"] = item["attributeType"]
+        results.append(r)
+    return {"setVariableResult": results}, password
+
+
+def rotation_accepted(payload: Mapping[str, Any], version: str) -> bool:
+    """Whether a charger's CALLRESULT to the rotation CALL accepted the new password."""
+    ok = ("Accepted", "RebootRequired")
+    if version.startswith("1."):
+        return payload.get("status") in ok
+    results = payload.get("setVariableResult")
+    if not isinstance(results, list):
+        return False
+    return any(
+        isinstance(r, Mapping) and _is_basic_auth_variable(r) and r.get("attributeStatus") in ok for r in results
+    )

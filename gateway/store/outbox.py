@@ -1,0 +1,168 @@
+"""Durable outboxes: ordered, bounded queues of copies waiting for a consumer (mirror backends, taps).
+
+One outbox per stream name: ``<p>:{<charger id>}:outbox:<mirror>`` for a mirror (the charger's hash tag keeps it on
+the charger's shard) and ``<p>:tap:<name>`` for a tap. With Redis an outbox is a Redis Stream: it survives a
+gateway restart and is shared by every replica. The memory implementation keeps the same contract for one process.
+
+Bounds: every append trims the stream to ``max_len`` entries and drops entries older than ``max_age_s``; since
+delivered entries are deleted on acknowledgement, everything trimmed was never delivered, and :meth:`Outbox.append`
+returns how many so that the caller counts them (``ocppgw_outbox_trimmed_total``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from redis.exceptions import RedisError
+
+from gateway.store.base import Store, StoreUnavailable
+
+__all__ = ["Entry", "MemoryOutbox", "Outbox", "RedisOutbox", "open_outbox"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: str
+    data: dict[str, Any]
+    at: float  # unix seconds when appended
+
+
+class Outbox(Protocol):
+    async def append(self, stream: str, items: list[dict[str, Any]], max_len: int, max_age_s: float) -> int:
+        """Append in order; trim by length and age; return how many entries were trimmed unsent."""
+        ...
+
+    async def read(self, stream: str, count: int) -> list[Entry]:
+        """The oldest ``count`` entries, oldest first (not removed)."""
+        ...
+
+    async def ack(self, stream: str, ids: list[str]) -> None:
+        """Remove delivered entries."""
+        ...
+
+    async def stats(self, stream: str) -> tuple[int, float | None]:
+        """(depth, age in seconds of the oldest entry or None when empty)."""
+        ...
+
+    async def streams(self, prefix: str) -> list[str]:
+        """Stream names starting with ``prefix`` that hold entries (to resume delivery after a restart)."""
+        ...
+
+
+class MemoryOutbox:
+    """Per-process outboxes (the memory store: lost on restart, as the rest of the memory store)."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, deque[Entry]] = {}
+        self._seq = 0
+
+    async def append(self, stream: str, items: list[dict[str, Any]], max_len: int, max_age_s: float) -> int:
+        q = self._streams.setdefault(stream, deque())
+        now = time.time()
+        for item in items:
+            self._seq += 1
+            q.append(Entry(f"{int(now * 1000)}-{self._seq}", item, now))
+        trimmed = 0
+        while len(q) > max_len or (q and max_age_s > 0 and now - q[0].at > max_age_s):
+            q.popleft()
+            trimmed += 1
+        return trimmed
+
+    async def read(self, stream: str, count: int) -> list[Entry]:
+        q = self._streams.get(stream)
+        return list(q)[:count] if q else []
+
+    async def ack(self, stream: str, ids: list[str]) -> None:
+        q = self._streams.get(stream)
+        if not q:
+            return
+        drop = set(ids)
+        self._streams[stream] = deque(e for e in q if e.id not in drop)
+
+    async def stats(self, stream: str) -> tuple[int, float | None]:
+        q = self._streams.get(stream)
+        if not q:
+            return 0, None
+        return len(q), max(0.0, time.time() - q[0].at)
+
+    async def streams(self, prefix: str) -> list[str]:
+        return sorted(s for s, q in self._streams.items() if q and s.startswith(prefix))
+
+
+class RedisOutbox:
+    """Redis Streams: XADD + XTRIM (MAXLEN and MINID) in one pipeline, XRANGE to read, XDEL to acknowledge."""
+
+    def __init__(self, client: Any) -> None:
+        self._r = client
+
+    async def append(self, stream: str, items: list[dict[str, Any]], max_len: int, max_age_s: float) -> int:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.xlen(stream)
+        for item in items:
+            pipe.xadd(stream, {"d": orjson.dumps(item)})
+        pipe.xtrim(stream, maxlen=max_len, approximate=False)
+        if max_age_s > 0:
+            pipe.xtrim(stream, minid=f"{int((time.time() - max_age_s) * 1000)}-0", approximate=False)
+        try:
+            res = await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        return sum(int(n) for n in res[1 + len(items) :])
+
+    async def read(self, stream: str, count: int) -> list[Entry]:
+        try:
+            rows = await self._r.xrange(stream, count=count)
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        out = []
+        for rid, fields in rows:
+            rid_s = rid.decode() if isinstance(rid, bytes) else str(rid)
+            raw = fields.get(b"d") or fields.get("d")
+            data = orjson.loads(raw) if raw is not None else {}
+            out.append(Entry(rid_s, data if isinstance(data, dict) else {}, int(rid_s.split("-")[0]) / 1000))
+        return out
+
+    async def ack(self, stream: str, ids: list[str]) -> None:
+        if not ids:
+            return
+        try:
+            await self._r.xdel(stream, *ids)
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+
+    async def stats(self, stream: str) -> tuple[int, float | None]:
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.xlen(stream)
+            pipe.xrange(stream, count=1)
+            depth, first = await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        if not first:
+            return int(depth), None
+        rid = first[0][0]
+        rid_s = rid.decode() if isinstance(rid, bytes) else str(rid)
+        return int(depth), max(0.0, time.time() - int(rid_s.split("-")[0]) / 1000)
+
+    async def streams(self, prefix: str) -> list[str]:
+        out: list[str] = []
+        try:
+            async for key in self._r.scan_iter(
+                match=prefix.replace("{", "\\{").replace("}", "\\}") + "*", count=1000, _type="stream"
+            ):
+                out.append(key.decode() if isinstance(key, bytes) else str(key))
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        return sorted(out)
+
+
+def open_outbox(store: Store) -> Outbox:
+    """The outbox that goes with a store: Redis Streams for the Redis store, in-process otherwise."""
+    client = getattr(store, "_r", None)
+    if client is not None:
+        return RedisOutbox(client)
+    return MemoryOutbox()

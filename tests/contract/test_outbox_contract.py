@@ -1,0 +1,42 @@
+"""Outboxes (mirror copies, taps): one contract, memory and a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.store import open_store
+from gateway.store.outbox import Outbox, open_outbox
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def outbox(request: pytest.FixtureRequest) -> AsyncIterator[Outbox]:
+    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    store = open_store(url, "test")
+    yield open_outbox(store)
+    await store.close()
+
+
+async def test_entries_come_back_in_order_until_acknowledged(outbox: Outbox) -> None:
+    s = "test:{CP1}:outbox:m"
+    assert await outbox.append(s, [{"n": 1}, {"n": 2}], 100, 0) == 0
+    assert await outbox.append(s, [{"n": 3}], 100, 0) == 0
+    got = await outbox.read(s, 10)
+    assert [e.data for e in got] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    await outbox.ack(s, [got[0].id])
+    assert [e.data for e in await outbox.read(s, 10)] == [{"n": 2}, {"n": 3}]
+    depth, age = await outbox.stats(s)
+    assert depth == 2 and age is not None and age >= 0
+    assert await outbox.streams("test:{CP1}") == [s]
+
+
+async def test_length_bound_trims_the_oldest_and_says_how_many(outbox: Outbox) -> None:
+    s = "test:{CP2}:outbox:m"
+    assert await outbox.append(s, [{"n": i} for i in range(5)], 3, 0) == 2
+    assert [e.data["n"] for e in await outbox.read(s, 10)] == [2, 3, 4]
+
+
+async def test_empty_outbox(outbox: Outbox) -> None:
+    assert await outbox.read("test:{none}:outbox:m", 5) == []
+    assert await outbox.stats("test:{none}:outbox:m") == (0, None)
