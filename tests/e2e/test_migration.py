@@ -291,3 +291,46 @@ async def test_a_tap_copies_selected_messages_through_the_gateway_to_a_redis_str
                 ("from_backend", "callresult", "Authorize"),
             ]
             assert events[0]["charger_id"] == "CP-T1" and events[0]["payload"] == {"idTag": "TAG9"}
+
+
+async def test_sighup_reloads_the_config_of_a_running_gateway_process(tmp_path: Path) -> None:
+    """``ocpp-gateway run`` re-reads its file on SIGHUP: a valid change is applied, an invalid one rejected."""
+    import signal
+    import sys
+
+    admin = free_port()
+    raw = {
+        "listen": {"host": "127.0.0.1", "port": free_port(), "ping_interval_s": 0},
+        "admin": {"host": "127.0.0.1", "port": admin},
+        "backends": {"a": {"url": "ws://127.0.0.1:9/ocpp"}},
+        "routes": [{"match": "*", "primary": "a"}],
+    }
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "--config", str(path),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{admin}"
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    await get_metrics(url)
+                    break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+            path.write_text("backends: {a: {url: 'nope'}}\nroutes: [{match: '*', primary: a}]\n")
+            proc.send_signal(signal.SIGHUP)
+            await wait_metric(url, "ocppgw_config_reloads_total", 1, timeout=10, result="invalid")
+            raw["backends"]["b"] = {"url": "ws://127.0.0.1:9/ocpp"}
+            path.write_text(yaml.safe_dump(raw))
+            proc.send_signal(signal.SIGHUP)
+            await wait_metric(url, "ocppgw_config_reloads_total", 1, timeout=10, result="applied")
+            assert proc.returncode is None  # still serving
+            proc.send_signal(signal.SIGTERM)
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
