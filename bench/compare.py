@@ -15,6 +15,7 @@ Targets:
   gateway         load -> ocpp-gateway (memory store, metrics on, logging info) -> stub
   gateway-redis   the same with the Redis store (a redis-server started here on a free port)
   gateway-mirror-down   the gateway with a mirror backend that is down (copies pile up in the outbox)
+  gateway-redis-mirror-down   the same with the Redis store (the outbox is a Redis Stream)
   gateway-validate      the gateway validating every CALL and CALLRESULT against the official schemas
 """
 
@@ -126,8 +127,8 @@ def start_targets(procs: Procs, targets: list[str], redis_url: str) -> dict[str,
             out[t] = (f"ws://127.0.0.1:{STUB_PORT}/ocpp", stub.pid)
             continue
         port, admin = 18300 + 10 * i, 18301 + 10 * i
-        store = redis_url if t == "gateway-redis" else "memory://"
-        mirrors = ", mirrors: [down]" if t == "gateway-mirror-down" else ""
+        store = redis_url if t.startswith("gateway-redis") else "memory://"
+        mirrors = ", mirrors: [down]" if t.endswith("mirror-down") else ""
         validate = "true" if t == "gateway-validate" else "false"
         cfg = procs.work / f"{t}.yaml"
         cfg.write_text(

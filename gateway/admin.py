@@ -32,6 +32,7 @@ from aiohttp import web
 
 from gateway.admin_routes import add_route_api
 from gateway.auth import set_charger_password
+from gateway.bridge import TranslatingSession
 from gateway.fleet import call_local
 from gateway.ocpp.actions import KNOWN_ACTIONS
 from gateway.security import valid_password
@@ -56,11 +57,8 @@ def _session_view(s: Session) -> dict[str, Any]:
         "last_seen": s.last_seen,
         "frames_in": s.frames_in,
         "link_up": s.link_up,
-        "outstanding": {
-            "up": s.up.action if s.up else None,
-            "down": s.down.action if s.down else None,
-        },
-        "queued": {"up": len(s.up_queue), "down": len(s.down_queue)},
+        **s.in_flight(),
+        "translated": s.backend_version if isinstance(s, TranslatingSession) else None,
     }
 
 

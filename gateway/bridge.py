@@ -398,6 +398,16 @@ class TranslatingSession(Session):
                 else:
                     self._failed(lane, "Timeout", "no answer in time")
 
+    def in_flight(self) -> dict[str, dict[str, Any]]:
+        def current(lane: _Lane) -> str | None:
+            job = lane.job
+            return job.calls[job.index].action if job is not None and job.index < len(job.calls) else None
+
+        return {
+            "outstanding": {"up": current(self._to_csms), "down": current(self._to_charger)},
+            "queued": {"up": len(self._to_csms.queue), "down": len(self._to_charger.queue)},
+        }
+
     def overdue(self, now: float) -> bool:
         return any(
             lane.job is not None and lane.pending_id is not None and lane.deadline <= now

@@ -102,9 +102,9 @@ def sync_mirrors(gw: Gateway, conn: Conn, route: Route) -> list[MirrorFeed]:
     return stale
 
 
-def _fan_out(feeds: dict[str, MirrorFeed], action: str, payload: dict[str, Any], answer: dict[str, Any] | None) -> None:
+def _fan_out(feeds: dict[str, MirrorFeed], action: str, call: Any, answer: Any) -> None:
     for feed in feeds.values():
-        feed.offer(action, payload, answer)
+        feed.offer(action, call, answer)
 
 
 class _Probe:

@@ -38,11 +38,20 @@ from gateway.errors import BackendUnavailable
 from gateway.metrics import Metrics
 from gateway.ocpp.actions import action_label
 from gateway.ocpp.errors import FrameError
-from gateway.ocpp.frames import Call, CallError, CallResult, call_error_text, call_result_text, call_text, parse_frame
+from gateway.ocpp.frames import (
+    Call,
+    CallError,
+    CallResult,
+    Raw,
+    call_error_text,
+    call_result_text,
+    call_text,
+    parse_frame,
+)
 from gateway.ocpp.versions import SUBPROTOCOLS
 from gateway.store.base import Store, StoreUnavailable, Write
 from gateway.store.keys import Keys
-from gateway.store.outbox import Outbox
+from gateway.store.outbox import MemoryOutbox, Outbox
 from gateway.translate import TRANSLATABLE, translator_for
 from gateway.translate.base import JsonDict, Translator
 from gateway.upstream import Link, Ticker, open_link
@@ -57,6 +66,7 @@ class MirrorBoard:
         self.metrics = metrics
         self.depth: dict[str, dict[str, int]] = {}
         self.age: dict[str, dict[str, float]] = {}
+        self.next_probe, self.backoff, self.down = {}, {}, set()
 
     def report(self, mirror: str, cid: str, depth: int, age: float | None) -> None:
         if mirror not in self.depth:
@@ -72,6 +82,41 @@ class MirrorBoard:
         self.depth.get(mirror, {}).pop(cid, None)
         self.age.get(mirror, {}).pop(cid, None)
 
+    # One circuit breaker per mirror backend, shared by every charger's feed: while a mirror is down, one feed probes
+    # it per back-off period (not one per charger), and the outage is logged once, not once per charger and attempt.
+    next_probe: dict[str, float]
+    backoff: dict[str, float]
+    down: set[str]
+
+    def may_probe(self, mirror: str, now: float) -> bool:
+        """True for the one feed that may try to connect now (the others wait for its outcome)."""
+        if now < self.next_probe.get(mirror, 0.0):
+            return False
+        self.next_probe[mirror] = now + self.backoff.get(mirror, 0.5)
+        return True
+
+    def probe_failed(self, mirror: str, now: float, log: Any, reason: str) -> None:
+        delay = min(self.backoff.get(mirror, 0.25) * 2, 30.0)
+        self.backoff[mirror], self.next_probe[mirror] = delay, now + delay
+        if mirror not in self.down:
+            self.down.add(mirror)
+            log.warning("mirror_unreachable", mirror=mirror, reason=reason)
+
+    def probe_ok(self, mirror: str, log: Any) -> None:
+        self.backoff.pop(mirror, None)
+        self.next_probe.pop(mirror, None)
+        if mirror in self.down:
+            self.down.discard(mirror)
+            log.info("mirror_reachable", mirror=mirror)
+
+    def wait_s(self, mirror: str, now: float) -> float:
+        """How long a feed should wait before it may probe again."""
+        return max(0.05, self.next_probe.get(mirror, now) - now)
+
+
+#: while a mirror is away, buffered copies are written to its outbox this often (not at every copy)
+FLUSH_WHILE_DOWN_S = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class MirrorSettings:
@@ -80,6 +125,30 @@ class MirrorSettings:
     call_timeout_s: float = 30.0
     #: None: deny every CALL from the mirror; else the actions forwarded to the charger
     allow_calls: frozenset[str] | None = None
+
+
+def _payload(frame: Raw | JsonDict | None) -> JsonDict | None:
+    """The payload of a CALL or CALLRESULT frame (raw text), or the payload itself when given as a dict."""
+    if frame is None or isinstance(frame, dict):
+        return frame
+    try:
+        parsed = parse_frame(frame)
+    except FrameError:
+        return None
+    return parsed.payload if type(parsed) is Call or type(parsed) is CallResult else None
+
+
+def _text(frame: Raw | JsonDict | None) -> str | JsonDict | None:
+    return frame.decode() if isinstance(frame, bytes) else frame
+
+
+def _entry(item: tuple[str, Raw | JsonDict, Raw | JsonDict | None, float] | JsonDict) -> JsonDict:
+    """An outbox entry: {"a": action, "c": the CALL, "r": the primary's answer or None, "t": unix time}. CALL and
+    answer stay frames (text) until delivery parses them: a mirror that is down costs no parsing."""
+    if isinstance(item, dict):
+        return item
+    action, call, answer, at = item
+    return {"a": action, "c": _text(call), "r": _text(answer), "t": at}
 
 
 def decision_fields(answer: JsonDict | None) -> dict[str, Any]:
@@ -141,7 +210,7 @@ class MirrorFeed:
         self.board = board
         self.ssl_context = ssl_context
         self.password = password
-        self._buffer: list[JsonDict] = []
+        self._buffer: list[tuple[str, Raw | JsonDict, Raw | JsonDict | None, float] | JsonDict] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -153,6 +222,8 @@ class MirrorFeed:
         self._translator: Translator | None = None
         self._needs_boot = True
         self._store_down = False
+        self._live = True
+        self._durable = not isinstance(outbox, MemoryOutbox)
         name = backend.name
         self._delivered = metrics.mirror_copies.labels(name, "delivered")
         self._trimmed = metrics.mirror_copies.labels(name, "trimmed")
@@ -160,14 +231,18 @@ class MirrorFeed:
 
     # ------------------------------------------------------------------ hot path (synchronous)
 
-    def offer(self, action: str, payload: JsonDict, primary_answer: JsonDict | None) -> None:
-        """A charger CALL and the primary's answer (None: the primary gave none). Never blocks, never raises."""
+    def offer(self, action: str, call: Raw | JsonDict, primary_answer: Raw | JsonDict | None) -> None:
+        """A charger CALL and the primary's answer (None: the primary gave none), as frames (raw bytes: parsed when
+        written to the outbox, off the message path; a tuple of bytes is not tracked by the garbage collector) or
+        as payload dicts. Never blocks, never raises."""
         buf = self._buffer
         if len(buf) >= self.settings.outbox_max_len:
             del buf[0]
             self._trimmed.inc()
-        buf.append({"a": action, "p": payload, "r": primary_answer, "t": time.time()})
-        if len(buf) == 1:  # the task flushes the whole buffer: one wake-up per batch, not per copy
+        buf.append((action, call, primary_answer, time.time()))
+        # The task flushes the whole buffer: one wake-up per batch, not per copy; none while the mirror is away
+        # (the buffer is flushed every FLUSH_WHILE_DOWN_S then), so a down mirror costs the charger only this append.
+        if len(buf) == 1 and self._live:
             self._wake.set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -222,8 +297,7 @@ class MirrorFeed:
                         await self._wake.wait()
                 continue
             if not await self._ensure_link():
-                await self._sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await self._sleep(self.board.wait_s(self.backend.name, asyncio.get_running_loop().time()))
                 continue
             delay = 0.5
             for entry in entries:
@@ -237,26 +311,39 @@ class MirrorFeed:
                 self._delivered.inc()
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds * (0.5 + random.random())):
-                while not self._closing:
-                    await self._wake.wait()
-                    self._wake.clear()
-                    if self._buffer:  # keep appending while the mirror is away
-                        with contextlib.suppress(StoreUnavailable):
-                            await self._flush()
+        """Back off for ``seconds``, writing buffered copies to the outbox every ``FLUSH_WHILE_DOWN_S`` meanwhile
+        (a graceful stop flushes them too; a crash can lose at most that much of a down mirror's copies)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds * (0.8 + 0.4 * random.random())
+        self._live = False
+        # a random phase, so that the feeds of many chargers do not all flush at the same moment (loop lag)
+        step = FLUSH_WHILE_DOWN_S * random.random()
+        try:
+            while not self._closing:
+                left = end - loop.time()
+                if left <= 0:
+                    break
+                await asyncio.sleep(min(step, left))
+                step = FLUSH_WHILE_DOWN_S
+                # With the memory store the outbox is process memory like the buffer: moving copies there while
+                # the mirror is away buys nothing, so they stay buffered (bounded) until delivery or close.
+                if self._buffer and self._durable:
+                    with contextlib.suppress(StoreUnavailable):
+                        await self._flush()
+        finally:
+            self._live = True
 
     async def _flush(self) -> None:
         if not self._buffer:
             return
-        items, self._buffer = self._buffer, []
+        items = [_entry(item) for item in self._buffer]
+        self._buffer = []
         try:
             trimmed = await self.outbox.append(
                 self.stream, items, self.settings.outbox_max_len, self.settings.outbox_max_age_s
             )
         except StoreUnavailable:
-            self._buffer[:0] = items  # keep them, in order, for the next try
+            self._buffer[:0] = list(items)  # keep them, in order, for the next try
             del self._buffer[: max(0, len(self._buffer) - self.settings.outbox_max_len)]
             raise
         if trimmed:
@@ -278,14 +365,19 @@ class MirrorFeed:
         if version != self.charger_version and (self.charger_version, version) not in TRANSLATABLE:
             self.log.error("mirror_version_unsupported", mirror_version=version)
             return False
+        name = self.backend.name
+        now = asyncio.get_running_loop().time()
+        if not self.board.may_probe(name, now):
+            return False
         try:
             link = await open_link(
                 self.backend, self.cid, SUBPROTOCOLS[version], self.metrics, self.max_frame,
                 ssl_context=self.ssl_context, ticker=self.ticker, password=self.password,
             )  # fmt: skip
         except BackendUnavailable as e:
-            self.log.info("mirror_unreachable", reason=e.reason)
+            self.board.probe_failed(name, asyncio.get_running_loop().time(), self.log, e.reason)
             return False
+        self.board.probe_ok(name, self.log)
         link.attach(self)  # type: ignore[arg-type]  # a LinkSink: from_backend, link_lost, link_restored, log
         link.on_give_up = self._link_down.set
         self._link = link
@@ -304,7 +396,7 @@ class MirrorFeed:
 
     async def _deliver(self, data: JsonDict) -> bool:
         """Send one copy (translated if needed) and wait for the answer; False when the link went away."""
-        action, payload, primary_answer = data.get("a"), data.get("p"), data.get("r")
+        action, payload, primary_answer = data.get("a"), _payload(data.get("c")), _payload(data.get("r"))
         if not isinstance(action, str) or not isinstance(payload, dict):
             return True  # unreadable entry: drop it
         if self._needs_boot and action != "BootNotification":

@@ -62,8 +62,8 @@ class Pending:
     deadline: float
     #: None: answer goes to the other side; a future: the answer is for the gateway itself (admin API)
     waiter: asyncio.Future[AdminAnswer] | None = None
-    #: the CALL's payload (a reference, for mirror copies)
-    payload: dict[str, Any] | None = None
+    #: the CALL's frame as received (a reference, for mirror copies)
+    raw: Raw | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +105,10 @@ class Session:
     frames_in: int = 0
     #: called with (charger id, "charger" | "backend", frame text) for each frame received; the demo prints them
     observe: Callable[[str, str, bytes], None] | None = None
-    #: called with (action, payload, primary's answer or None) once the primary answered (or did not answer in
-    #: time) a charger CALL: the mirrors' copies (gateway/mirror.py). None when the route has no mirror.
-    mirror: Callable[[str, dict[str, Any], dict[str, Any] | None], None] | None = None
+    #: called with (action, the CALL, the primary's CALLRESULT or None) once the primary answered (or did not answer
+    #: in time) a charger CALL, each as a frame (raw bytes, parsed later off the message path) or a payload dict:
+    #: the mirrors' copies (gateway/mirror.py). None when the route has no mirror.
+    mirror: Callable[[str, Raw | dict[str, Any], Raw | dict[str, Any] | None], None] | None = None
     #: called with (direction, message type, action, unique id, payload) for each frame relayed, when a tap selects
     #: this charger's route (gateway/taps.py); None otherwise
     tap: Callable[[str, str, str, str, dict[str, Any]], None] | None = None
@@ -230,8 +231,8 @@ class Session:
                 )
             )
         self.send_charger(frame.raw)
-        if self.mirror is not None and pending.payload is not None:
-            self.mirror(pending.action, pending.payload, frame.payload if type(frame) is CallResult else None)
+        if self.mirror is not None and pending.raw is not None:
+            self.mirror(pending.action, pending.raw, frame.raw if type(frame) is CallResult else None)
         self._pump_up()
 
     # ------------------------------------------------------------------ gateway-originated CALLs (admin API)
@@ -280,8 +281,8 @@ class Session:
             self.metrics.call_timeouts.labels("up", self.backend).inc()
             if self.log is not None:
                 self.log.warning("call_timed_out", direction="up", action=up.action, unique_id=up.unique_id)
-            if self.mirror is not None and up.payload is not None:
-                self.mirror(up.action, up.payload, None)
+            if self.mirror is not None and up.raw is not None:
+                self.mirror(up.action, up.raw, None)
             self._pump_up()
         down = self.down
         if down is not None and down.deadline <= now:
@@ -292,6 +293,13 @@ class Session:
             if down.waiter is not None and not down.waiter.done():
                 down.waiter.set_exception(TimeoutError(f"{down.action}: no answer from the charger"))
             self._pump_down()
+
+    def in_flight(self) -> dict[str, dict[str, Any]]:
+        """What the admin API shows: the outstanding CALL's action and the queue depth, per direction."""
+        return {
+            "outstanding": {"up": self.up.action if self.up else None, "down": self.down.action if self.down else None},
+            "queued": {"up": len(self.up_queue), "down": len(self.down_queue)},
+        }
 
     def overdue(self, now: float) -> bool:
         """A CALL in flight has passed its deadline (the sweeper then calls :meth:`expire`)."""
@@ -331,7 +339,7 @@ class Session:
         if call.action == "BootNotification":
             self._boot = call.payload  # stored with its answer (a queued second boot must not take its place)
         now = self._loop.time()
-        self.up = Pending(call.unique_id, call.action, now, now + self.settings.call_timeout_s, None, call.payload)
+        self.up = Pending(call.unique_id, call.action, now, now + self.settings.call_timeout_s, None, call.raw)
         self.send_backend(call.raw)
 
     def _send_down(self, call: Call, waiter: asyncio.Future[AdminAnswer] | None) -> None:

@@ -11,6 +11,7 @@ returns how many so that the caller counts them (``ocppgw_outbox_trimmed_total``
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ class MemoryOutbox:
 
     async def read(self, stream: str, count: int) -> list[Entry]:
         q = self._streams.get(stream)
-        return list(q)[:count] if q else []
+        return list(itertools.islice(q, count)) if q else []
 
     async def ack(self, stream: str, ids: list[str]) -> None:
         q = self._streams.get(stream)
