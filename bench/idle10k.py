@@ -219,7 +219,7 @@ def main() -> None:
     if not 1 <= args.n <= 20000 or not 1 <= args.window <= 300:
         raise SystemExit("bounded: 1 <= n <= 20000, 1 <= window <= 300")
     nofile = raise_nofile()
-    if nofile < 2 * args.n + 100:
+    if nofile < 2 * args.n + 50:
         raise SystemExit(f"file descriptor limit {nofile} is too low for {args.n} chargers")
     try:
         import uvloop
