@@ -382,6 +382,19 @@ async def run_charger(cid: str, kind: type[Charger16] | type[Charger201], url: s
         await asyncio.sleep(2.0)
 
 
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel and await every task. The ocpp package's CALLs wait with ``asyncio.wait_for``, which on Python 3.11
+    can swallow a cancellation that lands as the answer arrives: cancel again until every task has ended."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    for t in tasks:
+        if not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+
+
 async def run_demo(chargers: int = 3, duration: float = 0, port: int = 9000, admin_port: int = 9001) -> int:
     """Run the demo until Ctrl-C (SIGINT) or ``duration`` seconds (when > 0); return the exit code."""
     out = sys.stdout
@@ -407,17 +420,17 @@ async def run_demo(chargers: int = 3, duration: float = 0, port: int = 9000, adm
                 file=out,
                 flush=True,
             )
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(csms.operate(), name="csms-operator")]
-                for i in range(1, chargers + 1):
-                    kind: type[Charger16] | type[Charger201] = Charger16 if i % 2 else Charger201
-                    cid = f"CP{'16' if kind is Charger16 else '201'}-{i:03d}"
-                    tasks.append(tg.create_task(run_charger(cid, kind, url, out), name=f"charger:{cid}"))
+            tasks = [loop.create_task(csms.operate(), name="csms-operator")]
+            for i in range(1, chargers + 1):
+                kind: type[Charger16] | type[Charger201] = Charger16 if i % 2 else Charger201
+                cid = f"CP{'16' if kind is Charger16 else '201'}-{i:03d}"
+                tasks.append(loop.create_task(run_charger(cid, kind, url, out), name=f"charger:{cid}"))
+            try:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(duration if duration > 0 else None):
                         await stop.wait()
-                for t in tasks:
-                    t.cancel()
+            finally:
+                await _cancel_all(tasks)
     finally:
         await csms.stop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
