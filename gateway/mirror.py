@@ -273,6 +273,10 @@ class MirrorFeed:
     async def _run(self) -> None:
         delay = 0.5
         while not self._closing:
+            if not self._durable and self._buffer and not await self._ensure_link():
+                # memory store: the buffer is as good as the outbox; keep copies there until the mirror answers
+                await self._sleep(self.board.wait_s(self.backend.name, asyncio.get_running_loop().time()))
+                continue
             try:
                 await self._flush()
                 entries = await self.outbox.read(self.stream, 50)
