@@ -408,17 +408,7 @@ def _server_tls(c: _Checker, node: Any, path: str, mtls: bool = True) -> ServerT
         key=c.get(d, "key", path, str, ""),
         client_ca=client_ca,
         crl=crl,
-        min_version=cast(
-            TlsVersion,
-            c.get(
-                {**d, "min_version": str(d.get("min_version", "1.2"))},
-                "min_version",
-                path,
-                str,
-                "1.2",
-                _one_of("1.2", "1.3"),
-            ),
-        ),
+        min_version=_tls_version(c, d, path),
         ciphers=c.get(d, "ciphers", path, str, "") or None,
     )
 
@@ -496,17 +486,7 @@ def _backend_tls(c: _Checker, node: Any, path: str) -> BackendTlsConfig:
         key=key,
         cert_dir=cert_dir,
         verify=c.get(d, "verify", path, bool, True),
-        min_version=cast(
-            TlsVersion,
-            c.get(
-                {**d, "min_version": str(d.get("min_version", "1.2"))},
-                "min_version",
-                path,
-                str,
-                "1.2",
-                _one_of("1.2", "1.3"),
-            ),
-        ),
+        min_version=_tls_version(c, d, path),
         ciphers=c.get(d, "ciphers", path, str, "") or None,
     )
 
@@ -646,6 +626,12 @@ def _taps(c: _Checker, node: Any, routes_raw: Any, store: StoreConfig) -> tuple[
             )
         )
     return tuple(taps)
+
+
+def _tls_version(c: _Checker, d: Mapping[str, Any], path: str) -> TlsVersion:
+    """``min_version`` of a TLS block ("1.2" | "1.3"; YAML may write it as a number)."""
+    raw = {**d, "min_version": str(d.get("min_version", "1.2"))}
+    return cast(TlsVersion, c.get(raw, "min_version", path, str, "1.2", _one_of("1.2", "1.3")))
 
 
 def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:

@@ -54,7 +54,7 @@ from gateway.store.outbox import Outbox, open_outbox
 from gateway.taps import Taps
 from gateway.translate import TRANSLATABLE, translator_for
 from gateway.translate.base import Translator
-from gateway.upstream import READ_BUFFER, Link, Ticker, open_link
+from gateway.upstream import READ_BUFFER, Link, Ticker, open_link, pause_transport
 
 if TYPE_CHECKING:
     from gateway.fleet import Fleet
@@ -644,13 +644,7 @@ class Handshake(asyncio.Protocol):
 
 
 def _pause(conn: Conn, paused: bool) -> None:
-    t = conn.transport
-    if t is not None:
-        u = t.underlying_transport
-        if paused:
-            u.pause_reading()
-        else:
-            u.resume_reading()
+    pause_transport(conn.transport, paused)
 
 
 def _give_up(conn: Conn) -> None:

@@ -38,7 +38,7 @@ from gateway.security import ROTATION_MARKERS, basic_auth_header, intercept_csms
 from gateway.session import Session
 from gateway.store import StoreUnavailable
 
-__all__ = ["Link", "Ticker", "open_link", "upstream_url"]
+__all__ = ["Link", "Ticker", "open_link", "pause_transport", "upstream_url"]
 
 
 class Ticker:
@@ -59,6 +59,16 @@ class Ticker:
 _PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("gateway.picows"), {})
 #: initial read buffer per link; frames are ~0.5 KB, picows grows the buffer when a bigger one arrives
 READ_BUFFER = 2048
+
+
+def pause_transport(t: WSTransport | None, paused: bool) -> None:
+    """Stop (or resume) reading from a WebSocket's socket: back-pressure from the other side of the gateway."""
+    if t is not None:
+        u = t.underlying_transport
+        if paused:
+            u.pause_reading()
+        else:
+            u.resume_reading()
 
 
 def upstream_url(backend: BackendConfig, charger_id: str) -> str:
@@ -252,13 +262,7 @@ class Link:
 
     def pause_reading(self, paused: bool) -> None:
         """The charger cannot take more: stop (or resume) reading from the backend."""
-        t = self.transport
-        if t is not None:
-            u = t.underlying_transport
-            if paused:
-                u.pause_reading()
-            else:
-                u.resume_reading()
+        pause_transport(self.transport, paused)
 
     def disconnected(self, transport: WSTransport) -> None:
         if transport is not self.transport:
