@@ -98,11 +98,13 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    from gateway.demo import run_csms_only, run_demo
 
     configure_logging("warning", "console")
     _install_loop_policy()
     try:
+        if args.csms_only:
+            return asyncio.run(run_csms_only(args.csms_port))
         return asyncio.run(
             run_demo(chargers=args.chargers, duration=args.duration, port=args.port, admin_port=args.admin_port)
         )
@@ -126,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")
     d.add_argument("--port", type=int, default=9000, help="charger port of the demo gateway")
     d.add_argument("--admin-port", type=int, default=9001, help="admin/metrics port of the demo gateway")
+    d.add_argument(
+        "--csms-only",
+        action="store_true",
+        help="run only the built-in CSMS (1.6 and 2.0.1), for `ocpp-gateway run --config config/gateway.yaml`",
+    )
+    d.add_argument("--csms-port", type=int, default=9100, help="port of the built-in CSMS with --csms-only")
     d.set_defaults(func=cmd_demo)
     args = p.parse_args(argv)
     rc: int = args.func(args)

@@ -395,6 +395,24 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
             raise t.exception()  # type: ignore[misc]
 
 
+async def run_csms_only(port: int = 9100) -> int:
+    """Only the built-in CSMS, at ws://127.0.0.1:<port>/ocpp/<charger id>, until Ctrl-C: the backend that
+    config/gateway.yaml points at, to try ``ocpp-gateway run`` with your own chargers."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    csms = DemoCsms()
+    try:
+        url = await csms.start(port=port)
+        print(f"built-in CSMS (OCPP 1.6 + 2.0.1) at {url}/<charger id>; Ctrl-C to stop", flush=True)
+        await stop.wait()
+    finally:
+        await csms.stop()
+    return 0
+
+
 async def run_demo(chargers: int = 3, duration: float = 0, port: int = 9000, admin_port: int = 9001) -> int:
     """Run the demo until Ctrl-C (SIGINT) or ``duration`` seconds (when > 0); return the exit code."""
     out = sys.stdout

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
 from gateway.demo import run_demo
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _lines(out: str, cid: str, arrow: str, backend: str, kind: str, action: str) -> list[str]:
@@ -114,3 +118,59 @@ async def test_cli_demo_runs_until_ctrl_c() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_shipped_config_runs_against_the_built_in_csms(tmp_path: Path) -> None:
+    """README/config promise: `ocpp-gateway demo --csms-only` + `ocpp-gateway run --config config/gateway.yaml` relay a
+    charger's BootNotification to the built-in CSMS and its answer back (ports moved to free ones)."""
+    import socket
+
+    import aiohttp
+    import yaml
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    csms_port, port, admin = free(), free(), free()
+    raw = yaml.safe_load((ROOT / "config" / "gateway.yaml").read_text())
+    raw["listen"]["port"], raw["admin"]["port"] = port, admin
+    raw["backends"]["demo-csms"]["url"] = f"ws://127.0.0.1:{csms_port}/ocpp"
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    csms = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "demo", "--csms-only", "--csms-port", str(csms_port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    gw = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "--config", str(cfg),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert csms.stdout is not None
+        async with asyncio.timeout(20):
+            assert b"built-in CSMS" in await csms.stdout.readline()
+            async with aiohttp.ClientSession() as http:
+                while True:
+                    try:
+                        ws = await http.ws_connect(f"ws://127.0.0.1:{port}/ocpp/CP-CFG", protocols=("ocpp1.6",))
+                        break
+                    except aiohttp.ClientError:
+                        await asyncio.sleep(0.1)
+                boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+                await ws.send_str(json.dumps([2, "b1", "BootNotification", boot]))
+                answer = json.loads((await ws.receive()).data)
+                assert answer[:2] == [3, "b1"] and answer[2]["status"] == "Accepted"
+                await ws.close()
+    finally:
+        for p in (gw, csms):
+            if p.returncode is None:
+                p.send_signal(signal.SIGTERM)
+        for p in (gw, csms):
+            try:
+                async with asyncio.timeout(20):
+                    await p.wait()
+            except TimeoutError:
+                p.kill()
+                await p.wait()
