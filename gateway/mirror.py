@@ -52,6 +52,7 @@ from gateway.ocpp.versions import SUBPROTOCOLS
 from gateway.store.base import Store, StoreUnavailable, Write
 from gateway.store.keys import Keys
 from gateway.store.outbox import MemoryOutbox, Outbox
+from gateway.tasks import stop_task
 from gateway.translate import TRANSLATABLE, translator_for
 from gateway.translate.base import JsonDict, Translator
 from gateway.upstream import Link, Ticker, open_link
@@ -255,10 +256,7 @@ class MirrorFeed:
         self._closing = True
         self._wake.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         if self._buffer:
             with contextlib.suppress(StoreUnavailable, TimeoutError):
                 async with asyncio.timeout(flush_timeout):

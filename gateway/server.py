@@ -174,6 +174,9 @@ class Gateway:
     node: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}")
     conns: dict[str, Conn] = field(default_factory=dict)
     handshakes: set[asyncio.Task[None]] = field(default_factory=set)
+    #: teardown of ended sessions (closing links and mirror feeds, which write their copies): awaited at drain,
+    #: never cancelled, since each is bounded
+    teardowns: set[asyncio.Task[None]] = field(default_factory=set)
     ticker: Ticker = field(default_factory=Ticker)
     draining: bool = False
     #: see Session.observe (the demo's live view); None in production
@@ -273,6 +276,7 @@ class Gateway:
                 await asyncio.sleep(delay)
             closing.append(loop.create_task(self.close_session(cid, 1001, "gateway shutting down")))
         await asyncio.gather(*closing, return_exceptions=True)
+        await asyncio.gather(*self.teardowns, return_exceptions=True)
         for t in list(self.handshakes):
             t.cancel()
         await asyncio.gather(*self.handshakes, return_exceptions=True)
@@ -373,14 +377,16 @@ def end_session(gw: Gateway, conn: Conn) -> None:
         finally:
             conn.closed.set()
 
-    spawn(gw, finish(), f"close:{cid}")
+    spawn(gw, finish(), f"close:{cid}", gw.teardowns)
 
 
-def spawn(gw: Gateway, coro: Any, name: str) -> None:
-    """Run a short-lived task owned by the gateway (cancelled and awaited at drain)."""
+def spawn(gw: Gateway, coro: Any, name: str, owner: set[asyncio.Task[None]] | None = None) -> None:
+    """Run a short-lived task owned by the gateway: in ``gw.handshakes`` (cancelled and awaited at drain) unless
+    another set is given."""
+    tasks = gw.handshakes if owner is None else owner
     task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
-    gw.handshakes.add(task)
-    task.add_done_callback(gw.handshakes.discard)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 class Handshake(asyncio.Protocol):

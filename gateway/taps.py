@@ -51,6 +51,7 @@ from gateway.metrics import Metrics
 from gateway.store.base import Store, StoreUnavailable
 from gateway.store.keys import Keys
 from gateway.store.outbox import Entry, Outbox, open_outbox
+from gateway.tasks import stop_task
 
 __all__ = ["BUFFER_MAX", "REDIS_BATCH", "Taps", "tap_event"]
 
@@ -450,7 +451,7 @@ class Taps:
         for feed in self._feeds:
             task, feed.task = feed.task, None
             if task is not None:
-                await _stop(task)
+                await stop_task(task)
         for feed in self._feeds:
             try:
                 async with asyncio.timeout(max(0.2, deadline - loop.time())):
@@ -469,14 +470,3 @@ class Taps:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         return self._http
-
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it; a cancellation aimed at the caller still propagates."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise

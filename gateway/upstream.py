@@ -37,6 +37,7 @@ from gateway.ocpp.frames import Call, Raw, call_result_text, parse_frame
 from gateway.security import ROTATION_MARKERS, basic_auth_header, intercept_csms_call
 from gateway.session import Session
 from gateway.store import StoreUnavailable
+from gateway.tasks import stop_task
 
 __all__ = ["Link", "Ticker", "open_link", "pause_transport", "upstream_url"]
 
@@ -374,14 +375,7 @@ class Link:
         for attr in ("_reconnect_task", "_rotation_task"):
             task = getattr(self, attr)
             setattr(self, attr, None)
-            if task is not None and not task.done():
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        raise
+            await stop_task(task)
 
 
 def _rejected(answer: dict[str, object]) -> dict[str, object]:

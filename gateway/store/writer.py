@@ -16,6 +16,7 @@ from collections import OrderedDict
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.store.base import Store, StoreUnavailable, Write
+from gateway.tasks import stop_task
 
 __all__ = ["StateWriter"]
 
@@ -115,11 +116,5 @@ class StateWriter:
         ok = await self.flush(timeout)
         if not ok:
             self._log.warning("store_flush_incomplete", pending=len(self._pending))
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
