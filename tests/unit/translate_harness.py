@@ -16,10 +16,8 @@ from typing import Any
 
 from gateway.ocpp import schemas
 from gateway.translate.base import JsonDict, OutCall, Plan, Side
-from gateway.translate.state import TranslationState
 from gateway.translate.v16_to_v201 import V16ChargerToV201Csms
 
-VERSION: dict[Side, str] = {"charger": "1.6", "csms": "2.0.1"}
 OTHER: dict[Side, Side] = {"charger": "csms", "csms": "charger"}
 
 Answer = JsonDict | Callable[[OutCall], JsonDict] | tuple[str, str]  # tuple: CALLERROR (code, description)
@@ -72,21 +70,27 @@ def make(
     return tr, clock
 
 
-def _check_state(tr: V16ChargerToV201Csms) -> None:
+def versions(tr: Any) -> dict[Side, str]:
+    """The OCPP version of each side of a translator (set-up A or B)."""
+    return {"charger": tr.charger_version, "csms": tr.csms_version}
+
+
+def _check_state(tr: Any) -> None:
     snap = tr.snapshot()
     text = json.dumps(snap)  # plain JSON
-    assert TranslationState.from_dict(json.loads(text)).to_dict() == snap
+    assert type(tr.state).from_dict(json.loads(text)).to_dict() == snap
 
 
-def _check_then(plan: Plan) -> None:
+def _check_then(tr: Any, plan: Plan) -> None:
+    version = versions(tr)
     for call in plan.then_to_csms:
-        schemas.validate("2.0.1", call.action, "request", call.payload)
+        schemas.validate(version["csms"], call.action, "request", call.payload)
     for call in plan.then_to_charger:
-        schemas.validate("1.6", call.action, "request", call.payload)
+        schemas.validate(version["charger"], call.action, "request", call.payload)
 
 
 def exchange(
-    tr: V16ChargerToV201Csms,
+    tr: Any,
     origin: Side,
     action: str,
     payload: Mapping[str, Any],
@@ -94,7 +98,8 @@ def exchange(
 ) -> Outcome:
     """Run one CALL from ``origin`` through the translator; ``answers`` are the other side's answers, in order
     (one value, a list, a function of the call, or a (code, description) tuple for a CALLERROR)."""
-    src, dst = VERSION[origin], VERSION[OTHER[origin]]
+    version = versions(tr)
+    src, dst = version[origin], version[OTHER[origin]]
     schemas.validate(src, action, "request", payload)
     plan = tr.from_charger(action, payload) if origin == "charger" else tr.from_csms(action, payload)
     out = Outcome(plan)
@@ -108,7 +113,7 @@ def exchange(
         assert plan.reason, "a local answer names its reason"
         schemas.validate(src, action, "response", plan.reply)
         out.answer = plan.reply
-        _check_then(plan)
+        _check_then(tr, plan)
         return out
     assert plan.calls and plan.finish is not None
     queue: list[Answer] = [answers] if isinstance(answers, dict | tuple) or callable(answers) else list(answers)
@@ -131,5 +136,5 @@ def exchange(
     out.answer = plan.finish(got)
     schemas.validate(src, action, "response", out.answer)
     _check_state(tr)
-    _check_then(plan)
+    _check_then(tr, plan)
     return out
