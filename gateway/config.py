@@ -161,6 +161,8 @@ class BackendConfig:
     security_profile: int = 0
     tls: BackendTlsConfig = BackendTlsConfig()
     auth: BackendAuthConfig = BackendAuthConfig()
+    #: how chargers of another OCPP version are translated to this backend (validated; see ``_translation``)
+    translation: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +519,63 @@ def _backend_auth(c: _Checker, node: Any, path: str) -> BackendAuthConfig:
     )
 
 
+_ID_TOKEN_TYPES = (
+    "Central", "eMAID", "ISO14443", "ISO15693", "KeyCode", "Local", "MacAddress", "NoAuthorization",
+)  # fmt: skip
+
+
+def _idtag(v: str) -> str | None:
+    return None if 1 <= len(v) <= 20 else "must be 1..20 characters (a 1.6 idTag)"
+
+
+def _translation(c: _Checker, node: Any, path: str) -> dict[str, Any]:
+    """``backends.<name>.translation``: options of 2.0.1 chargers translated to this (1.6) backend.
+
+    See :class:`gateway.translate.v201_v16.context.Options` for what each one does.
+    """
+    d = c.mapping(
+        node,
+        path,
+        {
+            "security_extension", "wrap_untranslatable", "default_id_token_type", "long_id_tokens",
+            "free_vend_idtag", "soft_reset_as", "remote_start_ttl_s", "variables_per_message",
+            "charge_point_vendor", "connector_map",
+        },
+    )  # fmt: skip
+    out: dict[str, Any] = {}
+    for key in ("security_extension", "wrap_untranslatable"):
+        if key in d:
+            out[key] = c.get(d, key, path, bool, False)
+    checks: dict[str, tuple[type[Any], Callable[[Any], str | None]]] = {
+        "default_id_token_type": (str, _one_of(*_ID_TOKEN_TYPES)),
+        "long_id_tokens": (str, _one_of("reject", "alias")),
+        "free_vend_idtag": (str, _idtag),
+        "charge_point_vendor": (str, _idtag),
+        "soft_reset_as": (str, _one_of("Immediate", "OnIdle")),
+        "remote_start_ttl_s": (int, _positive),
+        "variables_per_message": (int, _positive),
+    }
+    for key, (kind, check) in checks.items():
+        if key in d and d[key] is not None:
+            value = c.get(d, key, path, kind, None, check)
+            if value is not None:
+                out[key] = value
+    raw = d.get("connector_map")
+    if raw is not None:
+        cmap: dict[int, tuple[int, int]] = {}
+        if not isinstance(raw, dict):
+            c.err(f"{path}.connector_map", "must map 1.6 connectorId to [evse id, connector id]")
+        else:
+            for k, v in raw.items():
+                ok_pair = isinstance(v, list) and len(v) == 2 and all(type(x) is int and x >= 1 for x in v)
+                if type(k) is not int or k < 1 or not ok_pair:
+                    c.err(f"{path}.connector_map.{k}", "must be connectorId >= 1: [evse id >= 1, connector id >= 1]")
+                    continue
+                cmap[k] = (v[0], v[1])
+        out["connector_map"] = cmap
+    return out
+
+
 _TAP_KEYS = {"name", "actions", "directions", "message_types", "routes", "redis_stream", "http", "outbox"}
 _TAP_HTTP_KEYS = {"url", "batch", "flush_interval_s", "timeout_s", "headers", "retry_initial_s", "retry_max_s"}
 
@@ -714,6 +773,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                     "security_profile",
                     "tls",
                     "auth",
+                    "translation",
                 },
                 {"url"},
             )
@@ -739,6 +799,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                 connect_timeout_s=c.get(b, "connect_timeout_s", p, float, db.connect_timeout_s, _positive),
                 reconnect_grace_s=c.get(b, "reconnect_grace_s", p, float, db.reconnect_grace_s, _non_negative),
                 ping_interval_s=c.get(b, "ping_interval_s", p, float, db.ping_interval_s, _non_negative),
+                translation=_translation(c, b.get("translation"), f"{p}.translation"),
             )
 
     routes: list[RouteConfig] = []

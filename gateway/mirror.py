@@ -386,7 +386,7 @@ class MirrorFeed:
         self._link_down.clear()
         self._needs_boot = True
         if version != self.charger_version and self._translator is None:
-            self._translator = translator_for(self.charger_version, version)
+            self._translator = translator_for(self.charger_version, version, options=self.backend.translation)
             try:
                 stored = await self.store.get_translation_state(self.cid, self.backend.name)
             except StoreUnavailable:

@@ -485,7 +485,7 @@ class Handshake(asyncio.Protocol):
                 gw.writer.mark(False)
                 self._refuse(ChargerRejected(503, "state_unavailable", "translation state unavailable"), path)
                 return
-            translator = translator_for(version, route.primary.ocpp)
+            translator = translator_for(version, route.primary.ocpp, options=route.primary.translation)
             if stored is not None:
                 translator.restore(stored)
 
