@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway.config import BackendConfig
 from gateway.errors import BackendUnavailable
 from gateway.metrics import Metrics
@@ -51,7 +53,7 @@ from gateway.ocpp.frames import (
 from gateway.ocpp.versions import SUBPROTOCOLS
 from gateway.store.base import Store, StoreUnavailable, Write
 from gateway.store.keys import Keys
-from gateway.store.outbox import MemoryOutbox, Outbox
+from gateway.store.outbox import Item, MemoryOutbox, Outbox
 from gateway.tasks import stop_task
 from gateway.translate import TRANSLATABLE, translator_for
 from gateway.translate.base import JsonDict, Translator
@@ -110,6 +112,10 @@ class MirrorBoard:
             self.down.discard(mirror)
             log.info("mirror_reachable", mirror=mirror)
 
+    def known_down(self, mirror: str, now: float) -> bool:
+        """The mirror failed its last probe and the next one is not due: no feed needs to look at it now."""
+        return mirror in self.down and now < self.next_probe.get(mirror, 0.0)
+
     def wait_s(self, mirror: str, now: float) -> float:
         """How long a feed should wait before it may probe again."""
         return max(0.05, self.next_probe.get(mirror, now) - now)
@@ -139,17 +145,47 @@ def _payload(frame: Raw | JsonDict | None) -> JsonDict | None:
     return parsed.payload if type(parsed) is Call or type(parsed) is CallResult else None
 
 
-def _text(frame: Raw | JsonDict | None) -> str | JsonDict | None:
-    return frame.decode() if isinstance(frame, bytes) else frame
+#: the fields of a mirror copy in its outbox entry: action, the CALL, the primary's answer (empty: none); when it
+#: was appended is the stream entry's id (age bounds apply to that). 0x1F cannot occur in JSON text (a control
+#: character, outside strings as inside), so the frames are kept as received: no parsing and no JSON escaping while
+#: the mirror is away; delivery splits and parses.
+SEP = b"\x1f"
 
 
-def _entry(item: tuple[str, Raw | JsonDict, Raw | JsonDict | None, float] | JsonDict) -> JsonDict:
-    """An outbox entry: {"a": action, "c": the CALL, "r": the primary's answer or None, "t": unix time}. CALL and
-    answer stay frames (text) until delivery parses them: a mirror that is down costs no parsing."""
-    if isinstance(item, dict):
-        return item
-    action, call, answer, at = item
-    return {"a": action, "c": _text(call), "r": _text(answer), "t": at}
+def _blob(frame: Raw | JsonDict | None) -> bytes:
+    if frame is None:
+        return b""
+    if isinstance(frame, dict):
+        return orjson.dumps(frame)  # a payload (translated sessions hand over dicts)
+    return frame if isinstance(frame, bytes) else frame.encode()
+
+
+def record(action: str, call: Raw | JsonDict, answer: Raw | JsonDict | None) -> bytes:
+    """A mirror copy as one outbox entry (see :data:`SEP`)."""
+    return SEP.join((action.encode(), _blob(call), _blob(answer)))
+
+
+def _frame_or_payload(blob: bytes) -> Raw | JsonDict | None:
+    if not blob:
+        return None
+    if blob.lstrip()[:1] == b"{":
+        loaded = orjson.loads(blob)
+        return loaded if isinstance(loaded, dict) else None
+    return blob
+
+
+def unpack(data: bytes | JsonDict) -> JsonDict:
+    """An outbox entry as {"a": action, "c": CALL frame or payload, "r": answer or None}; entries written as JSON
+    objects (older gateways) come back as they are; an unreadable one as {}."""
+    if isinstance(data, dict):
+        return data
+    parts = data.split(SEP)
+    if len(parts) != 3:
+        return {}
+    try:
+        return {"a": parts[0].decode(), "c": _frame_or_payload(parts[1]), "r": _frame_or_payload(parts[2])}
+    except (ValueError, UnicodeDecodeError):  # orjson.JSONDecodeError is a ValueError
+        return {}
 
 
 def decision_fields(answer: JsonDict | None) -> dict[str, Any]:
@@ -211,7 +247,10 @@ class MirrorFeed:
         self.board = board
         self.ssl_context = ssl_context
         self.password = password
-        self._buffer: list[tuple[str, Raw | JsonDict, Raw | JsonDict | None, float] | JsonDict] = []
+        self._buffer: list[bytes] = []  # copies not yet in the outbox, as records
+        self._queued = 0  # copies in the outbox, as far as this feed knows (gauges)
+        self._oldest: float | None = None  # unix time of the oldest of them
+        self._buffered_since = 0.0  # unix time of the oldest buffered copy
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -240,7 +279,9 @@ class MirrorFeed:
         if len(buf) >= self.settings.outbox_max_len:
             del buf[0]
             self._trimmed.inc()
-        buf.append((action, call, primary_answer, time.time()))
+        if not buf:
+            self._buffered_since = time.time()
+        buf.append(record(action, call, primary_answer))
         # The task flushes the whole buffer: one wake-up per batch, not per copy; none while the mirror is away
         # (the buffer is flushed every FLUSH_WHILE_DOWN_S then), so a down mirror costs the charger only this append.
         if len(buf) == 1 and self._live:
@@ -270,10 +311,25 @@ class MirrorFeed:
 
     async def _run(self) -> None:
         delay = 0.5
+        loop = asyncio.get_running_loop()
+        try:
+            await self._update_gauges()  # what an earlier process left in the outbox
+        except StoreUnavailable:
+            self._queued = 1  # unknown: look when the store is back
         while not self._closing:
-            if not self._durable and self._buffer and not await self._ensure_link():
-                # memory store: the buffer is as good as the outbox; keep copies there until the mirror answers
-                await self._sleep(self.board.wait_s(self.backend.name, asyncio.get_running_loop().time()))
+            if self._link is None and (self._buffer or self._queued):
+                # Something to deliver and no link. While the mirror is known to be away and it is not this
+                # feed's turn to probe it, the outbox is not read: copies stay buffered (memory store) or go to
+                # the outbox every FLUSH_WHILE_DOWN_S (Redis), at no cost to the charger's messages.
+                name = self.backend.name
+                if self.board.known_down(name, loop.time()) or not await self._ensure_link():
+                    await self._sleep(self.board.wait_s(name, loop.time()))
+                    continue
+            if not self._buffer and not self._queued:  # nothing to deliver: wait for a copy
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5.0):
+                        await self._wake.wait()
                 continue
             try:
                 await self._flush()
@@ -299,7 +355,7 @@ class MirrorFeed:
                         await self._wake.wait()
                 continue
             if not await self._ensure_link():
-                await self._sleep(self.board.wait_s(self.backend.name, asyncio.get_running_loop().time()))
+                await self._sleep(self.board.wait_s(self.backend.name, loop.time()))
                 continue
             delay = 0.5
             for entry in entries:
@@ -318,42 +374,57 @@ class MirrorFeed:
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds * (0.8 + 0.4 * random.random())
         self._live = False
-        # a random phase, so that the feeds of many chargers do not all flush at the same moment (loop lag)
-        step = FLUSH_WHILE_DOWN_S * random.random()
         try:
             while not self._closing:
-                left = end - loop.time()
+                now = loop.time()
+                left = end - now
                 if left <= 0:
                     break
-                await asyncio.sleep(min(step, left))
-                step = FLUSH_WHILE_DOWN_S
+                # Every feed flushes on the same ticks (multiples of FLUSH_WHILE_DOWN_S on the loop clock), so that
+                # the Redis outbox sends the appends of all chargers in a few pipelines, not one round trip each.
+                await asyncio.sleep(min(FLUSH_WHILE_DOWN_S - now % FLUSH_WHILE_DOWN_S, left))
                 # With the memory store the outbox is process memory like the buffer: moving copies there while
                 # the mirror is away buys nothing, so they stay buffered (bounded) until delivery or close.
                 if self._buffer and self._durable:
                     with contextlib.suppress(StoreUnavailable):
                         await self._flush()
+                self._report()  # from what this feed knows: no store round trip while the mirror is away
         finally:
             self._live = True
 
     async def _flush(self) -> None:
         if not self._buffer:
             return
-        items = [_entry(item) for item in self._buffer]
+        items: list[Item] = list(self._buffer)
         self._buffer = []
         try:
             trimmed = await self.outbox.append(
                 self.stream, items, self.settings.outbox_max_len, self.settings.outbox_max_age_s
             )
         except StoreUnavailable:
-            self._buffer[:0] = list(items)  # keep them, in order, for the next try
+            self._buffer[:0] = [i for i in items if type(i) is bytes]  # keep them, in order, for the next try
             del self._buffer[: max(0, len(self._buffer) - self.settings.outbox_max_len)]
             raise
         if trimmed:
             self._trimmed.inc(trimmed)
+        self._queued = max(0, self._queued + len(items) - trimmed)
+        if self._oldest is None and items:
+            self._oldest = self._buffered_since
 
     async def _update_gauges(self) -> None:
+        """Outbox depth and age as the store has them (while delivering), then :meth:`_report`."""
         depth, age = await self.outbox.stats(self.stream)
-        self.board.report(self.backend.name, self.cid, depth, age)
+        self._queued = depth
+        self._oldest = None if age is None else time.time() - age
+        self._report()
+
+    def _report(self) -> None:
+        """Depth and age of this feed's backlog: the outbox (as last read, plus what was appended since) and the
+        copies still buffered (with the memory store: all of them while the mirror is away)."""
+        depth, oldest = self._queued + len(self._buffer), self._oldest
+        if self._buffer and oldest is None:
+            oldest = self._buffered_since
+        self.board.report(self.backend.name, self.cid, depth, None if oldest is None else time.time() - oldest)
 
     # ------------------------------------------------------------------ the mirror link
 
@@ -396,8 +467,9 @@ class MirrorFeed:
         self.log.info("mirror_connected")
         return True
 
-    async def _deliver(self, data: JsonDict) -> bool:
+    async def _deliver(self, item: Item) -> bool:
         """Send one copy (translated if needed) and wait for the answer; False when the link went away."""
+        data = unpack(item)
         action, payload, primary_answer = data.get("a"), _payload(data.get("c")), _payload(data.get("r"))
         if not isinstance(action, str) or not isinstance(payload, dict):
             return True  # unreadable entry: drop it

@@ -292,7 +292,7 @@ class _Feed:
             if linger > 0 and not self.closing:
                 await self._sleep(linger, until=self.sink.batch - len(entries))
                 continue
-            reason = await self.sink.deliver([e.data for e in entries])
+            reason = await self.sink.deliver([e.data for e in entries if isinstance(e.data, dict)])
             if reason is not None:
                 self._failed.inc(len(entries))
                 if not self._failing:
