@@ -324,11 +324,11 @@ async def tx_event(
     )
 
 
-def energy_16(payload: dict[str, Any]) -> list[str]:
-    """The energy register readings of a 1.6 MeterValues / StopTransaction.transactionData."""
+def energy_16(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """The energy register readings (value, unit) of a 1.6 MeterValues / StopTransaction.transactionData."""
     values = payload.get("meterValue") or payload.get("transactionData") or []
     return [
-        s["value"]
+        (s["value"], s.get("unit", "Wh"))
         for mv in values
         for s in mv["sampledValue"]
         if s.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
@@ -388,11 +388,11 @@ async def test_boot_status_authorize_and_cable_first_transaction(redis_url: str)
             await got.wait(lambda: len(got.of("MeterValues")) == 1)
             (tx_int,) = csms.assigned[cid]
             assert got.of("MeterValues")[0]["transactionId"] == tx_int
-            assert energy_16(got.of("MeterValues")[0]) == ["1600"]
+            assert energy_16(got.of("MeterValues")[0]) == [("1.6", "kWh")]  # §4.3: multiplier applied, unit kept
 
             await tx_event(cp, "Updated", 3, "TX-CABLE-1", "MeterValuePeriodic", meter=energy(2.25))
             assert [m["transactionId"] for m in got.of("MeterValues")] == [tx_int, tx_int]
-            assert energy_16(got.of("MeterValues")[-1]) == ["2250"]
+            assert energy_16(got.of("MeterValues")[-1]) == [("2.25", "kWh")]
 
             ended = await tx_event(
                 cp,

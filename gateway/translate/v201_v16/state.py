@@ -142,7 +142,8 @@ class ReverseState:
     pending_starts: list[PendingStart] = field(default_factory=list)
     next_remote_start_id: int = 1
     next_request_id: int = 1  # requestId of GetLog / UpdateFirmware the gateway sends
-    #: "<evse>.<connector>" (2.0.1) -> {"status": 2.0.1 ConnectorStatus, "status16": last 1.6 status sent, "at": ...}
+    #: "<evse>.<connector>" (2.0.1) -> {"status": 2.0.1 ConnectorStatus, "status16": last 1.6 status sent, "at": ...,
+    #: "finishing": true after an Ended while still Occupied (1.6 Finishing; see v201_v16.transactions)}
     connector_status: dict[str, dict[str, Any]] = field(default_factory=dict)
     boot: dict[str, Any] | None = None  # last 2.0.1 BootNotification payload (reason kept here)
     boot_result: dict[str, Any] | None = None
