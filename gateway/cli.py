@@ -1,4 +1,4 @@
-"""Command line: ``ocpp-gateway run|check-config|demo``. The only module that exits the process."""
+"""Command line: ``ocpp-gateway run|check-config|hash-password|id-alias|demo``. The only module that exits."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 
+from gateway.config import _ID_TOKEN_TYPES as ID_TOKEN_TYPES  # 2.0.1 IdTokenEnumType (part of the alias)
 from gateway.config import ConfigError, load_config
 from gateway.logging import configure_logging
 
@@ -97,6 +98,24 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_id_alias(args: argparse.Namespace) -> int:
+    """Print the 1.6 idTag that stands for a 2.0.1 idToken longer than 20 characters (``long_id_tokens: alias``).
+
+    The operator registers it in the 1.6 CSMS; the translator derives the same alias on every replica. The type may
+    be given as ``--type TYPE`` or as a second argument (``id-alias TOKEN TYPE``).
+    """
+    from gateway.translate.v201_v16.context import IDTAG_MAX, id_alias
+
+    kind = args.type or args.type_arg or "ISO14443"
+    if args.type and args.type_arg and args.type != args.type_arg:
+        print(f"two different types given: {args.type_arg} and --type {args.type}", file=sys.stderr)
+        return 2
+    if len(args.token) <= IDTAG_MAX:
+        print(f"note: an idToken of up to {IDTAG_MAX} characters is sent as it is, not as this alias", file=sys.stderr)
+    print(id_alias(args.token, kind))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_csms_only, run_demo
 
@@ -123,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     c.set_defaults(func=cmd_check_config)
     h = sub.add_parser("hash-password", help="hash a charger password (stdin) for security.credentials_file")
     h.set_defaults(func=cmd_hash_password)
+    a = sub.add_parser(
+        "id-alias",
+        help="print the 1.6 idTag (alias) the translator uses for a 2.0.1 idToken over 20 characters",
+        description="Print the alias a 1.6 CSMS sees for a long 2.0.1 idToken (backend translation "
+        "long_id_tokens: alias), to register it in that CSMS.",
+    )
+    a.add_argument("token", help="the 2.0.1 idToken, as the charger sends it")
+    a.add_argument("type_arg", nargs="?", metavar="TYPE", choices=ID_TOKEN_TYPES, help="same as --type")
+    a.add_argument("--type", choices=ID_TOKEN_TYPES, help="its IdTokenEnumType (default ISO14443)")
+    a.set_defaults(func=cmd_id_alias)
     d = sub.add_parser("demo", help="gateway + built-in CSMS + simulated chargers in one process, until Ctrl-C")
     d.add_argument("--chargers", type=int, default=3, help="simulated chargers (half 1.6, half 2.0.1)")
     d.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")

@@ -1,19 +1,45 @@
-"""README.md stays true: the translation policy table is the code's, and the two top commands exist."""
+"""README.md stays true: the translation policy tables are the code's, and the two top commands exist."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from gateway.translate import v201_to_v16
 from gateway.translate.v16_to_v201 import POLICY
+from gateway.translate.v201_v16.charger_calls import CHARGER_POLICY
+from gateway.translate.v201_v16.csms_calls import CSMS_POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
+def _row(action: str, policy: str) -> str:
+    return f"| {action} | {policy.replace('|', '/')} |"
+
+
+def _table(header: str) -> list[str]:
+    """The rows of the README table whose header row starts with ``| header |`` (the actions' rows only)."""
+    lines = README.splitlines()
+    start = lines.index(f"| {header} | policy |") + 2  # header and |---|---|
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        if not line.startswith("| *"):  # *unknown action*, *action of the wrong direction*
+            rows.append(line)
+    return rows
+
+
 def test_readme_policy_table_matches_the_translator() -> None:
+    # set-up A: 1.6 charger, 2.0.1 CSMS (DataTransfer has one entry, shown in both tables)
     for action, policy in POLICY.items():
-        assert f"| {action} | {policy.replace('|', '/')} |" in README, action
+        assert _row(action, policy) in README, action
+    # set-up B: 2.0.1 charger, 1.6 CSMS; DataTransfer is in both directions' dicts, with a policy each, so each
+    # table is checked against its own dict, row for row and in order
+    assert {**CHARGER_POLICY, **CSMS_POLICY} == v201_to_v16.POLICY
+    assert _table("charger → CSMS (2.0.1 action)") == [_row(a, p) for a, p in CHARGER_POLICY.items()]
+    assert _table("CSMS → charger (1.6 action)") == [_row(a, p) for a, p in CSMS_POLICY.items()]
 
 
 def test_readme_top_commands_exist_and_ci_runs_the_test_command() -> None:
