@@ -63,27 +63,111 @@ __all__ = ["MirrorBoard", "MirrorFeed", "MirrorSettings", "decision_fields", "di
 
 
 class MirrorBoard:
-    """Outbox depth and age of every feed, summed (depth) and maxed (age) per mirror at scrape time."""
+    """What the feeds of one mirror share: outbox depth and age (summed and maxed per mirror at scrape time), one
+    circuit breaker per mirror, and the wait while a mirror is down.
+
+    While a mirror is down its feeds are parked (:meth:`park`): no feed task runs. One board task per down mirror
+    writes every feed's buffered copies to the outbox every ``FLUSH_WHILE_DOWN_S`` (Redis: in a few pipelines for
+    all chargers), and when the next probe is due it wakes one parked feed to try; when that probe succeeds every
+    feed is woken. A down mirror therefore costs the gateway one timer, not a wake-up per charger.
+    """
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.depth: dict[str, dict[str, int]] = {}
-        self.age: dict[str, dict[str, float]] = {}
         self.next_probe, self.backoff, self.down = {}, {}, set()
+        self.feeds: dict[str, set[MirrorFeed]] = {}
+        self._parked: dict[str, list[asyncio.Future[None]]] = {}
+        self._down_tasks: dict[str, asyncio.Task[None]] = {}
+        self._flushed: dict[str, asyncio.Event] = {}
 
-    def report(self, mirror: str, cid: str, depth: int, age: float | None) -> None:
-        if mirror not in self.depth:
-            d: dict[str, int] = {}
-            a: dict[str, float] = {}
-            self.depth[mirror], self.age[mirror] = d, a
-            self.metrics.outbox_depth.labels(mirror).set_function(lambda: sum(d.values()))
-            self.metrics.outbox_age.labels(mirror).set_function(lambda: max(a.values(), default=0.0))
-        self.depth[mirror][cid] = depth
-        self.age[mirror][cid] = age or 0.0
+    def register(self, feed: MirrorFeed) -> None:
+        name = feed.backend.name
+        if name not in self.feeds:
+            feeds = self.feeds[name] = set()
+            # computed at scrape time from the feeds themselves: nothing to update on the message path
+            self.metrics.outbox_depth.labels(name).set_function(lambda: sum(f.backlog() for f in list(feeds)))
+            self.metrics.outbox_age.labels(name).set_function(
+                lambda: max((f.backlog_age() for f in list(feeds)), default=0.0)
+            )
+        self.feeds[name].add(feed)
 
-    def forget(self, mirror: str, cid: str) -> None:
-        self.depth.get(mirror, {}).pop(cid, None)
-        self.age.get(mirror, {}).pop(cid, None)
+    def unregister(self, feed: MirrorFeed) -> None:
+        self.feeds.get(feed.backend.name, set()).discard(feed)
+
+    async def park(self, mirror: str) -> None:
+        """Wait while ``mirror`` is down: until it is back, or until this feed's turn to probe it."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._parked.setdefault(mirror, [])
+        waiters.append(fut)
+        self._ensure_down_task(mirror)
+        try:
+            await fut
+        finally:
+            if fut in waiters:
+                waiters.remove(fut)
+
+    async def flushed(self, mirror: str) -> None:
+        """Return once no board flush of ``mirror``'s buffers is in flight (a feed's own append must not overtake
+        it: one stream's entries stay in order)."""
+        event = self._flushed.get(mirror)
+        if event is not None:
+            await event.wait()
+
+    def _wake(self, mirror: str, everyone: bool) -> None:
+        waiters = self._parked.get(mirror, [])
+        chosen, waiters[:] = (waiters, []) if everyone else (waiters[:1], waiters[1:])
+        for fut in chosen:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _ensure_down_task(self, mirror: str) -> None:
+        task = self._down_tasks.get(mirror)
+        if task is None or task.done():
+            loop = asyncio.get_running_loop()
+            self._down_tasks[mirror] = loop.create_task(self._while_down(mirror), name=f"mirror-down:{mirror}")
+
+    async def _while_down(self, mirror: str) -> None:
+        loop = asyncio.get_running_loop()
+        next_flush = loop.time() + FLUSH_WHILE_DOWN_S
+        while self._parked.get(mirror):
+            now = loop.time()
+            due = self.next_probe.get(mirror, now) if mirror in self.down else now
+            await asyncio.sleep(max(0.0, min(next_flush, due) - now))
+            now = loop.time()
+            if now >= next_flush:
+                next_flush = now + FLUSH_WHILE_DOWN_S
+                await self._flush_buffers(mirror)
+            if mirror not in self.down or now >= self.next_probe.get(mirror, now):
+                self._wake(mirror, everyone=mirror not in self.down)
+                # the woken feed probes (may_probe moves next_probe on): give it the time to do so; feeds that
+                # are parked for another reason (the mirror not down: a version it cannot be translated to) retry
+                # once a second
+                await asyncio.sleep(0.05 if mirror in self.down else 1.0)
+
+    async def _flush_buffers(self, mirror: str) -> None:
+        """Every feed's buffered copies to the outbox, at once (durable outboxes only)."""
+        feeds = [f for f in self.feeds.get(mirror, ()) if f._buffer and f._durable]
+        if not feeds:
+            return
+        event = self._flushed.setdefault(mirror, asyncio.Event())
+        event.clear()
+        try:
+            taken = [(f, f._take_buffer()) for f in feeds]
+            batches = [(f.stream, items, f.settings.outbox_max_len, f.settings.outbox_max_age_s) for f, items in taken]
+            results = await feeds[0].outbox.append_many(batches)
+            for (f, items), result in zip(taken, results, strict=True):
+                if isinstance(result, BaseException):
+                    f._put_back(items)
+                else:
+                    f._appended(items, result)
+        finally:
+            event.set()
+
+    async def close(self) -> None:
+        """Stop the down-mirror tasks (the feeds are closed first)."""
+        for task in list(self._down_tasks.values()):
+            await stop_task(task)
+        self._down_tasks.clear()
 
     # One circuit breaker per mirror backend, shared by every charger's feed: while a mirror is down, one feed probes
     # it per back-off period (not one per charger), and the outage is logged once, not once per charger and attempt.
@@ -111,6 +195,7 @@ class MirrorBoard:
         if mirror in self.down:
             self.down.discard(mirror)
             log.info("mirror_reachable", mirror=mirror)
+        self._wake(mirror, everyone=True)
 
     def known_down(self, mirror: str, now: float) -> bool:
         """The mirror failed its last probe and the next one is not due: no feed needs to look at it now."""
@@ -290,6 +375,7 @@ class MirrorFeed:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.board.register(self)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"mirror:{self.backend.name}")
 
     async def close(self, flush_timeout: float = 2.0) -> None:
@@ -298,6 +384,7 @@ class MirrorFeed:
         self._wake.set()
         task, self._task = self._task, None
         await stop_task(task)
+        self.board.unregister(self)
         if self._buffer:
             with contextlib.suppress(StoreUnavailable, TimeoutError):
                 async with asyncio.timeout(flush_timeout):
@@ -305,7 +392,6 @@ class MirrorFeed:
         if self._link is not None:
             await self._link.close()
             self._link = None
-        self.board.forget(self.backend.name, self.cid)
 
     # ------------------------------------------------------------------ the feed's task
 
@@ -317,19 +403,19 @@ class MirrorFeed:
         except StoreUnavailable:
             self._queued = 1  # unknown: look when the store is back
         while not self._closing:
-            if self._link is None and (self._buffer or self._queued):
-                # Something to deliver and no link. While the mirror is known to be away and it is not this
-                # feed's turn to probe it, the outbox is not read: copies stay buffered (memory store) or go to
-                # the outbox every FLUSH_WHILE_DOWN_S (Redis), at no cost to the charger's messages.
-                name = self.backend.name
-                if self.board.known_down(name, loop.time()) or not await self._ensure_link():
-                    await self._sleep(self.board.wait_s(name, loop.time()))
-                    continue
-            if not self._buffer and not self._queued:  # nothing to deliver: wait for a copy
+            # Something to deliver and no link. While the mirror is known to be away and it is not this feed's turn
+            # to probe it, the outbox is not read and this task sleeps: copies stay buffered (memory store) or the
+            # board writes them to the outbox every FLUSH_WHILE_DOWN_S (Redis), at no cost to the charger's messages.
+            if (
+                self._link is None
+                and (self._buffer or self._queued)
+                and (self.board.known_down(self.backend.name, loop.time()) or not await self._ensure_link())
+            ):
+                await self._park()
+                continue
+            if not self._buffer and not self._queued:  # nothing to deliver: wait for a copy (offer wakes us)
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5.0):
-                        await self._wake.wait()
+                await self._wake.wait()
                 continue
             try:
                 await self._flush()
@@ -347,15 +433,9 @@ class MirrorFeed:
                 delay = min(delay * 2, 10.0)
                 continue
             if not entries:
-                self._wake.clear()
-                if self._buffer:  # offered while we were reading: no sleep
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5.0):
-                        await self._wake.wait()
-                continue
+                continue  # the top of the loop waits for the next copy
             if not await self._ensure_link():
-                await self._sleep(self.board.wait_s(self.backend.name, loop.time()))
+                await self._park()
                 continue
             delay = 0.5
             for entry in entries:
@@ -366,7 +446,16 @@ class MirrorFeed:
                     await self._flush()
                 except StoreUnavailable:
                     break  # retried from the outbox: the mirror may see this one again, never out of order
+                self._queued = max(0, self._queued - 1)
                 self._delivered.inc()
+
+    async def _park(self) -> None:
+        """Wait, without a task wake-up of our own, until the mirror is back or it is this feed's turn to probe."""
+        self._live = False  # offer() need not wake us meanwhile
+        try:
+            await self.board.park(self.backend.name)
+        finally:
+            self._live = True
 
     async def _sleep(self, seconds: float) -> None:
         """Back off for ``seconds``, writing buffered copies to the outbox every ``FLUSH_WHILE_DOWN_S`` meanwhile
@@ -388,43 +477,53 @@ class MirrorFeed:
                 if self._buffer and self._durable:
                     with contextlib.suppress(StoreUnavailable):
                         await self._flush()
-                self._report()  # from what this feed knows: no store round trip while the mirror is away
         finally:
             self._live = True
 
     async def _flush(self) -> None:
         if not self._buffer:
             return
-        items: list[Item] = list(self._buffer)
-        self._buffer = []
+        await self.board.flushed(self.backend.name)
+        items = self._take_buffer()
         try:
             trimmed = await self.outbox.append(
                 self.stream, items, self.settings.outbox_max_len, self.settings.outbox_max_age_s
             )
         except StoreUnavailable:
-            self._buffer[:0] = [i for i in items if type(i) is bytes]  # keep them, in order, for the next try
-            del self._buffer[: max(0, len(self._buffer) - self.settings.outbox_max_len)]
+            self._put_back(items)
             raise
+        self._appended(items, trimmed)
+
+    def _take_buffer(self) -> list[bytes]:
+        items, self._buffer = self._buffer, []
+        if self._oldest is None and items:
+            self._oldest = self._buffered_since  # about to be in the outbox (or back in the buffer)
+        return items
+
+    def _put_back(self, items: list[bytes]) -> None:
+        """Copies whose append failed: back in front of the buffer, in order, for the next try (bounded)."""
+        self._buffer[:0] = items
+        del self._buffer[: max(0, len(self._buffer) - self.settings.outbox_max_len)]
+
+    def _appended(self, items: list[bytes], trimmed: int) -> None:
         if trimmed:
             self._trimmed.inc(trimmed)
         self._queued = max(0, self._queued + len(items) - trimmed)
-        if self._oldest is None and items:
-            self._oldest = self._buffered_since
 
     async def _update_gauges(self) -> None:
         """Outbox depth and age as the store has them (while delivering), then :meth:`_report`."""
         depth, age = await self.outbox.stats(self.stream)
         self._queued = depth
         self._oldest = None if age is None else time.time() - age
-        self._report()
 
-    def _report(self) -> None:
-        """Depth and age of this feed's backlog: the outbox (as last read, plus what was appended since) and the
-        copies still buffered (with the memory store: all of them while the mirror is away)."""
-        depth, oldest = self._queued + len(self._buffer), self._oldest
-        if self._buffer and oldest is None:
-            oldest = self._buffered_since
-        self.board.report(self.backend.name, self.cid, depth, None if oldest is None else time.time() - oldest)
+    def backlog(self) -> int:
+        """Copies not yet delivered: in the outbox (as last read, plus what was appended since) and buffered
+        (with the memory store: all of them while the mirror is away)."""
+        return self._queued + len(self._buffer)
+
+    def backlog_age(self) -> float:
+        oldest = self._oldest if self._oldest is not None else (self._buffered_since if self._buffer else None)
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest)
 
     # ------------------------------------------------------------------ the mirror link
 

@@ -277,6 +277,7 @@ class Gateway:
             closing.append(loop.create_task(self.close_session(cid, 1001, "gateway shutting down")))
         await asyncio.gather(*closing, return_exceptions=True)
         await asyncio.gather(*self.teardowns, return_exceptions=True)
+        await self.mirror_board.close()
         for t in list(self.handshakes):
             t.cancel()
         await asyncio.gather(*self.handshakes, return_exceptions=True)

@@ -27,10 +27,11 @@ from redis.exceptions import RedisError
 
 from gateway.store.base import Store, StoreUnavailable
 
-__all__ = ["Entry", "Item", "MemoryOutbox", "Outbox", "RedisOutbox", "open_outbox"]
+__all__ = ["Batch", "Entry", "Item", "MemoryOutbox", "Outbox", "RedisOutbox", "open_outbox"]
 
 
 Item = dict[str, Any] | bytes
+Batch = tuple[str, Sequence[Item], int, float]  # stream, items, max_len, max_age_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,10 @@ class Entry:
 class Outbox(Protocol):
     async def append(self, stream: str, items: Sequence[Item], max_len: int, max_age_s: float) -> int:
         """Append in order; trim by length and age; return how many entries were trimmed unsent."""
+        ...
+
+    async def append_many(self, batches: Sequence[Batch]) -> list[int | BaseException]:
+        """:meth:`append` for several streams at once: per batch, the trimmed count or the error."""
         ...
 
     async def read(self, stream: str, count: int) -> list[Entry]:
@@ -81,6 +86,9 @@ class MemoryOutbox:
             trimmed += 1
         return trimmed
 
+    async def append_many(self, batches: Sequence[Batch]) -> list[int | BaseException]:
+        return [await self.append(*batch) for batch in batches]
+
     async def read(self, stream: str, count: int) -> list[Entry]:
         q = self._streams.get(stream)
         return list(itertools.islice(q, count)) if q else []
@@ -102,13 +110,21 @@ class MemoryOutbox:
         return sorted(s for s, q in self._streams.items() if q and s.startswith(prefix))
 
 
+# ARGV: max_len, minid, then every entry in ONE argument, separated by 0x1E (a control character: it cannot occur in
+# JSON text, nor in a mirror record), so that the gateway packs one argument per append however many entries it
+# carries; the script splits them and XADDs each.
 _APPEND = """
 local before = redis.call('XLEN', KEYS[1])
-for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', 'd', ARGV[i]) end
+local n = 0
+for entry in string.gmatch(ARGV[3], '[^\\30]+') do
+  redis.call('XADD', KEYS[1], '*', 'd', entry)
+  n = n + 1
+end
 redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
 if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2]) end
-return before + (#ARGV - 2) - redis.call('XLEN', KEYS[1])
+return before + n - redis.call('XLEN', KEYS[1])
 """
+ENTRY_SEP = b"\x1e"
 
 
 class RedisOutbox:
@@ -131,14 +147,21 @@ class RedisOutbox:
         self._flusher: asyncio.Task[None] | None = None
 
     async def append(self, stream: str, items: Sequence[Item], max_len: int, max_age_s: float) -> int:
+        return await self._queue(stream, items, max_len, max_age_s)
+
+    async def append_many(self, batches: Sequence[Batch]) -> list[int | BaseException]:
+        waiting = [self._queue(*batch) for batch in batches]
+        return list(await asyncio.gather(*waiting, return_exceptions=True))
+
+    def _queue(self, stream: str, items: Sequence[Item], max_len: int, max_age_s: float) -> asyncio.Future[int]:
         minid = f"{int((time.time() - max_age_s) * 1000)}-0" if max_age_s > 0 else "0"
-        args = [max_len, minid, *(item if type(item) is bytes else orjson.dumps(item) for item in items)]
+        args = [max_len, minid, ENTRY_SEP.join(item if type(item) is bytes else orjson.dumps(item) for item in items)]
         loop = asyncio.get_running_loop()
         done: asyncio.Future[int] = loop.create_future()
         self._pending.append((stream, args, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._send_pending(), name="outbox-append")
-        return await done
+        return done
 
     async def _send_pending(self) -> None:
         while self._pending:

@@ -40,3 +40,16 @@ async def test_length_bound_trims_the_oldest_and_says_how_many(outbox: Outbox) -
 async def test_empty_outbox(outbox: Outbox) -> None:
     assert await outbox.read("test:{none}:outbox:m", 5) == []
     assert await outbox.stats("test:{none}:outbox:m") == (0, None)
+
+
+async def test_bytes_entries_come_back_as_they_were(outbox: Outbox) -> None:
+    """Mirror copies are opaque records (fields joined by 0x1F): kept byte for byte, in order, mixed with JSON."""
+    s = "test:{CP9}:outbox:m"
+    records = [b'Heartbeat\x1f[2,"1","Heartbeat",{}]\x1f[3,"1",{}]', b'Authorize\x1f[2,"2","Authorize",{}]\x1f']
+    assert await outbox.append(s, records, 100, 0) == 0
+    assert await outbox.append(s, [{"n": 1}], 100, 0) == 0
+    results = await outbox.append_many(
+        [(s, [b"StatusNotification\x1f{}\x1f"], 100, 0), ("test:{CP9}:outbox:x", [], 100, 0)]
+    )
+    assert results == [0, 0]
+    assert [e.data for e in await outbox.read(s, 10)] == [*records, {"n": 1}, b"StatusNotification\x1f{}\x1f"]
