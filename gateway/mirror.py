@@ -18,8 +18,12 @@ restart), and delivers the outbox in order, one outstanding CALL at a time, when
 * CALLs a mirror sends to the charger follow the route's ``mirror_calls``: ``deny`` (default: the mirror gets
   CALLERROR ``SecurityError``, counted) or an allow-list of actions, forwarded to the charger under a gateway unique
   id; the charger's answer goes back to the mirror under the mirror's id.
-* A mirror that is down or slow costs the charger and the primary nothing but the in-memory append: delivery runs
-  in the feed's own task and reconnects with back-off (``ocppgw_outbox_depth``/``_age_seconds`` show the backlog).
+* A mirror that is down or slow costs the charger and the primary nothing but the in-memory append of one bytes
+  record per copy (the frames as received): delivery runs in the feed's own task; while the mirror is down the
+  feeds are parked on the :class:`MirrorBoard` (no wake-ups per charger), which writes their buffers to the outbox
+  in groups, probes the mirror through one feed per back-off period and wakes them all when it is back
+  (``ocppgw_outbox_depth``/``_age_seconds``, computed at scrape time, show the backlog).
+  ``bench/mirror_cost.py`` measures it at a fixed offered load.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class MirrorBoard:
         self.metrics = metrics
         self.next_probe, self.backoff, self.down = {}, {}, set()
         self.feeds: dict[str, set[MirrorFeed]] = {}
+        self._slots: dict[str, list[set[MirrorFeed]]] = {}  # the feeds of each flush group
         self._parked: dict[str, list[asyncio.Future[None]]] = {}
         self._down_tasks: dict[str, asyncio.Task[None]] = {}
         self._flushed: dict[str, asyncio.Event] = {}
@@ -90,9 +95,13 @@ class MirrorBoard:
                 lambda: max((f.backlog_age() for f in list(feeds)), default=0.0)
             )
         self.feeds[name].add(feed)
+        self._slots.setdefault(name, [set() for _ in range(FLUSH_SLOTS)])[feed.flush_slot].add(feed)
 
     def unregister(self, feed: MirrorFeed) -> None:
         self.feeds.get(feed.backend.name, set()).discard(feed)
+        slots = self._slots.get(feed.backend.name)
+        if slots is not None:
+            slots[feed.flush_slot].discard(feed)
 
     async def park(self, mirror: str) -> None:
         """Wait while ``mirror`` is down: until it is back, or until this feed's turn to probe it."""
@@ -128,15 +137,17 @@ class MirrorBoard:
 
     async def _while_down(self, mirror: str) -> None:
         loop = asyncio.get_running_loop()
-        next_flush = loop.time() + FLUSH_WHILE_DOWN_S
+        step = FLUSH_WHILE_DOWN_S / FLUSH_SLOTS
+        next_flush, slot = loop.time() + step, 0
         while self._parked.get(mirror):
             now = loop.time()
             due = self.next_probe.get(mirror, now) if mirror in self.down else now
             await asyncio.sleep(max(0.0, min(next_flush, due) - now))
             now = loop.time()
             if now >= next_flush:
-                next_flush = now + FLUSH_WHILE_DOWN_S
-                await self._flush_buffers(mirror)
+                # one slot of the feeds at a time: each feed every FLUSH_WHILE_DOWN_S, the work spread over it
+                next_flush, slot = now + step, (slot + 1) % FLUSH_SLOTS
+                await self._flush_buffers(mirror, slot)
             if mirror not in self.down or now >= self.next_probe.get(mirror, now):
                 self._wake(mirror, everyone=mirror not in self.down)
                 # the woken feed probes (may_probe moves next_probe on): give it the time to do so; feeds that
@@ -144,9 +155,10 @@ class MirrorBoard:
                 # once a second
                 await asyncio.sleep(0.05 if mirror in self.down else 1.0)
 
-    async def _flush_buffers(self, mirror: str) -> None:
-        """Every feed's buffered copies to the outbox, at once (durable outboxes only)."""
-        feeds = [f for f in self.feeds.get(mirror, ()) if f._buffer and f._durable]
+    async def _flush_buffers(self, mirror: str, slot: int) -> None:
+        """The buffered copies of the feeds in ``slot`` to the outbox, together (durable outboxes only)."""
+        slots = self._slots.get(mirror)
+        feeds = [f for f in slots[slot] if f._buffer and f._durable] if slots else []
         if not feeds:
             return
         event = self._flushed.setdefault(mirror, asyncio.Event())
@@ -208,6 +220,8 @@ class MirrorBoard:
 
 #: while a mirror is away, buffered copies are written to its outbox this often (not at every copy)
 FLUSH_WHILE_DOWN_S = 5.0
+#: the feeds of a down mirror are flushed in this many groups, one group every FLUSH_WHILE_DOWN_S / FLUSH_SLOTS
+FLUSH_SLOTS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +350,8 @@ class MirrorFeed:
         self._queued = 0  # copies in the outbox, as far as this feed knows (gauges)
         self._oldest: float | None = None  # unix time of the oldest of them
         self._buffered_since = 0.0  # unix time of the oldest buffered copy
+        self.flush_slot = random.randrange(FLUSH_SLOTS)
+        self._max_len = settings.outbox_max_len  # which of the board's flush groups this feed is in
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -357,19 +373,22 @@ class MirrorFeed:
     # ------------------------------------------------------------------ hot path (synchronous)
 
     def offer(self, action: str, call: Raw | JsonDict, primary_answer: Raw | JsonDict | None) -> None:
-        """A charger CALL and the primary's answer (None: the primary gave none), as frames (raw bytes: parsed when
-        written to the outbox, off the message path; a tuple of bytes is not tracked by the garbage collector) or
-        as payload dicts. Never blocks, never raises."""
+        """A charger CALL and the primary's answer (None: the primary gave none), as frames (raw bytes, kept as they
+        are: parsed only when delivered) or as payload dicts. Never blocks, never raises."""
         buf = self._buffer
-        if len(buf) >= self.settings.outbox_max_len:
+        if len(buf) >= self._max_len:
             del buf[0]
             self._trimmed.inc()
-        if not buf:
+        elif not buf:
             self._buffered_since = time.time()
-        buf.append(record(action, call, primary_answer))
+        if type(call) is bytes and type(primary_answer) is bytes:  # the pass-through session's case
+            buf.append(SEP.join((action.encode(), call, primary_answer)))
+        else:
+            buf.append(record(action, call, primary_answer))
         # The task flushes the whole buffer: one wake-up per batch, not per copy; none while the mirror is away
-        # (the buffer is flushed every FLUSH_WHILE_DOWN_S then), so a down mirror costs the charger only this append.
-        if len(buf) == 1 and self._live:
+        # (the feed is parked and the board writes buffers to the outbox), so a down mirror costs the charger only
+        # this append.
+        if self._live and len(buf) == 1:
             self._wake.set()
 
     # ------------------------------------------------------------------ lifecycle
