@@ -230,6 +230,25 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, stamp: str) -> 
             f"| {t} | {med['answered_per_s']:,.0f} | {med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} "
             f"| {med['target_cpu_us_per_rt']:.1f} | {sum(r['skipped'] for r in mine)} | " + " | ".join(ratios) + " |"
         )
+    # The same ratios between the two no-mirror targets (Redis vs memory store), which cost the same: how far
+    # this machine's noise alone moves a ratio in this batch.
+    pairs = [(by[("gateway-redis", rep)], by[("gateway", rep)]) for (t, rep) in by if t == "gateway"]
+    pairs = [(r, b) for r, b in pairs if r is not None]
+    if pairs and all(("gateway-redis", b["rep"]) in by for _, b in pairs):
+        spread = []
+        for k in ("p50_ms", "p99_ms", "target_cpu_us_per_rt"):
+            values = sorted(r[k] / b[k] for r, b in pairs)
+            spread.append(f"{statistics.median(values):.2f}x ({values[0]:.2f}-{values[-1]:.2f})")
+        lines += [
+            "",
+            "Noise reference, gateway-redis / gateway (neither has a mirror): p50 "
+            + spread[0]
+            + ", p99 "
+            + spread[1]
+            + ", CPU "
+            + spread[2]
+            + " (median, min-max over reps)",
+        ]
     return "\n".join(lines)
 
 
