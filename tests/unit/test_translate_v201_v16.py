@@ -95,7 +95,11 @@ def send(tr: V201ChargerToV16Csms, payload: JsonDict, answers: Any = ()) -> Outc
 
 
 def then(out: Outcome) -> list[tuple[str, JsonDict]]:
-    return [(c.action, c.payload) for c in out.plan.then_to_csms]
+    """The 1.6 CALLs one exchange sent the CSMS besides a StartTransaction, in order: the plan's own calls
+    (acknowledged before the charger is answered), then the gateway's CALLs after the answer (a queue flushed by
+    StartTransaction.conf)."""
+    own = [(c.action, c.payload) for c in out.calls if c.action != "StartTransaction"]
+    return own + [(c.action, c.payload) for c in out.plan.then_to_csms]
 
 
 def status(tr: V201ChargerToV16Csms, value: str, evse: int = 1, connector: int = 1, ts: str = T0) -> Outcome:
@@ -105,8 +109,7 @@ def status(tr: V201ChargerToV16Csms, value: str, evse: int = 1, connector: int =
 
 def sent_status(out: Outcome) -> list[str]:
     """1.6 statuses sent by one exchange, as calls or gateway CALLs after the answer."""
-    found = [c.payload["status"] for c in out.calls if c.action == "StatusNotification"]
-    return found + [p["status"] for a, p in then(out) if a == "StatusNotification"]
+    return [p["status"] for a, p in then(out) if a == "StatusNotification"]
 
 
 def started(tr: V201ChargerToV16Csms, *, tx: str = "TX1", meter_wh: int = 1000, **kw: Any) -> Outcome:
@@ -830,7 +833,7 @@ def test_charger_message_table(
         assert out.answer == {} and (action, "message") in tr.take_dropped()
     else:
         assert out.answer == answer
-    assert then(out) == then_calls
+    assert [(c.action, c.payload) for c in out.plan.then_to_csms] == then_calls
     if not calls:
         assert out.plan.reason, "a local answer names its reason"
 
@@ -969,7 +972,8 @@ class TestTransactions:
         assert tr.state.transactions["TX1"].tx_int == 77
         mv = [reg(1.5, "Sample.Periodic", T1, unit="kWh")]
         out = send(tr, event("Updated", 1, "MeterValuePeriodic", ts=T1, meter_value=mv))
-        assert out.calls == [] and out.answer == {}
+        # the charger's {} comes once the CSMS acknowledged the MeterValues (never before the CSMS has it)
+        assert out.plan.then_to_csms == [] and out.answer == {}
         assert then(out) == [
             (
                 "MeterValues",
@@ -1003,7 +1007,7 @@ class TestTransactions:
                 meter_value=[reg(2.5, "Transaction.End", T2, unit="kWh")],
             ),
         )
-        assert out.answer == {} and out.calls == []
+        assert out.answer == {} and out.plan.then_to_csms == []
         stop = then(out)[0]
         assert stop == (
             "StopTransaction",
@@ -1481,3 +1485,20 @@ class TestSnapshot:
         assert then(dup) == []  # the answer cache survived
         out = send(fresh, event("Ended", 2, "EVDeparted", stopped="Local"))
         assert then(out)[0][1]["transactionId"] == 77 and then(out)[0][1]["meterStop"] == 1200
+
+
+def test_an_update_is_acknowledged_only_after_the_csms_took_it() -> None:
+    """A meter value the CSMS refused (or never answered) is not acknowledged to the charger: it sends the event
+    again and the MeterValues go out again, with the same id."""
+    tr = make()
+    status(tr, "Occupied")
+    started(tr, state="Charging")
+    mv = [reg(2.0, "Sample.Periodic", T1, unit="kWh")]
+    failed = send(tr, event("Updated", 1, "MeterValuePeriodic", ts=T1, meter_value=mv), ("InternalError", "db down"))
+    assert failed.answer is None and failed.error == ("InternalError", "db down")
+    retry = send(tr, event("Updated", 1, "MeterValuePeriodic", ts=T1, meter_value=mv))
+    assert retry.answer == {}
+    assert [(a, p["transactionId"]) for a, p in then(retry)] == [("MeterValues", 77)]
+    # now acknowledged: a third copy of the same event is answered from the cache, nothing sent
+    again = send(tr, event("Updated", 1, "MeterValuePeriodic", ts=T1, meter_value=mv))
+    assert again.answer == {} and then(again) == []

@@ -116,7 +116,9 @@ def exchange(
         _check_then(tr, plan)
         return out
     assert plan.calls and plan.finish is not None
-    queue: list[Answer] = [answers] if isinstance(answers, dict | tuple) or callable(answers) else list(answers)
+    error = isinstance(answers, tuple) and len(answers) == 2 and all(isinstance(x, str) for x in answers)
+    single = isinstance(answers, dict) or callable(answers) or error
+    queue: list[Answer] = [answers] if single else list(answers)  # type: ignore[list-item]
     got: list[JsonDict] = []
     for index, call in enumerate(plan.calls):
         schemas.validate(dst, call.action, "request", call.payload)

@@ -27,11 +27,15 @@ Decisions taken here (beyond the reference):
   other ``Transaction.Begin`` samples (SoC, power, …) have no place in a 1.6 StartTransaction and are dropped,
   counted ``begin_sample_dropped`` (a 1.6 CSMS does not expect a MeterValues of start readings); samples of any
   other context in a Started event follow as MeterValues with the transactionId.
-* **Acked transactions**: ``Updated`` events are answered ``{}`` at once (§4.2); their StatusNotification (when
-  the derived 1.6 status changed) and MeterValues follow as ``then_to_csms`` in that order. ``Ended`` without
-  idToken: ``{}`` at once, StopTransaction (then StatusNotification ``Finishing`` while the connector stays
-  ``Occupied``) follow. ``Ended`` with idToken: the answer waits for StopTransaction.conf (``idTokenInfo`` <-
-  ``idTagInfo``; a CSMS that leaves ``idTagInfo`` out gives ``{}``, counted ``csms_omitted_idtaginfo``).
+* **Acked transactions** (differs from §4.2, which answers ``Updated`` at once): an ``Updated`` event's
+  StatusNotification (when the derived 1.6 status changed) and MeterValues go to the CSMS in that order, and the
+  charger's ``{}`` waits until the CSMS acknowledged them, so that a meter value or a stop is never acknowledged to
+  the charger before the CSMS has it (a link loss or a restart in between would lose it: the charger would not send
+  it again). ``Ended`` without idToken: StopTransaction (then StatusNotification ``Finishing`` while the connector
+  stays ``Occupied``), then ``{}``. ``Ended`` with idToken: the answer waits for StopTransaction.conf
+  (``idTokenInfo`` <- ``idTagInfo``; a CSMS that leaves ``idTagInfo`` out gives ``{}``, counted
+  ``csms_omitted_idtaginfo``). Only the events of a transaction whose StartTransaction.conf has not come yet are
+  answered at once (the CSMS cannot take them yet); they wait in the persisted queue.
 * **An event that carries the transaction's start token again** (acked transaction) is answered with the
   ``idTokenInfo`` of the StartTransaction.conf (the CSMS's verdict on that token, never invented); any other token
   outside a start gets ``{}``.
@@ -241,6 +245,16 @@ def _answered(rec: TxB, seq: int, answer: JsonDict, reason: str, then: Sequence[
     return plan
 
 
+def _forwarded(rec: TxB, seq: int, answer: JsonDict, calls: list[OutCall]) -> Plan:
+    """An event of an acknowledged transaction: its 1.6 CALLs go to the CSMS and the charger is answered once the
+    CSMS acknowledged them all, so the charger keeps (and retries) the event until the CSMS has it; the answer
+    carries nothing of the CSMS's (a 1.6 MeterValues/StopTransaction.conf without idTagInfo has nothing to pass on).
+    A CALLERROR or timeout reaches the charger as such (nothing on a timeout): it sends the event again."""
+    if not calls:
+        return _answered(rec, seq, answer, "no_16_counterpart")
+    return Plan(calls=calls, finish=lambda answers: _remember(rec, seq, answer))
+
+
 def _with_id(rec: TxB, action: str, payload: Mapping[str, Any]) -> OutCall:
     out = dict(payload)
     if action in ("MeterValues", "StopTransaction"):
@@ -412,10 +426,8 @@ def transaction_event(ctx: Context, payload: Mapping[str, Any]) -> Plan:
         if rejected:
             return _answered(rec, seq, {"idTokenInfo": {"status": "Invalid"}}, "idtoken_too_long")
         return _answered(rec, seq, {}, "tx_held")
-    then = [_tx_status_call(ctx, rec, timestamp), *(_with_id(rec, a, p) for a, p in tail)]
-    answer = _start_answer(ctx, rec, token)
-    reason = "tx_event_forwarded" if any(then) else "no_16_counterpart"
-    return _answered(rec, seq, answer, reason, then)
+    calls = [_tx_status_call(ctx, rec, timestamp), *(_with_id(rec, a, p) for a, p in tail)]
+    return _forwarded(rec, seq, _start_answer(ctx, rec, token), [c for c in calls if c is not None])
 
 
 def _start_plan(
@@ -494,7 +506,8 @@ def _ended(ctx: Context, rec: TxB, payload: Mapping[str, Any], seq: int) -> Plan
     call = _with_id(rec, "StopTransaction", stop)
     if not isinstance(token, Mapping) or tag is None:
         answer: JsonDict = {} if not isinstance(token, Mapping) else {"idTokenInfo": {"status": "Invalid"}}
-        return _answered(rec, seq, answer, "tx_event_forwarded", [call, _tx_status_call(ctx, rec, timestamp)])
+        status = _tx_status_call(ctx, rec, timestamp)
+        return _forwarded(rec, seq, answer, [call] if status is None else [call, status])
     plan = Plan(calls=[call])
 
     def finish(answers: list[JsonDict]) -> JsonDict:
