@@ -126,6 +126,27 @@ return before + n - redis.call('XLEN', KEYS[1])
 """
 ENTRY_SEP = b"\x1e"
 
+# The same for several streams in one call: ARGV[1 + 3(k-1) ..] = max_len, minid, entries of KEYS[k]. Used for the
+# buffers a down mirror's feeds flush together (gateway/mirror.py): one command instead of one per charger. The
+# keys belong to different chargers, hence to different Redis Cluster slots: fine for the standalone and Sentinel
+# deployments the store supports; a Cluster store would group them by slot first.
+_APPEND_MANY = """
+local out = {}
+for k = 1, #KEYS do
+  local key, i = KEYS[k], 3 * (k - 1)
+  local before = redis.call('XLEN', key)
+  local n = 0
+  for entry in string.gmatch(ARGV[i + 3], '[^\\30]+') do
+    redis.call('XADD', key, '*', 'd', entry)
+    n = n + 1
+  end
+  redis.call('XTRIM', key, 'MAXLEN', ARGV[i + 1])
+  if ARGV[i + 2] ~= '0' then redis.call('XTRIM', key, 'MINID', ARGV[i + 2]) end
+  out[k] = before + n - redis.call('XLEN', key)
+end
+return out
+"""
+
 
 class RedisOutbox:
     """Redis Streams: XADDs + XTRIM (MAXLEN and MINID) in one Lua call per append, XRANGE to read, XDEL to ack.
@@ -143,6 +164,7 @@ class RedisOutbox:
         # One command per append, however many copies it holds (redis-py packs every pipelined command in Python:
         # one XADD per copy cost ~15 us of gateway CPU each, measured).
         self._append = client.register_script(_APPEND)
+        self._append_many = client.register_script(_APPEND_MANY)
         self._pending: list[tuple[str, list[Any], asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -150,12 +172,27 @@ class RedisOutbox:
         return await self._queue(stream, items, max_len, max_age_s)
 
     async def append_many(self, batches: Sequence[Batch]) -> list[int | BaseException]:
-        waiting = [self._queue(*batch) for batch in batches]
-        return list(await asyncio.gather(*waiting, return_exceptions=True))
+        """One script call per :attr:`PIPELINE` streams (see ``_APPEND_MANY``)."""
+        out: list[int | BaseException] = []
+        for i in range(0, len(batches), self.PIPELINE):
+            chunk = batches[i : i + self.PIPELINE]
+            args: list[Any] = []
+            for _, items, max_len, max_age_s in chunk:
+                args += self._args(items, max_len, max_age_s)
+            try:
+                result = await self._append_many(keys=[b[0] for b in chunk], args=args)
+                out += [int(x) for x in result]
+            except (RedisError, OSError) as e:
+                out += [StoreUnavailable(str(e))] * len(chunk)
+        return out
+
+    @staticmethod
+    def _args(items: Sequence[Item], max_len: int, max_age_s: float) -> list[Any]:
+        minid = f"{int((time.time() - max_age_s) * 1000)}-0" if max_age_s > 0 else "0"
+        return [max_len, minid, ENTRY_SEP.join(item if type(item) is bytes else orjson.dumps(item) for item in items)]
 
     def _queue(self, stream: str, items: Sequence[Item], max_len: int, max_age_s: float) -> asyncio.Future[int]:
-        minid = f"{int((time.time() - max_age_s) * 1000)}-0" if max_age_s > 0 else "0"
-        args = [max_len, minid, ENTRY_SEP.join(item if type(item) is bytes else orjson.dumps(item) for item in items)]
+        args = self._args(items, max_len, max_age_s)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[int] = loop.create_future()
         self._pending.append((stream, args, done))

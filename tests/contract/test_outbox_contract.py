@@ -53,3 +53,11 @@ async def test_bytes_entries_come_back_as_they_were(outbox: Outbox) -> None:
     )
     assert results == [0, 0]
     assert [e.data for e in await outbox.read(s, 10)] == [*records, {"n": 1}, b"StatusNotification\x1f{}\x1f"]
+
+
+async def test_append_many_trims_each_stream_by_its_own_bound(outbox: Outbox) -> None:
+    a, b = "test:{CP10}:outbox:m", "test:{CP11}:outbox:m"
+    results = await outbox.append_many([(a, [b"x%d" % i for i in range(5)], 3, 0), (b, [b"y"], 3, 0)])
+    assert results == [2, 0]
+    assert [e.data for e in await outbox.read(a, 10)] == [b"x2", b"x3", b"x4"]
+    assert [e.data for e in await outbox.read(b, 10)] == [b"y"]
