@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from ocpp.v16 import ChargePoint as Cp16
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
@@ -29,8 +28,8 @@ from ocpp.v201 import call_result as result201
 from gateway.demo_csms import ConnectionClosed, OcppWs, on
 from gateway.runtime import Running
 from gateway.store.redis import RedisStore
-from tests.e2e.test_translation_e2e import Wire, now_iso
 from tests.helpers import gateway, make_config
+from tests.peers import CsmsServer, Wire, now_iso
 
 TIMEOUT = 30
 EXPIRY = "2031-01-01T00:00:00.000Z"
@@ -89,71 +88,13 @@ class CentralPoint(Cp16):  # type: ignore[misc]
         return result16.DataTransfer(status="Accepted")
 
 
-class Csms16:
-    """A 1.6 central system on loopback serving ``/ocpp/<charger id>``."""
+class Csms16(CsmsServer):
+    """A 1.6 central system on loopback serving ``/ocpp/<charger id>``; ``assigned`` holds the transaction ids it
+    gave each charger."""
 
     def __init__(self) -> None:
-        self.wire: dict[str, Wire] = {}
         self.assigned: dict[str, list[int]] = {}
-        self.points: dict[str, CentralPoint] = {}
-        self.connects: list[str] = []
-        self.url = ""
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-
-    def got(self, cid: str) -> Wire:
-        return self.wire.setdefault(cid, Wire())
-
-    async def point(self, cid: str) -> CentralPoint:
-        async with self._changed:
-            await self._changed.wait_for(lambda: cid in self.points)
-        return self.points[cid]
-
-    async def gone(self, cid: str) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: cid not in self.points)
-
-    async def _set(self, cid: str, point: CentralPoint | None) -> None:
-        async with self._changed:
-            if point is not None:
-                self.points[cid] = point
-            elif cid in self.points:
-                del self.points[cid]
-            self._changed.notify_all()
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        cid = request.match_info["cid"]
-        ws = web.WebSocketResponse(protocols=("ocpp1.6",))
-        await ws.prepare(request)
-        assert ws.ws_protocol == "ocpp1.6", "the gateway must speak 1.6 to this backend"
-        self.connects.append(cid)
-        point = CentralPoint(cid, OcppWs(ws, self.got(cid).tap), self.assigned.setdefault(cid, []))
-        await self._set(cid, point)
-        try:
-            await point.start()
-        except ConnectionClosed:
-            pass
-        finally:
-            if self.points.get(cid) is point:
-                await self._set(cid, None)
-        return ws
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_get("/ocpp/{cid}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = getattr(site, "_server", None)
-        assert server is not None and server.sockets
-        self.url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ocpp"
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        super().__init__("ocpp1.6", lambda cid, conn: CentralPoint(cid, conn, self.assigned.setdefault(cid, [])))
 
 
 # --------------------------------------------------------------------------------------------- the 2.0.1 charger

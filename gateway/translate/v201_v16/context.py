@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from gateway.translate.base import JsonDict, OutCall, Plan
+from gateway.translate.v16_v201.context import fmt_ts, parse_ts, utc_now  # the same clock format both ways
 from gateway.translate.v201_v16.state import ReverseState
 
 __all__ = [
@@ -51,24 +52,6 @@ __all__ = [
 WRAP_VENDOR_ID = "org.openchargealliance.ocpp201"  # §5.1 "ack + wrap" toward a 1.6 CSMS
 ENDED_RETENTION = timedelta(days=7)
 IDTAG_MAX = 20
-
-
-def utc_now() -> str:
-    return fmt_ts(datetime.now(UTC))
-
-
-def fmt_ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_ts(text: object) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def compact(data: object) -> str:
