@@ -79,6 +79,7 @@ class MirrorBoard:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.next_probe, self.backoff, self.down = {}, {}, set()
+        self._probing: set[str] = set()  # mirrors whose turn-taking probe is in flight
         self.feeds: dict[str, set[MirrorFeed]] = {}
         self._slots: dict[str, list[set[MirrorFeed]]] = {}  # the feeds of each flush group
         self._parked: dict[str, list[asyncio.Future[None]]] = {}
@@ -124,7 +125,8 @@ class MirrorBoard:
 
     def _wake(self, mirror: str, everyone: bool) -> None:
         waiters = self._parked.get(mirror, [])
-        chosen, waiters[:] = (waiters, []) if everyone else (waiters[:1], waiters[1:])
+        chosen = waiters[:] if everyone else waiters[:1]
+        del waiters[: len(chosen)]
         for fut in chosen:
             if not fut.done():
                 fut.set_result(None)
@@ -188,13 +190,20 @@ class MirrorBoard:
     down: set[str]
 
     def may_probe(self, mirror: str, now: float) -> bool:
-        """True for the one feed that may try to connect now (the others wait for its outcome)."""
+        """Whether a feed may try to connect now: always while the mirror is not known to be down; while it is,
+        only the one feed whose turn it is (the others wait for its outcome)."""
+        if mirror not in self.down:
+            return True
         if now < self.next_probe.get(mirror, 0.0):
             return False
         self.next_probe[mirror] = now + self.backoff.get(mirror, 0.5)
+        self._probing.add(mirror)
         return True
 
     def probe_failed(self, mirror: str, now: float, log: Any, reason: str) -> None:
+        if mirror in self.down and mirror not in self._probing:
+            return  # a feed that tried before the outage was known: one failure, not one back-off step per charger
+        self._probing.discard(mirror)
         delay = min(self.backoff.get(mirror, 0.25) * 2, 30.0)
         self.backoff[mirror], self.next_probe[mirror] = delay, now + delay
         if mirror not in self.down:
@@ -202,6 +211,7 @@ class MirrorBoard:
             log.warning("mirror_unreachable", mirror=mirror, reason=reason)
 
     def probe_ok(self, mirror: str, log: Any) -> None:
+        self._probing.discard(mirror)
         self.backoff.pop(mirror, None)
         self.next_probe.pop(mirror, None)
         if mirror in self.down:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
+from gateway.mirror import FLUSH_WHILE_DOWN_S
 from gateway.runtime import running_gateway
 from tests.e2e.test_gateway import get_metrics, metric, wait_metric
 from tests.helpers import StubCsms, make_config, raw_charger, recv_json, stub_csms
@@ -72,6 +74,40 @@ async def test_mirror_down_then_up_gets_every_copy_in_order_once_boot_first(redi
                 assert primary.actions("CP-M1") == got
             finally:
                 await mirror.stop()
+
+
+async def test_many_chargers_mirror_down_then_up_each_gets_its_copies_in_order_once(redis_url: str) -> None:
+    """While the mirror is down the feeds of all chargers sleep and their copies go to the outbox in groups; when it
+    is back (one probe for all of them) every charger's copies arrive, in order, none twice, and the backlog empties."""
+    mirror_port, n, k = free_port(), 12, 4
+    mirror = StubCsms(answer=answers)
+    async with stub_csms(answers) as primary:
+        cfg = mirror_config(primary.url, f"ws://127.0.0.1:{mirror_port}/ocpp", redis_url)
+        try:
+            async with running_gateway(cfg) as gw, contextlib.AsyncExitStack() as stack:
+                chargers = [
+                    await stack.enter_async_context(raw_charger(gw.charger_url(), f"CP-MM{i}")) for i in range(n)
+                ]
+                for i, ws in enumerate(chargers):
+                    await call(ws, f"b{i}", "BootNotification", BOOT)
+                for j in range(k):
+                    for i, ws in enumerate(chargers):
+                        status = {"connectorId": 1, "errorCode": "NoError", "status": "Available", "info": f"{i}-{j}"}
+                        assert (await call(ws, f"s{i}-{j}", "StatusNotification", status))[0] == 3
+                await wait_metric(gw.admin_url(), "ocppgw_outbox_depth", n * (k + 1), backend="m")
+                await asyncio.sleep(FLUSH_WHILE_DOWN_S + 0.5)  # every flush group has written its buffers to Redis
+                await mirror.start(mirror_port)
+                await mirror.wait_for(
+                    lambda: all(len(mirror.actions(f"CP-MM{i}")) >= k + 1 for i in range(n)), timeout=40
+                )
+                await asyncio.sleep(0.3)
+                for i in range(n):
+                    frames = [f for c, f in mirror.received if c == f"CP-MM{i}" and f[0] == 2]
+                    assert [f[2] for f in frames] == ["BootNotification"] + ["StatusNotification"] * k
+                    assert [f[3].get("info") for f in frames[1:]] == [f"{i}-{j}" for j in range(k)]
+                await wait_metric(gw.admin_url(), "ocppgw_outbox_depth", 0, backend="m")
+        finally:
+            await mirror.stop()  # after the gateway: its mirror links would reconnect to a stopping server
 
 
 async def test_copies_queued_before_a_restart_still_arrive(redis_url: str) -> None:
