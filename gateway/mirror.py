@@ -71,9 +71,10 @@ class MirrorBoard:
     circuit breaker per mirror, and the wait while a mirror is down.
 
     While a mirror is down its feeds are parked (:meth:`park`): no feed task runs. One board task per down mirror
-    writes every feed's buffered copies to the outbox every ``FLUSH_WHILE_DOWN_S`` (Redis: in a few pipelines for
-    all chargers), and when the next probe is due it wakes one parked feed to try; when that probe succeeds every
-    feed is woken. A down mirror therefore costs the gateway one timer, not a wake-up per charger.
+    writes every feed's buffered copies to the outbox every ``FLUSH_WHILE_DOWN_S``, in ``FLUSH_SLOTS`` groups spread
+    over that time (Redis: one script call per group), and when the next probe is due it wakes one parked feed to
+    try; when that probe succeeds every feed is woken. A down mirror therefore costs the gateway one timer, not a
+    wake-up per charger.
     """
 
     def __init__(self, metrics: Metrics) -> None:
