@@ -18,11 +18,15 @@ Model (see ../shared/ocpp-translation.md §1.1):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-__all__ = ["JsonDict", "OutCall", "Plan", "Side", "Translator"]
+__all__ = [
+    "JsonDict", "OutCall", "Plan", "Side", "Translator", "compact", "data_transfer_from_v16", "data_transfer_to_v16",
+    "forward", "local",
+]  # fmt: skip
 
 JsonDict = dict[str, Any]
 Side = Literal["charger", "csms"]
@@ -96,3 +100,50 @@ class Translator(Protocol):
     def restore(self, data: Mapping[str, Any]) -> None:
         """Load state written by :meth:`snapshot`."""
         ...
+
+
+# -- helpers shared by both translators -----------------------------------------------------------------------------
+
+
+def local(reply: JsonDict, reason: str) -> Plan:
+    """A plan answered by the translator itself (§1.1 rule 4); ``reason`` labels the local-answer metric."""
+    return Plan(reply=reply, reason=reason)
+
+
+def forward(action: str, payload: JsonDict, finish: Callable[[list[JsonDict]], JsonDict]) -> Plan:
+    """The common one-CALL-in, one-CALL-out plan."""
+    return Plan(calls=[OutCall(action, payload)], finish=finish)
+
+
+def compact(data: object) -> str:
+    """DataTransfer ``data`` for 1.6, where it is a string: a string as it is, anything else as compact JSON."""
+    return data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+
+
+def data_transfer_to_v16(payload: Mapping[str, Any]) -> Plan:
+    """A 2.0.1 DataTransfer toward a 1.6 peer: non-string ``data`` becomes compact JSON; the answer passes back."""
+    request: JsonDict = {k: payload[k] for k in ("vendorId", "messageId") if k in payload}
+    if payload.get("data") is not None:
+        request["data"] = compact(payload["data"])
+
+    def finish(answers: list[JsonDict]) -> JsonDict:
+        result: JsonDict = {"status": answers[0]["status"]}
+        if "data" in answers[0]:
+            result["data"] = answers[0]["data"]
+        return result
+
+    return forward("DataTransfer", request, finish)
+
+
+def data_transfer_from_v16(payload: Mapping[str, Any]) -> Plan:
+    """A 1.6 DataTransfer toward a 2.0.1 peer: the request passes; answer ``data`` that is not a string (2.0.1
+    allows any JSON) becomes compact JSON for the 1.6 side."""
+    request = {k: payload[k] for k in ("vendorId", "messageId", "data") if k in payload}
+
+    def finish(answers: list[JsonDict]) -> JsonDict:
+        result: JsonDict = {"status": answers[0]["status"]}
+        if answers[0].get("data") is not None:
+            result["data"] = compact(answers[0]["data"])
+        return result
+
+    return forward("DataTransfer", request, finish)

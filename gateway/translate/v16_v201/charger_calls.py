@@ -16,11 +16,10 @@ See ocpp-translation.md §2.2, §2.4, §2.9-§2.11. Decisions taken here:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.translate.base import JsonDict, Plan
+from gateway.translate.base import JsonDict, Plan, data_transfer_from_v16
 from gateway.translate.v16_v201.context import BOOT_AFTER_RESET, Context, forward, id_tag_info
 from gateway.translate.v16_v201.transactions import (
     meter_values,
@@ -37,10 +36,6 @@ DIAGNOSTICS_STATUS = {"Idle": "Idle", "Uploaded": "Uploaded", "UploadFailed": "U
 LOG_DONE = frozenset({"Uploaded", "UploadFailure", "BadMessage", "NotSupportedOperation", "PermissionDenied"})
 FIRMWARE_DONE = frozenset({"Installed", "InstallationFailed", "DownloadFailed", "InstallVerificationFailed"})
 FIRMWARE_REBOOTING = frozenset({"Installing", "Installed", "InstallRebooting"})
-
-
-def _compact(data: object) -> str:
-    return data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
 
 
 def _boot_reason(ctx: Context) -> str:
@@ -103,15 +98,7 @@ def authorize(ctx: Context, payload: Mapping[str, Any]) -> Plan:
 
 
 def data_transfer(ctx: Context, payload: Mapping[str, Any]) -> Plan:
-    request = {k: payload[k] for k in ("vendorId", "messageId", "data") if k in payload}
-
-    def finish(answers: list[JsonDict]) -> JsonDict:
-        result: JsonDict = {"status": answers[0]["status"]}
-        if answers[0].get("data") is not None:
-            result["data"] = _compact(answers[0]["data"])
-        return result
-
-    return forward("DataTransfer", request, finish)
+    return data_transfer_from_v16(payload)
 
 
 def _log_status(ctx: Context, status: str, request_id: object) -> Plan:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from gateway.translate.base import JsonDict, OutCall, Plan
+from gateway.translate.base import JsonDict, forward, local
 from gateway.translate.state import TranslationState, TxRecord
 
 __all__ = ["Context", "Options", "fmt_ts", "forward", "id_tag_info", "local", "parse_ts", "status_info", "utc_now"]
@@ -185,16 +185,6 @@ class Context:
             return False
         at, now = parse_ts(record.get("at")), parse_ts(self.now())
         return at is not None and now is not None and now - at <= limit
-
-
-def local(reply: JsonDict, reason: str) -> Plan:
-    """A plan answered by the translator itself (§1.1 rule 4)."""
-    return Plan(reply=reply, reason=reason)
-
-
-def forward(action: str, payload: JsonDict, finish: Callable[[list[JsonDict]], JsonDict]) -> Plan:
-    """The common one-CALL-in, one-CALL-out plan."""
-    return Plan(calls=[OutCall(action, payload)], finish=finish)
 
 
 _TAG_STATUS = frozenset({"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"})

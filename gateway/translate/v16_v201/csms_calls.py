@@ -19,12 +19,11 @@ See ocpp-translation.md §3.2-§3.4, §3.7-§3.9, §3.11-§3.14 (device model: `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from gateway.translate.base import JsonDict, OutCall, Plan
+from gateway.translate.base import JsonDict, OutCall, Plan, data_transfer_to_v16
 from gateway.translate.state import PendingRemoteStart
 from gateway.translate.v16_v201.context import Context, fmt_ts, forward, id_tag_info, local, parse_ts, status_info
 from gateway.translate.v16_v201.device_model import get_base_report, get_report, get_variables, set_variables
@@ -362,18 +361,7 @@ def get_log(ctx: Context, payload: Mapping[str, Any]) -> Plan:
 def data_transfer(ctx: Context, payload: Mapping[str, Any]) -> Plan:
     if payload["vendorId"] == WRAP_VENDOR_ID:
         return local({"status": "UnknownVendorId"}, "reserved_vendor_id")
-    request: JsonDict = {k: payload[k] for k in ("vendorId", "messageId") if k in payload}
-    if payload.get("data") is not None:
-        data = payload["data"]
-        request["data"] = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-
-    def finish(answers: list[JsonDict]) -> JsonDict:
-        result: JsonDict = {"status": answers[0]["status"]}
-        if "data" in answers[0]:
-            result["data"] = answers[0]["data"]
-        return result
-
-    return forward("DataTransfer", request, finish)
+    return data_transfer_to_v16(payload)
 
 
 # -- certificates (§3.13) --------------------------------------------------------------------------------------

@@ -45,8 +45,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.translate.base import JsonDict, Plan
-from gateway.translate.v201_v16.context import Context, compact, forward, id_token_info, local
+from gateway.translate.base import JsonDict, Plan, data_transfer_to_v16
+from gateway.translate.v201_v16.context import Context, forward, id_token_info, local
 from gateway.translate.v201_v16.meter import convert_meter_values
 from gateway.translate.v201_v16.transactions import status_notification, transaction_event
 
@@ -157,18 +157,7 @@ def meter_values(ctx: Context, payload: Mapping[str, Any]) -> Plan:
 
 
 def data_transfer(ctx: Context, payload: Mapping[str, Any]) -> Plan:
-    request: JsonDict = {k: payload[k] for k in ("vendorId", "messageId") if k in payload}
-    if "data" in payload and payload["data"] is not None:
-        data = payload["data"]
-        request["data"] = data if isinstance(data, str) else compact(data)
-
-    def finish(answers: list[JsonDict]) -> JsonDict:
-        result: JsonDict = {"status": answers[0]["status"]}
-        if "data" in answers[0]:
-            result["data"] = answers[0]["data"]
-        return result
-
-    return forward("DataTransfer", request, finish)
+    return data_transfer_to_v16(payload)
 
 
 # -- firmware and log status -------------------------------------------------------------------------------------

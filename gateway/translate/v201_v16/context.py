@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from gateway.translate.base import JsonDict, OutCall, Plan
+from gateway.translate.base import JsonDict, OutCall, compact, forward, local
 from gateway.translate.v16_v201.context import fmt_ts, parse_ts, utc_now  # the same clock format both ways
 from gateway.translate.v201_v16.state import ReverseState
 
@@ -52,11 +51,6 @@ __all__ = [
 WRAP_VENDOR_ID = "org.openchargealliance.ocpp201"  # §5.1 "ack + wrap" toward a 1.6 CSMS
 ENDED_RETENTION = timedelta(days=7)
 IDTAG_MAX = 20
-
-
-def compact(data: object) -> str:
-    """Compact JSON (DataTransfer ``data`` that is not a string; wrapped payloads)."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def id_alias(id_token: str, kind: str = "ISO14443") -> str:
@@ -192,16 +186,6 @@ class Context:
     def wrap(self, action: str, payload: Mapping[str, Any]) -> OutCall:
         """DataTransfer carrying an untranslatable 2.0.1 message to the 1.6 CSMS."""
         return OutCall("DataTransfer", {"vendorId": WRAP_VENDOR_ID, "messageId": action, "data": compact(payload)})
-
-
-def local(reply: JsonDict, reason: str) -> Plan:
-    """A plan answered by the translator itself (§1.1 rule 4); ``reason`` labels the local-answer metric."""
-    return Plan(reply=reply, reason=reason)
-
-
-def forward(action: str, payload: JsonDict, finish: Callable[[list[JsonDict]], JsonDict]) -> Plan:
-    """The common one-CALL-in, one-CALL-out plan."""
-    return Plan(calls=[OutCall(action, payload)], finish=finish)
 
 
 def id_token_info(info: Mapping[str, Any]) -> JsonDict:

@@ -71,8 +71,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.translate.base import JsonDict, OutCall, Plan
-from gateway.translate.v201_v16.context import WRAP_VENDOR_ID, Context, compact, forward, id_token_info, local
+from gateway.translate.base import JsonDict, OutCall, Plan, data_transfer_from_v16
+from gateway.translate.v201_v16.context import WRAP_VENDOR_ID, Context, forward, id_token_info, local
 from gateway.translate.v201_v16.profiles import (
     NotMappable,
     clear_charging_profile,
@@ -487,16 +487,7 @@ def get_installed_certificate_ids(ctx: Context, payload: Mapping[str, Any]) -> P
 def data_transfer(ctx: Context, payload: Mapping[str, Any]) -> Plan:
     if payload["vendorId"] == WRAP_VENDOR_ID:
         return local({"status": "UnknownVendorId"}, "reserved_vendor_id")
-    request: JsonDict = {k: payload[k] for k in ("vendorId", "messageId", "data") if k in payload}
-
-    def finish(answers: list[JsonDict]) -> JsonDict:
-        result: JsonDict = {"status": answers[0]["status"]}
-        data = answers[0].get("data")
-        if data is not None:
-            result["data"] = data if isinstance(data, str) else compact(data)
-        return result
-
-    return forward("DataTransfer", request, finish)
+    return data_transfer_from_v16(payload)
 
 
 CSMS_HANDLERS: dict[str, Handler] = {
