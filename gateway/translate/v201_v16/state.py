@@ -15,27 +15,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from gateway.translate.state import _dict_or_none as _dict
+from gateway.translate.state import _int_or_none as _int
+from gateway.translate.state import _str_or_none as _str
+
 __all__ = ["PendingStart", "ReverseState", "TxB"]
 
 StartState = Literal["held", "sent", "acked"]
 TxPhase = Literal["open", "ended"]
 
 
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _int_or(value: object, default: int) -> int:
     found = _int(value)
     return default if found is None else found
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _dict(value: object) -> dict[str, Any] | None:
-    return dict(value) if isinstance(value, Mapping) else None
 
 
 @dataclass(slots=True)
