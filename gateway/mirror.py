@@ -224,10 +224,6 @@ class MirrorBoard:
         """The mirror failed its last probe and the next one is not due: no feed needs to look at it now."""
         return mirror in self.down and now < self.next_probe.get(mirror, 0.0)
 
-    def wait_s(self, mirror: str, now: float) -> float:
-        """How long a feed should wait before it may probe again."""
-        return max(0.05, self.next_probe.get(mirror, now) - now)
-
 
 #: while a mirror is away, buffered copies are written to its outbox this often (not at every copy)
 FLUSH_WHILE_DOWN_S = 5.0
@@ -459,7 +455,7 @@ class MirrorFeed:
                     self.log.error("mirror_outbox_unavailable", error=str(e))
                     self._store_down = True
                 self.metrics.store_errors.labels("outbox").inc()
-                await self._sleep(delay)
+                await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))  # the loop retries the flush
                 delay = min(delay * 2, 10.0)
                 continue
             if not entries:
@@ -484,29 +480,6 @@ class MirrorFeed:
         self._live = False  # offer() need not wake us meanwhile
         try:
             await self.board.park(self.backend.name)
-        finally:
-            self._live = True
-
-    async def _sleep(self, seconds: float) -> None:
-        """Back off for ``seconds``, writing buffered copies to the outbox every ``FLUSH_WHILE_DOWN_S`` meanwhile
-        (a graceful stop flushes them too; a crash can lose at most that much of a down mirror's copies)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + seconds * (0.8 + 0.4 * random.random())
-        self._live = False
-        try:
-            while not self._closing:
-                now = loop.time()
-                left = end - now
-                if left <= 0:
-                    break
-                # Every feed flushes on the same ticks (multiples of FLUSH_WHILE_DOWN_S on the loop clock), so that
-                # the Redis outbox sends the appends of all chargers in a few pipelines, not one round trip each.
-                await asyncio.sleep(min(FLUSH_WHILE_DOWN_S - now % FLUSH_WHILE_DOWN_S, left))
-                # With the memory store the outbox is process memory like the buffer: moving copies there while
-                # the mirror is away buys nothing, so they stay buffered (bounded) until delivery or close.
-                if self._buffer and self._durable:
-                    with contextlib.suppress(StoreUnavailable):
-                        await self._flush()
         finally:
             self._live = True
 
