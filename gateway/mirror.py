@@ -33,6 +33,7 @@ import contextlib
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,7 @@ from gateway.ocpp.frames import (
 from gateway.ocpp.versions import SUBPROTOCOLS
 from gateway.store.base import Store, StoreUnavailable, Write
 from gateway.store.keys import Keys
-from gateway.store.outbox import Item, MemoryOutbox, Outbox
+from gateway.store.outbox import ENTRY_SEP, Batch, Item, MemoryOutbox, Outbox, Packed
 from gateway.tasks import stop_task
 from gateway.translate import TRANSLATABLE, translator_for
 from gateway.translate.base import JsonDict, Translator
@@ -168,13 +169,17 @@ class MirrorBoard:
         event.clear()
         try:
             taken = [(f, f._take_buffer()) for f in feeds]
-            batches = [(f.stream, items, f.settings.outbox_max_len, f.settings.outbox_max_age_s) for f, items in taken]
+            packed = [pack(items) for _, items in taken]
+            batches: list[Batch] = [
+                (f.stream, p, f.settings.outbox_max_len, f.settings.outbox_max_age_s)
+                for (f, _), p in zip(taken, packed, strict=True)
+            ]
             results = await feeds[0].outbox.append_many(batches)
-            for (f, items), result in zip(taken, results, strict=True):
+            for (f, items), p, result in zip(taken, packed, results, strict=True):
                 if isinstance(result, BaseException):
                     f._put_back(items)
                 else:
-                    f._appended(items, result)
+                    f._appended(p.count, result)
         finally:
             event.set()
 
@@ -228,7 +233,7 @@ class MirrorBoard:
 #: while a mirror is away, buffered copies are written to its outbox this often (not at every copy)
 FLUSH_WHILE_DOWN_S = 5.0
 #: the feeds of a down mirror are flushed in this many groups, one group every FLUSH_WHILE_DOWN_S / FLUSH_SLOTS
-FLUSH_SLOTS = 50
+FLUSH_SLOTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +274,27 @@ def _blob(frame: Raw | JsonDict | None) -> bytes:
 def record(action: str, call: Raw | JsonDict, answer: Raw | JsonDict | None) -> bytes:
     """A mirror copy as one outbox entry (see :data:`SEP`)."""
     return SEP.join((action.encode(), _blob(call), _blob(answer)))
+
+
+#: a feed's buffer holds its copies flat, three items each: action (str), CALL frame, answer frame (b"": none), as
+#: the session handed them over (references: nothing copied on the charger's path); :func:`pack` turns them into
+#: outbox entries in one join
+Buffer = deque[Any]
+_SEPS = (SEP, SEP, ENTRY_SEP)
+
+
+def pack(flat: Buffer) -> Packed:
+    """Buffered copies as :func:`record` entries joined by ENTRY_SEP: slice assignments and one join, no Python
+    step per byte and one copy of each frame."""
+    n = len(flat) // 3
+    if not n:
+        return Packed(b"", 0)
+    items = list(flat)
+    items[0::3] = [a.encode() for a in items[0::3]]
+    parts: list[bytes] = [b""] * (6 * n - 1)
+    parts[0::2] = items
+    parts[1::2] = (_SEPS * n)[:-1]
+    return Packed(b"".join(parts), n)
 
 
 def _frame_or_payload(blob: bytes) -> Raw | JsonDict | None:
@@ -353,12 +379,12 @@ class MirrorFeed:
         self.board = board
         self.ssl_context = ssl_context
         self.password = password
-        self._buffer: list[bytes] = []  # copies not yet in the outbox, as records
+        self._buffer: Buffer = deque()  # copies not yet in the outbox (see Buffer)
         self._queued = 0  # copies in the outbox, as far as this feed knows (gauges)
         self._oldest: float | None = None  # unix time of the oldest of them
         self._buffered_since = 0.0  # unix time of the oldest buffered copy
         self.flush_slot = random.randrange(FLUSH_SLOTS)
-        self._max_len = settings.outbox_max_len  # which of the board's flush groups this feed is in
+        self._max_items = 3 * settings.outbox_max_len  # the buffer's bound: three items per copy
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -383,19 +409,21 @@ class MirrorFeed:
         """A charger CALL and the primary's answer (None: the primary gave none), as frames (raw bytes, kept as they
         are: parsed only when delivered) or as payload dicts. Never blocks, never raises."""
         buf = self._buffer
-        if len(buf) >= self._max_len:
-            del buf[0]
+        if len(buf) >= self._max_items:
+            buf.popleft()
+            buf.popleft()
+            buf.popleft()
             self._trimmed.inc()
         elif not buf:
             self._buffered_since = time.time()
-        if type(call) is bytes and type(primary_answer) is bytes:  # the pass-through session's case
-            buf.append(SEP.join((action.encode(), call, primary_answer)))
+        if type(call) is bytes and (primary_answer is None or type(primary_answer) is bytes):  # pass-through
+            buf += (action, call, primary_answer or b"")  # references to the frames as received: no copy here
         else:
-            buf.append(record(action, call, primary_answer))
+            buf += (action, _blob(call), _blob(primary_answer))  # translated sessions hand over payload dicts
         # The task flushes the whole buffer: one wake-up per batch, not per copy; none while the mirror is away
         # (the feed is parked and the board writes buffers to the outbox), so a down mirror costs the charger only
         # this append.
-        if self._live and len(buf) == 1:
+        if self._live and len(buf) == 3:
             self._wake.set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -488,30 +516,37 @@ class MirrorFeed:
             return
         await self.board.flushed(self.backend.name)
         items = self._take_buffer()
+        packed = pack(items)
         try:
             trimmed = await self.outbox.append(
-                self.stream, items, self.settings.outbox_max_len, self.settings.outbox_max_age_s
+                self.stream, packed, self.settings.outbox_max_len, self.settings.outbox_max_age_s
             )
         except StoreUnavailable:
             self._put_back(items)
             raise
-        self._appended(items, trimmed)
+        self._appended(packed.count, trimmed)
 
-    def _take_buffer(self) -> list[bytes]:
-        items, self._buffer = self._buffer, []
+    def _take_buffer(self) -> Buffer:
+        items, self._buffer = self._buffer, deque()
         if self._oldest is None and items:
             self._oldest = self._buffered_since  # about to be in the outbox (or back in the buffer)
         return items
 
-    def _put_back(self, items: list[bytes]) -> None:
-        """Copies whose append failed: back in front of the buffer, in order, for the next try (bounded)."""
-        self._buffer[:0] = items
-        del self._buffer[: max(0, len(self._buffer) - self.settings.outbox_max_len)]
+    def _put_back(self, items: Buffer) -> None:
+        """Copies whose append failed: back in front of the buffer, in order, for the next try (bounded: the
+        oldest beyond the bound are dropped and counted as trimmed)."""
+        items += self._buffer
+        excess = len(items) // 3 - self.settings.outbox_max_len
+        for _ in range(3 * excess):
+            items.popleft()
+        if excess > 0:
+            self._trimmed.inc(excess)
+        self._buffer = items
 
-    def _appended(self, items: list[bytes], trimmed: int) -> None:
+    def _appended(self, count: int, trimmed: int) -> None:
         if trimmed:
             self._trimmed.inc(trimmed)
-        self._queued = max(0, self._queued + len(items) - trimmed)
+        self._queued = max(0, self._queued + count - trimmed)
 
     async def _update_gauges(self) -> None:
         """Outbox depth and age as the store has them (while delivering), then :meth:`_report`."""
@@ -522,7 +557,7 @@ class MirrorFeed:
     def backlog(self) -> int:
         """Copies not yet delivered: in the outbox (as last read, plus what was appended since) and buffered
         (with the memory store: all of them while the mirror is away)."""
-        return self._queued + len(self._buffer)
+        return self._queued + len(self._buffer) // 3
 
     def backlog_age(self) -> float:
         oldest = self._oldest if self._oldest is not None else (self._buffered_since if self._buffer else None)

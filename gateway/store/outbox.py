@@ -27,11 +27,37 @@ from redis.exceptions import RedisError
 
 from gateway.store.base import Store, StoreUnavailable
 
-__all__ = ["Batch", "Entry", "Item", "MemoryOutbox", "Outbox", "RedisOutbox", "open_outbox"]
+__all__ = [
+    "ENTRY_SEP",
+    "Batch",
+    "Entry",
+    "Item",
+    "Items",
+    "MemoryOutbox",
+    "Outbox",
+    "Packed",
+    "RedisOutbox",
+    "open_outbox",
+]
 
 
 Item = dict[str, Any] | bytes
-Batch = tuple[str, Sequence[Item], int, float]  # stream, items, max_len, max_age_s
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """``count`` opaque entries already joined by :data:`ENTRY_SEP` into one bytes object (mirror copies: built in
+    one join by the caller, sent to Redis as one argument without another copy)."""
+
+    blob: bytes
+    count: int
+
+    def entries(self) -> list[bytes]:
+        return self.blob.split(ENTRY_SEP) if self.count else []
+
+
+Items = Sequence[Item] | Packed
+Batch = tuple[str, Items, int, float]  # stream, items, max_len, max_age_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +68,7 @@ class Entry:
 
 
 class Outbox(Protocol):
-    async def append(self, stream: str, items: Sequence[Item], max_len: int, max_age_s: float) -> int:
+    async def append(self, stream: str, items: Items, max_len: int, max_age_s: float) -> int:
         """Append in order; trim by length and age; return how many entries were trimmed unsent."""
         ...
 
@@ -74,10 +100,10 @@ class MemoryOutbox:
         self._streams: dict[str, deque[Entry]] = {}
         self._seq = 0
 
-    async def append(self, stream: str, items: Sequence[Item], max_len: int, max_age_s: float) -> int:
+    async def append(self, stream: str, items: Items, max_len: int, max_age_s: float) -> int:
         q = self._streams.setdefault(stream, deque())
         now = time.time()
-        for item in items:
+        for item in items.entries() if isinstance(items, Packed) else items:
             self._seq += 1
             q.append(Entry(f"{int(now * 1000)}-{self._seq}", item, now))
         trimmed = 0
@@ -98,7 +124,10 @@ class MemoryOutbox:
         if not q:
             return
         drop = set(ids)
-        self._streams[stream] = deque(e for e in q if e.id not in drop)
+        while q and q[0].id in drop:  # the usual case: the oldest, delivered in order
+            drop.discard(q.popleft().id)
+        if drop:
+            self._streams[stream] = deque(e for e in q if e.id not in drop)
 
     async def stats(self, stream: str) -> tuple[int, float | None]:
         q = self._streams.get(stream)
@@ -110,46 +139,149 @@ class MemoryOutbox:
         return sorted(s for s, q in self._streams.items() if q and s.startswith(prefix))
 
 
-# ARGV: max_len, minid, then every entry in ONE argument, separated by 0x1E (a control character: it cannot occur in
-# JSON text, nor in a mirror record), so that the gateway packs one argument per append however many entries it
-# carries; the script splits them and XADDs each.
-_APPEND = """
-local before = redis.call('XLEN', KEYS[1])
-local n = 0
-for entry in string.gmatch(ARGV[3], '[^\\30]+') do
-  redis.call('XADD', KEYS[1], '*', 'd', entry)
-  n = n + 1
-end
-redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
-if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2]) end
-return before + n - redis.call('XLEN', KEYS[1])
-"""
 ENTRY_SEP = b"\x1e"
 
-# The same for several streams in one call: ARGV[1 + 3(k-1) ..] = max_len, minid, entries of KEYS[k]. Used for the
-# buffers a down mirror's feeds flush together (gateway/mirror.py): one command instead of one per charger. The
-# keys belong to different chargers, hence to different Redis Cluster slots: fine for the standalone and Sentinel
-# deployments the store supports; a Cluster store would group them by slot first.
-_APPEND_MANY = """
-local out = {}
-for k = 1, #KEYS do
-  local key, i = KEYS[k], 3 * (k - 1)
-  local before = redis.call('XLEN', key)
-  local n = 0
-  for entry in string.gmatch(ARGV[i + 3], '[^\\30]+') do
-    redis.call('XADD', key, '*', 'd', entry)
-    n = n + 1
+# One script for every append, to one stream or to several (the buffers a down mirror's feeds flush together, see
+# gateway/mirror.py: one command instead of one per charger). KEYS: per stream, the stream and its meta hash
+# (``<stream>:meta``: stream names end in a backend or tap name, which cannot hold ``:``). ARGV[1]: per stream,
+# "mode max_len min_ms count;" (min_ms: the oldest allowed entry time, 0: no age bound); ARGV[1 + k]: the entries of
+# the k-th stream in ONE argument, separated by 0x1E (a control character: it cannot occur in JSON text nor in a
+# mirror record). Few arguments matter: redis-py packs each in Python (~1.4 us each, measured), so a call carries
+# three per stream (two keys, one blob) however many entries they hold.
+#
+# * mode "e" (tap events): one stream entry ``d`` per item, split with a plain string.find (a pattern match per
+#   byte cost Redis 1.6x the CPU, measured), trimmed by XTRIM MAXLEN / MINID.
+# * mode "p" (mirror copies, :class:`Packed`): ONE stream entry ``n`` (count), ``b`` (the packed copies) for the
+#   whole batch: Redis does one XADD per flush instead of one per copy (a down mirror's copies cost Redis 2.4 us
+#   each instead of 6, measured, which on a small host is CPU taken from the gateway). Bounds count copies, not
+#   entries: the meta hash keeps ``total`` (copies in the stream's entries) and ``skip`` (copies at the front of the
+#   oldest entry already delivered or trimmed); trimming by length advances ``skip`` (dropping the oldest entry
+#   once all of it is skipped), trimming by age drops whole entries whose id is older than the bound (an entry's
+#   time is when its batch was written, up to one flush period after its oldest copy).
+#
+# The key of a (charger, mirror) stream carries the charger's hash tag, and so does its meta key; a call for several
+# chargers spans Redis Cluster slots: fine for the standalone and Sentinel deployments the store supports; a
+# Cluster store would group them by slot first.
+_LUA_HEAD = """
+local function head(key)
+  local h = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+  if not h then return nil, 0 end
+  local f, n = h[2], 1
+  for j = 1, #f, 2 do
+    if f[j] == 'n' then n = tonumber(f[j + 1]) end
   end
-  redis.call('XTRIM', key, 'MAXLEN', ARGV[i + 1])
-  if ARGV[i + 2] ~= '0' then redis.call('XTRIM', key, 'MINID', ARGV[i + 2]) end
-  out[k] = before + n - redis.call('XLEN', key)
+  return h[1], n
 end
-return out
+
+local function meta_of(key, meta)
+  local m = redis.call('HMGET', meta, 'total', 'skip')
+  if not m[1] then return redis.call('XLEN', key), 0 end  -- entries written one per copy (older gateways)
+  return tonumber(m[1]), tonumber(m[2] or '0')
+end
 """
+
+_APPEND_MANY = (
+    _LUA_HEAD
+    + """
+local out, k = {}, 0
+for mode, max_s, min_s, count_s in string.gmatch(ARGV[1], '(%a) (%d+) (%d+) (%d+);') do
+  k = k + 1
+  local key, meta, blob = KEYS[2 * k - 1], KEYS[2 * k], ARGV[k + 1]
+  local max_len, min_ms, count = tonumber(max_s), tonumber(min_s), tonumber(count_s)
+  if mode == 'e' then
+    local before = redis.call('XLEN', key)
+    local s, pos, n = blob, 1, 0
+    while pos <= #s do
+      local e = string.find(s, '\\30', pos, true) or (#s + 1)
+      if e > pos then
+        redis.call('XADD', key, '*', 'd', string.sub(s, pos, e - 1))
+        n = n + 1
+      end
+      pos = e + 1
+    end
+    redis.call('XTRIM', key, 'MAXLEN', max_len)
+    if min_ms > 0 then redis.call('XTRIM', key, 'MINID', min_ms .. '-0') end
+    out[k] = before + n - redis.call('XLEN', key)
+  else
+    local total, skip = meta_of(key, meta)
+    if count > 0 then
+      redis.call('XADD', key, '*', 'n', count, 'b', blob)
+      total = total + count
+    end
+    local trimmed = 0
+    while true do
+      local id, n = head(key)
+      if not id then
+        total, skip = 0, 0
+        break
+      end
+      if min_ms > 0 and tonumber(string.match(id, '^(%d+)')) < min_ms then
+        trimmed = trimmed + n - skip
+        total, skip = total - n, 0
+        redis.call('XDEL', key, id)
+      elseif total - skip > max_len then
+        local drop = math.min(total - skip - max_len, n - skip)
+        trimmed, skip = trimmed + drop, skip + drop
+        if skip >= n then
+          total, skip = total - n, 0
+          redis.call('XDEL', key, id)
+        end
+      else
+        break
+      end
+    end
+    redis.call('HSET', meta, 'total', total, 'skip', skip)
+    out[k] = trimmed
+  end
+end
+return table.concat(out, ',')  -- one bulk reply: an array costs redis-py a readline per element
+"""
+)
+
+# Acknowledge delivered copies: ARGV = ids. ``<entry id>/<index>`` is a copy inside a packed entry: the oldest
+# entry's ``skip`` moves past it, and the entry goes once all of it is delivered (an id that is no longer the oldest
+# entry was trimmed meanwhile: nothing to do). A plain entry id is deleted (and counted off ``total`` if the stream
+# has a meta hash).
+_ACK = (
+    _LUA_HEAD
+    + """
+local key, meta = KEYS[1], KEYS[2]
+for a = 1, #ARGV do
+  local rid, idx = string.match(ARGV[a], '^([^/]+)/(%d+)$')
+  if rid then
+    local id, n = head(key)
+    if id == rid then
+      local total, skip = meta_of(key, meta)
+      skip = math.max(skip, tonumber(idx) + 1)
+      if skip >= n then
+        total, skip = total - n, 0
+        redis.call('XDEL', key, id)
+      end
+      redis.call('HSET', meta, 'total', total, 'skip', skip)
+    end
+  elseif redis.call('XDEL', key, ARGV[a]) > 0 and redis.call('EXISTS', meta) == 1 then
+    redis.call('HINCRBY', meta, 'total', -1)
+  end
+end
+return 0
+"""
+)
+
+
+def _meta(stream: str) -> str:
+    return f"{stream}:meta"
+
+
+def _decode(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class RedisOutbox:
-    """Redis Streams: XADDs + XTRIM (MAXLEN and MINID) in one Lua call per append, XRANGE to read, XDEL to ack.
+    """Redis Streams: one Lua call per append (entries plus trimming), XRANGE to read, a Lua call to acknowledge.
+
+    Mirror copies (:class:`Packed`) are stored one stream entry per batch (see ``_APPEND_MANY``); :meth:`read` hands
+    them out one :class:`Entry` per copy (id ``<entry id>/<index>``), so that callers see the same contract as for
+    single entries and as :class:`MemoryOutbox`.
 
     Appends are coalesced: the appends of every stream made in one event-loop turn (the feeds of many chargers
     flushing at the same tick) go out as pipelines of up to :attr:`PIPELINE` script calls, one round trip each,
@@ -163,12 +295,12 @@ class RedisOutbox:
         self._r = client
         # One command per append, however many copies it holds (redis-py packs every pipelined command in Python:
         # one XADD per copy cost ~15 us of gateway CPU each, measured).
-        self._append = client.register_script(_APPEND)
         self._append_many = client.register_script(_APPEND_MANY)
-        self._pending: list[tuple[str, list[Any], asyncio.Future[int]]] = []
+        self._ack = client.register_script(_ACK)
+        self._pending: list[tuple[str, tuple[str, bytes], asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def append(self, stream: str, items: Sequence[Item], max_len: int, max_age_s: float) -> int:
+    async def append(self, stream: str, items: Items, max_len: int, max_age_s: float) -> int:
         return await self._queue(stream, items, max_len, max_age_s)
 
     async def append_many(self, batches: Sequence[Batch]) -> list[int | BaseException]:
@@ -176,22 +308,31 @@ class RedisOutbox:
         out: list[int | BaseException] = []
         for i in range(0, len(batches), self.PIPELINE):
             chunk = batches[i : i + self.PIPELINE]
-            args: list[Any] = []
-            for _, items, max_len, max_age_s in chunk:
-                args += self._args(items, max_len, max_age_s)
+            keys: list[str] = []
+            header: list[str] = []
+            blobs: list[bytes] = []
+            for stream, items, max_len, max_age_s in chunk:
+                keys += (stream, _meta(stream))
+                head, blob = self._args(items, max_len, max_age_s)
+                header.append(head)
+                blobs.append(blob)
             try:
-                result = await self._append_many(keys=[b[0] for b in chunk], args=args)
-                out += [int(x) for x in result]
+                result = await self._append_many(keys=keys, args=["".join(header), *blobs])
+                out += [int(x) for x in result.split(b",")] if result else []
             except (RedisError, OSError) as e:
                 out += [StoreUnavailable(str(e))] * len(chunk)
         return out
 
     @staticmethod
-    def _args(items: Sequence[Item], max_len: int, max_age_s: float) -> list[Any]:
-        minid = f"{int((time.time() - max_age_s) * 1000)}-0" if max_age_s > 0 else "0"
-        return [max_len, minid, ENTRY_SEP.join(item if type(item) is bytes else orjson.dumps(item) for item in items)]
+    def _args(items: Items, max_len: int, max_age_s: float) -> tuple[str, bytes]:
+        """(this stream's part of the header, its entries)"""
+        min_ms = int((time.time() - max_age_s) * 1000) if max_age_s > 0 else 0
+        if isinstance(items, Packed):
+            return f"p {max_len} {min_ms} {items.count};", items.blob
+        blob = ENTRY_SEP.join(item if type(item) is bytes else orjson.dumps(item) for item in items)
+        return f"e {max_len} {min_ms} {len(items)};", blob
 
-    def _queue(self, stream: str, items: Sequence[Item], max_len: int, max_age_s: float) -> asyncio.Future[int]:
+    def _queue(self, stream: str, items: Items, max_len: int, max_age_s: float) -> asyncio.Future[int]:
         args = self._args(items, max_len, max_age_s)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[int] = loop.create_future()
@@ -205,7 +346,8 @@ class RedisOutbox:
             batch, self._pending = self._pending[: self.PIPELINE], self._pending[self.PIPELINE :]
             pipe = self._r.pipeline(transaction=False)
             for stream, args, _ in batch:
-                await self._append(keys=[stream], args=args, client=pipe)  # queues it in the pipeline
+                # queues it in the pipeline
+                await self._append_many(keys=[stream, _meta(stream)], args=list(args), client=pipe)
             try:
                 results = await pipe.execute(raise_on_error=False)
             except Exception as e:  # RedisError, OSError, or anything else: every caller of the batch must hear
@@ -220,43 +362,57 @@ class RedisOutbox:
 
     async def read(self, stream: str, count: int) -> list[Entry]:
         try:
-            rows = await self._r.xrange(stream, count=count)
+            pipe = self._r.pipeline(transaction=True)  # the oldest entries and how much of the first is done
+            pipe.xrange(stream, count=count)
+            pipe.hget(_meta(stream), "skip")
+            rows, skip_raw = await pipe.execute()
         except (RedisError, OSError) as e:
             raise StoreUnavailable(str(e)) from e
-        out = []
-        for rid, fields in rows:
-            rid_s = rid.decode() if isinstance(rid, bytes) else str(rid)
-            raw = fields.get(b"d") or fields.get("d")
-            data: Item = {}
-            if isinstance(raw, bytes) and not raw.startswith(b"{"):
-                data = raw
-            elif raw is not None:
-                loaded = orjson.loads(raw)
-                data = loaded if isinstance(loaded, dict) else {}
-            out.append(Entry(rid_s, data, int(rid_s.split("-")[0]) / 1000))
-        return out
+        skip = int(skip_raw or 0)
+        out: list[Entry] = []
+        for row, (rid, fields) in enumerate(rows):
+            rid_s = _decode(rid)
+            at = int(rid_s.split("-")[0]) / 1000
+            packed = fields.get(b"b")
+            if packed is not None:
+                copies = packed.split(ENTRY_SEP)
+                for idx in range(skip if row == 0 else 0, len(copies)):
+                    out.append(Entry(f"{rid_s}/{idx}", copies[idx], at))
+            else:
+                raw = fields.get(b"d")
+                data: Item = {}
+                if isinstance(raw, bytes) and not raw.startswith(b"{"):
+                    data = raw
+                elif raw is not None:
+                    loaded = orjson.loads(raw)
+                    data = loaded if isinstance(loaded, dict) else {}
+                out.append(Entry(rid_s, data, at))
+            if len(out) >= count:
+                break
+        return out[:count]
 
     async def ack(self, stream: str, ids: list[str]) -> None:
         if not ids:
             return
         try:
-            await self._r.xdel(stream, *ids)
+            await self._ack(keys=[stream, _meta(stream)], args=ids)
         except (RedisError, OSError) as e:
             raise StoreUnavailable(str(e)) from e
 
     async def stats(self, stream: str) -> tuple[int, float | None]:
         try:
-            pipe = self._r.pipeline(transaction=False)
+            pipe = self._r.pipeline(transaction=True)
             pipe.xlen(stream)
             pipe.xrange(stream, count=1)
-            depth, first = await pipe.execute()
+            pipe.hmget(_meta(stream), "total", "skip")
+            entries, first, (total, skip) = await pipe.execute()
         except (RedisError, OSError) as e:
             raise StoreUnavailable(str(e)) from e
+        depth = int(entries) if total is None else max(0, int(total) - int(skip or 0))
         if not first:
-            return int(depth), None
-        rid = first[0][0]
-        rid_s = rid.decode() if isinstance(rid, bytes) else str(rid)
-        return int(depth), max(0.0, time.time() - int(rid_s.split("-")[0]) / 1000)
+            return 0, None
+        rid_s = _decode(first[0][0])
+        return depth, max(0.0, time.time() - int(rid_s.split("-")[0]) / 1000)
 
     async def streams(self, prefix: str) -> list[str]:
         out: list[str] = []
@@ -264,7 +420,7 @@ class RedisOutbox:
             async for key in self._r.scan_iter(
                 match=prefix.replace("{", "\\{").replace("}", "\\}") + "*", count=1000, _type="stream"
             ):
-                out.append(key.decode() if isinstance(key, bytes) else str(key))
+                out.append(_decode(key))
         except (RedisError, OSError) as e:
             raise StoreUnavailable(str(e)) from e
         return sorted(out)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 import pytest
 
 from gateway.store import open_store
-from gateway.store.outbox import Outbox, open_outbox
+from gateway.store.outbox import Entry, MemoryOutbox, Outbox, Packed, open_outbox
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -61,3 +65,110 @@ async def test_append_many_trims_each_stream_by_its_own_bound(outbox: Outbox) ->
     assert results == [2, 0]
     assert [e.data for e in await outbox.read(a, 10)] == [b"x2", b"x3", b"x4"]
     assert [e.data for e in await outbox.read(b, 10)] == [b"y"]
+
+
+async def test_packed_mirror_copies_come_back_one_entry_each(outbox: Outbox) -> None:
+    """A mirror feed's buffer (action, CALL frame, answer frame; flat) packed in one join, appended as one argument:
+    each copy is its own entry, in order, and unpacks to what the session handed over."""
+    from collections import deque
+
+    from gateway.mirror import pack, unpack
+
+    s = "test:{CP12}:outbox:m"
+    flat = deque(
+        [
+            "BootNotification", b'[2,"1","BootNotification",{"chargePointVendor":"V"}]', b'[3,"1",{"status":"Ok"}]',
+            "Heartbeat", b'[2,"2","Heartbeat",{}]', b"",
+            "MeterValues", b'[2,"3","MeterValues",{"connectorId":1,"meterValue":[]}]', b'[3,"3",{}]',
+        ]
+    )  # fmt: skip
+    packed = pack(flat)
+    assert packed.count == 3
+    assert await outbox.append(s, packed, 2, 0) == 1  # bounded like any append: the oldest goes, counted
+    got = [unpack(e.data) for e in await outbox.read(s, 10)]
+    assert got == [
+        {"a": "Heartbeat", "c": b'[2,"2","Heartbeat",{}]', "r": None},
+        {"a": "MeterValues", "c": b'[2,"3","MeterValues",{"connectorId":1,"meterValue":[]}]', "r": b'[3,"3",{}]'},
+    ]
+    assert pack(deque()).count == 0
+    assert await outbox.append_many([(s, pack(deque()), 2, 0)]) == [0]
+    assert len(await outbox.read(s, 10)) == 2
+
+
+def _copies(*names: str) -> Packed:
+    from gateway.mirror import pack
+
+    flat: deque[Any] = deque()
+    for name in names:
+        flat += (name, f'[2,"{name}","Heartbeat",{{}}]'.encode(), b"")
+    return pack(flat)
+
+
+def _names(entries: list[Entry]) -> list[str]:
+    from gateway.mirror import unpack
+
+    return [orjson.loads(unpack(e.data)["c"])[1] for e in entries]
+
+
+async def test_bounds_count_copies_not_batches(outbox: Outbox) -> None:
+    """A batch of copies is trimmed copy by copy: the length bound keeps exactly the newest max_len copies."""
+    s = "test:{CP13}:outbox:m"
+    assert await outbox.append(s, _copies("a", "b", "c"), 4, 0) == 0
+    assert await outbox.append(s, _copies("d", "e", "f"), 4, 0) == 2
+    assert _names(await outbox.read(s, 10)) == ["c", "d", "e", "f"]
+    assert (await outbox.stats(s))[0] == 4
+    assert await outbox.append(s, _copies("g"), 2, 0) == 3  # c, d and e go: the whole first batch and one more
+    assert _names(await outbox.read(s, 10)) == ["f", "g"]
+
+
+async def test_acknowledging_copies_inside_a_batch(outbox: Outbox) -> None:
+    """Delivery acknowledges one copy at a time: what is acknowledged never comes back, the rest comes in order,
+    also through a new outbox object (a restarted gateway)."""
+    s = "test:{CP14}:outbox:m"
+    await outbox.append(s, _copies("a", "b", "c"), 100, 0)
+    await outbox.append(s, _copies("d", "e"), 100, 0)
+    first = await outbox.read(s, 2)
+    assert _names(first) == ["a", "b"]
+    await outbox.ack(s, [first[0].id])
+    await outbox.ack(s, [first[1].id])
+    assert (await outbox.stats(s))[0] == 3
+    assert _names(await outbox.read(s, 10)) == ["c", "d", "e"]
+    again = outbox if isinstance(outbox, MemoryOutbox) else type(outbox)(outbox._r)  # type: ignore[attr-defined]
+    rest = await again.read(s, 10)
+    assert _names(rest) == ["c", "d", "e"]
+    for e in rest:
+        await again.ack(s, [e.id])
+    assert await again.read(s, 10) == []
+    assert await again.stats(s) == (0, None)
+    await again.ack(s, [rest[0].id])  # acknowledged twice (an answer that came back late): nothing happens
+    await again.append(s, _copies("f"), 100, 0)
+    assert _names(await again.read(s, 10)) == ["f"]
+
+
+async def test_age_bound_drops_old_batches_and_counts_their_copies(outbox: Outbox) -> None:
+    s = "test:{CP15}:outbox:m"
+    await outbox.append(s, _copies("a", "b"), 100, 0)
+    await asyncio.sleep(0.05)
+    assert await outbox.append(s, _copies("c"), 100, 0.02) == 2
+    assert _names(await outbox.read(s, 10)) == ["c"]
+
+
+async def test_copies_queued_one_entry_each_by_an_older_gateway_still_arrive_first(redis_url: str) -> None:
+    """An upgrade with copies queued: entries written one per copy (field ``d``, no meta hash) come out before the
+    batches appended after them, are acknowledged one by one, and count towards the bound."""
+    store = open_store(redis_url, "test")
+    try:
+        outbox = open_outbox(store)
+        s = "test:{CP16}:outbox:m"
+        r = store._r  # type: ignore[attr-defined]
+        for name in ("old1", "old2"):
+            await r.xadd(s, {"d": f'Heartbeat\x1f[2,"{name}","Heartbeat",{{}}]\x1f'.encode()})
+        assert (await outbox.stats(s))[0] == 2
+        assert await outbox.append(s, _copies("new1", "new2"), 3, 0) == 1
+        got = await outbox.read(s, 10)
+        assert _names(got) == ["old2", "new1", "new2"]
+        await outbox.ack(s, [got[0].id])
+        assert (await outbox.stats(s))[0] == 2
+        assert _names(await outbox.read(s, 10)) == ["new1", "new2"]
+    finally:
+        await store.close()
