@@ -41,14 +41,33 @@ from compare import PY, ROOT, SHARED, STUB_PORT, Procs, redis_server, start_targ
 sys.path.insert(0, str(SHARED))
 from load import boot_payload, meter_payloads_16
 
-TARGETS = ("gateway", "gateway-mirror-down", "gateway-redis", "gateway-redis-mirror-down")
-BASE = {"gateway-mirror-down": "gateway", "gateway-redis-mirror-down": "gateway-redis"}
+TARGETS = ("gateway", "gateway-mirror-down", "gateway-redis", "gateway-redis-mirror-down", "gateway-redis-again")
+BASE = {
+    "gateway-mirror-down": "gateway",
+    "gateway-redis-mirror-down": "gateway-redis",
+    "gateway-redis-again": "gateway-redis",
+}
 TICK_S = 0.01
 
 
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, clock ticks of 10 ms
+
+
+def sys_s(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[12]) / 100.0  # stime
+
+
+def kernel_counts(pid: int) -> tuple[int, int]:
+    """Minor page faults and context switches (voluntary + not) of the process so far: the software counters the
+    kernel keeps, which show where CPU goes when hardware counters are not available (as in this VM)."""
+    minflt = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    switches = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if "ctxt_switches:" in line:
+            switches += int(line.split()[1])
+    return minflt, switches
 
 
 async def offered_load(url: str, pid: int, n: int, rate: float, duration: float, warmup: float) -> dict[str, Any]:
@@ -115,6 +134,7 @@ async def offered_load(url: str, pid: int, n: int, rate: float, duration: float,
     credit, k, slot = 0.0, 0, 0
     start = loop.time()
     cpu0 = t0 = 0.0
+    k0, sys0 = (0, 0), 0.0
     sent_measured = 0
     next_tick = start
     while True:
@@ -122,6 +142,7 @@ async def offered_load(url: str, pid: int, n: int, rate: float, duration: float,
         if not measuring[0] and now - start >= warmup:
             measuring[0] = True
             cpu0, t0, sent_measured = cpu_s(pid), time.monotonic(), 0
+            k0, sys0 = kernel_counts(pid), sys_s(pid)
         if now - start >= duration:
             break
         credit += per_tick
@@ -143,6 +164,7 @@ async def offered_load(url: str, pid: int, n: int, rate: float, duration: float,
     window = time.monotonic() - t0
     await asyncio.sleep(0.5)  # let the last answers in
     cpu = cpu_s(pid) - cpu0
+    k1, sys1 = kernel_counts(pid), sys_s(pid)
     for c in chargers:
         c.t.send_close()
         c.t.disconnect()
@@ -163,6 +185,9 @@ async def offered_load(url: str, pid: int, n: int, rate: float, duration: float,
         "max_ms": round(ms[-1], 3) if ms else None,
         "target_cpu_pct": round(100 * cpu / (window + 0.5), 1),
         "target_cpu_us_per_rt": round(1e6 * cpu / max(1, stats["answered"]), 1),
+        "target_sys_us_per_rt": round(1e6 * (sys1 - sys0) / max(1, stats["answered"]), 1),
+        "minflt_per_s": round((k1[0] - k0[0]) / (window + 0.5), 1),
+        "ctxsw_per_s": round((k1[1] - k0[1]) / (window + 0.5), 1),
     }
 
 
@@ -204,19 +229,19 @@ def main() -> None:
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, stamp: str) -> str:
     by = {(r["target"], r["rep"]): r for r in rows}
-    keys = ("answered_per_s", "p50_ms", "p90_ms", "p99_ms", "target_cpu_us_per_rt")
+    keys = ("answered_per_s", "p50_ms", "p90_ms", "p99_ms", "target_cpu_us_per_rt", "minflt_per_s", "ctxsw_per_s")
     lines = [
         f"Batch {stamp}: N={args.n}, {args.rate:.0f} CALLs/s offered, {args.duration:.0f} s per run "
         f"({args.warmup:.0f} s warm-up), {args.reps} reps; medians; ratio = median over reps of (target / its "
         "store's no-mirror target in the same rep)",
         "",
-        "| target | answered/s | p50 ms | p90 ms | p99 ms | gateway CPU µs/round trip | skipped | "
-        "p50 ratio | p99 ratio | CPU ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | answered/s | p50 ms | p90 ms | p99 ms | gateway CPU µs/round trip | page faults/s | "
+        "context switches/s | skipped | p50 ratio | p99 ratio | CPU ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for t in dict.fromkeys(r["target"] for r in rows):
         mine = [r for r in rows if r["target"] == t]
-        med = {k: statistics.median(r[k] for r in mine) for k in keys}
+        med = {k: statistics.median(r[k] for r in mine) for k in keys if all(k in r for r in mine)}
         ratios = ["", "", ""]
         if t in BASE:
             pairs = [(r, by.get((BASE[t], r["rep"]))) for r in mine]
@@ -228,7 +253,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, stamp: str) -> 
                 ]
         lines.append(
             f"| {t} | {med['answered_per_s']:,.0f} | {med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} "
-            f"| {med['target_cpu_us_per_rt']:.1f} | {sum(r['skipped'] for r in mine)} | " + " | ".join(ratios) + " |"
+            f"| {med['target_cpu_us_per_rt']:.1f} | {med.get('minflt_per_s', 0):,.0f} "
+            f"| {med.get('ctxsw_per_s', 0):,.0f} "
+            f"| {sum(r['skipped'] for r in mine)} | " + " | ".join(ratios) + " |"
         )
     # The same ratios between the two no-mirror targets (Redis vs memory store), which cost the same: how far
     # this machine's noise alone moves a ratio in this batch.
