@@ -12,9 +12,12 @@ the gateway's CPU per round trip. Targets (the shared harness's CSMS stand-in is
   gateway-mirror-down         memory store, a mirror backend that refuses connections (copies pile up in memory)
   gateway-redis               Redis store (a redis-server started here), no mirror
   gateway-redis-mirror-down   Redis store, the same down mirror (copies pile up in the Redis Stream outbox)
+  gateway-redis-again         a second gateway exactly like gateway-redis: the A/A noise reference
 
-Reps are the outer loop and targets the inner one; every figure of a ``*-mirror-down`` target is also given as a
-ratio to its own store's no-mirror target of the same rep, and the table shows the median of those ratios.
+Reps are the outer loop and targets the inner one; every figure of a ``*-mirror-down`` target (and of the A/A
+target) is also given as a ratio to its own store's no-mirror target of the same rep: the table shows the median of
+those ratios, and a line under it their spread over the reps, so that a ratio can be read against what the noise
+alone does to identical gateways in the same batch.
 Loopback only, bounded: N <= 5000, R <= 20000/s, duration <= 60 s.
 
     .venv/bin/python bench/mirror_cost.py                      # N=1000, 5000 CALLs/s, 3 reps of 10 s
@@ -257,8 +260,18 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, stamp: str) -> 
             f"| {med.get('ctxsw_per_s', 0):,.0f} "
             f"| {sum(r['skipped'] for r in mine)} | " + " | ".join(ratios) + " |"
         )
-    # The same ratios between the two no-mirror targets (Redis vs memory store), which cost the same: how far
-    # this machine's noise alone moves a ratio in this batch.
+    lines.append("")
+    for t, base in BASE.items():
+        pairs = [(by[(t, rep)], by[(base, rep)]) for (x, rep) in by if x == t and (base, rep) in by]
+        if pairs:
+            spread = []
+            for k in ("p50_ms", "p99_ms", "target_cpu_us_per_rt"):
+                values = sorted(r[k] / b[k] for r, b in pairs)
+                spread.append(f"{values[0]:.2f}-{values[-1]:.2f}")
+            lines.append(
+                f"Ratios over reps, {t} / {base}: p50 {spread[0]}, p99 {spread[1]}, CPU {spread[2]} (min-max)  "
+            )
+    # The same ratios between the two no-mirror targets (Redis vs memory store), which cost about the same.
     pairs = [(by[("gateway-redis", rep)], by[("gateway", rep)]) for (t, rep) in by if t == "gateway"]
     pairs = [(r, b) for r, b in pairs if r is not None]
     if pairs and all(("gateway-redis", b["rep"]) in by for _, b in pairs):

@@ -18,10 +18,11 @@ restart), and delivers the outbox in order, one outstanding CALL at a time, when
 * CALLs a mirror sends to the charger follow the route's ``mirror_calls``: ``deny`` (default: the mirror gets
   CALLERROR ``SecurityError``, counted) or an allow-list of actions, forwarded to the charger under a gateway unique
   id; the charger's answer goes back to the mirror under the mirror's id.
-* A mirror that is down or slow costs the charger and the primary nothing but the in-memory append of one bytes
-  record per copy (the frames as received): delivery runs in the feed's own task; while the mirror is down the
-  feeds are parked on the :class:`MirrorBoard` (no wake-ups per charger), which writes their buffers to the outbox
-  in groups, probes the mirror through one feed per back-off period and wakes them all when it is back
+* A mirror that is down or slow costs the charger and the primary nothing but appending three references per copy
+  to the feed's buffer (action and the frames as received; nothing copied, nothing parsed): delivery runs in the
+  feed's own task; while the mirror is down the feeds are parked on the :class:`MirrorBoard` (no wake-ups per
+  charger), which writes their buffers to the outbox in groups (one Redis call per group, one stream entry per
+  charger and flush), probes the mirror through one feed per back-off period and wakes them all when it is back
   (``ocppgw_outbox_depth``/``_age_seconds``, computed at scrape time, show the backlog).
   ``bench/mirror_cost.py`` measures it at a fixed offered load.
 """

@@ -5,11 +5,13 @@ the charger's shard) and ``<p>:tap:<name>`` for a tap. With Redis an outbox is a
 gateway restart and is shared by every replica. The memory implementation keeps the same contract for one process.
 
 Entries are JSON objects (taps) or opaque bytes (mirror copies: their frames as received, joined, so that keeping a
-copy costs neither parsing nor JSON escaping; bytes that start with ``{`` are read back as JSON).
+copy costs neither parsing nor JSON escaping; bytes that start with ``{`` are read back as JSON). Mirror copies come
+in batches (:class:`Packed`): Redis stores a batch as ONE stream entry and a ``<stream>:meta`` hash says how much of
+the oldest one is done (see ``_APPEND_MANY``); :meth:`Outbox.read` still hands out one :class:`Entry` per copy.
 
-Bounds: every append trims the stream to ``max_len`` entries and drops entries older than ``max_age_s``; since
-delivered entries are deleted on acknowledgement, everything trimmed was never delivered, and :meth:`Outbox.append`
-returns how many so that the caller counts them (``ocppgw_outbox_trimmed_total``).
+Bounds: every append trims the outbox to ``max_len`` entries (copies, for mirror batches) and drops entries older
+than ``max_age_s``; since delivered entries are deleted on acknowledgement, everything trimmed was never delivered,
+and :meth:`Outbox.append` returns how many so that the caller counts them (mirror copies, tap events).
 """
 
 from __future__ import annotations
