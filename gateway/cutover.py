@@ -30,6 +30,7 @@ from gateway.ocpp.errors import FrameError
 from gateway.ocpp.frames import CallError, CallResult, call_text, parse_frame
 from gateway.ocpp.versions import SUBPROTOCOLS
 from gateway.router import Route
+from gateway.session import Session
 from gateway.store.base import StoreUnavailable, Write
 from gateway.store.keys import Keys
 from gateway.upstream import Link, open_link
@@ -95,8 +96,17 @@ def sync_mirrors(gw: Gateway, conn: Conn, route: Route) -> list[MirrorFeed]:
         feed.start()
     for feed in feeds.values():
         feed.primary = route.primary.name
+        feed.sink = None
+    for feed in stale:
+        feed.sink = None
+    session.set_mirror_spool(None, b"")
     if len(feeds) == 1:
-        session.mirror = next(iter(feeds.values())).offer  # the common case: no fan-out call per copy
+        feed = next(iter(feeds.values()))
+        session.mirror = feed.offer  # the common case: no fan-out call per copy
+        if type(session) is Session:  # pass-through: frames as received; while the mirror is down, not even a call
+            feed.sink = session.set_mirror_spool
+            if feed.spooling is not None:
+                session.set_mirror_spool(feed.spooling, feed.tag)
     elif feeds:
         session.mirror = lambda action, payload, answer: _fan_out(feeds, action, payload, answer)
     else:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import secrets
 import ssl
 import time
 from collections import deque
@@ -59,7 +60,7 @@ from gateway.ocpp.frames import (
 from gateway.ocpp.versions import SUBPROTOCOLS
 from gateway.store.base import Store, StoreUnavailable, Write
 from gateway.store.keys import Keys
-from gateway.store.outbox import ENTRY_SEP, Batch, Item, MemoryOutbox, Outbox, Packed
+from gateway.store.outbox import ENTRY_SEP, Batch, Item, Outbox, Packed, SpoolEntry
 from gateway.tasks import stop_task
 from gateway.translate import TRANSLATABLE, translator_for
 from gateway.translate.base import JsonDict, Translator
@@ -69,43 +70,296 @@ __all__ = ["MirrorBoard", "MirrorFeed", "MirrorSettings", "decision_fields", "di
 
 
 class MirrorBoard:
-    """What the feeds of one mirror share: outbox depth and age (summed and maxed per mirror at scrape time), one
-    circuit breaker per mirror, and the wait while a mirror is down.
+    """What the feeds of one mirror share: the circuit breaker, the wait while the mirror is down, the spool, and
+    outbox depth and age (summed and maxed per mirror at scrape time).
 
-    While a mirror is down its feeds are parked (:meth:`park`): no feed task runs. One board task per down mirror
-    writes every feed's buffered copies to the outbox every ``FLUSH_WHILE_DOWN_S``, in ``FLUSH_SLOTS`` groups spread
-    over that time (Redis: one script call per group), and when the next probe is due it wakes one parked feed to
-    try; when that probe succeeds every feed is woken. A down mirror therefore costs the gateway one timer, not a
-    wake-up per charger.
+    While a mirror is down its feeds are parked (:meth:`park`: no feed task runs) and SPOOL: every copy, of every
+    charger, is appended to one list per mirror (four references: the feed's tag, action, CALL and answer frames as
+    received; for a one-mirror pass-through session the session appends them itself, without a call), and the
+    board writes that list to the process's spool stream every ``SPOOL_WRITE_S``, as ONE outbox entry (one store
+    call for every charger's copies). One board task per down mirror probes it through one parked feed per back-off
+    period. When a probe succeeds the board DRAINS: the feeds stop spooling (new copies go to their own buffers,
+    which they do not flush yet), what is left of the list is written, and every spool of that mirror (this
+    process's, and those that stopped or crashed processes left) is moved, entry by entry, oldest first, atomically,
+    into the chargers' own outboxes; then the feeds are woken and deliver, in order. A down mirror therefore costs
+    the charger's path four list appends per copy, and the gateway one store call per ``SPOOL_WRITE_S``.
+
+    Order: a charger's copies are in its outbox (older), then in spools (in spool order), then in its feed's buffer;
+    a feed flushes its buffer to its outbox only while the board is :meth:`ready` (no spool left to move), and a
+    new feed first makes the board look for spools left by other processes (:meth:`check`).
     """
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, outbox: Outbox, keys: Keys, log: Any) -> None:
         self.metrics = metrics
+        self.outbox = outbox
+        self.keys = keys
+        self.log = log
+        self.instance = secrets.token_hex(6)  # this process's spools
         self.next_probe, self.backoff, self.down = {}, {}, set()
         self._probing: set[str] = set()  # mirrors whose turn-taking probe is in flight
         self.feeds: dict[str, set[MirrorFeed]] = {}
-        self._slots: dict[str, list[set[MirrorFeed]]] = {}  # the feeds of each flush group
         self._parked: dict[str, list[asyncio.Future[None]]] = {}
         self._down_tasks: dict[str, asyncio.Task[None]] = {}
-        self._flushed: dict[str, asyncio.Event] = {}
+        #: the spool of each mirror whose feeds spool: flat, four items per copy (see MirrorFeed.offer)
+        self.spools: dict[str, list[Any]] = {}
+        self._late: dict[str, list[Any]] = {}  # copies of feeds that closed while they could not flush
+        self._writers: dict[str, asyncio.Task[None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._spooled: dict[str, int] = {}  # copies this process wrote to its spool, not moved yet
+        self._spool_since: dict[str, float] = {}  # unix time of the oldest of them
+        self._bounds: dict[str, tuple[int, float]] = {}
+        self._ready: dict[str, asyncio.Event] = {}
+        self._drains: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()  # a feed started during a drain: look for spools once more after it
+        self._store_down: set[str] = set()
+
+    # ------------------------------------------------------------------ feeds
 
     def register(self, feed: MirrorFeed) -> None:
         name = feed.backend.name
         if name not in self.feeds:
             feeds = self.feeds[name] = set()
             # computed at scrape time from the feeds themselves: nothing to update on the message path
-            self.metrics.outbox_depth.labels(name).set_function(lambda: sum(f.backlog() for f in list(feeds)))
+            self.metrics.outbox_depth.labels(name).set_function(
+                lambda: sum(f.backlog() for f in list(feeds)) + self.spool_depth(name)
+            )
             self.metrics.outbox_age.labels(name).set_function(
-                lambda: max((f.backlog_age() for f in list(feeds)), default=0.0)
+                lambda: max([f.backlog_age() for f in list(feeds)] + [self.spool_age(name)])
             )
         self.feeds[name].add(feed)
-        self._slots.setdefault(name, [set() for _ in range(FLUSH_SLOTS)])[feed.flush_slot].add(feed)
+        bound = self._bounds.get(name)
+        if bound is not None:
+            n, settings = len(self.feeds[name]), feed.settings
+            self._bounds[name] = (max(bound[0], settings.outbox_max_len * n), max(bound[1], settings.outbox_max_age_s))
+        spool = self.spools.get(name)
+        if spool is not None:
+            feed.to_spool(spool)
 
     def unregister(self, feed: MirrorFeed) -> None:
         self.feeds.get(feed.backend.name, set()).discard(feed)
-        slots = self._slots.get(feed.backend.name)
-        if slots is not None:
-            slots[feed.flush_slot].discard(feed)
+
+    def spool_depth(self, mirror: str) -> int:
+        return self._spooled.get(mirror, 0) + (len(self.spools.get(mirror, ())) + len(self._late.get(mirror, ()))) // 4
+
+    def spool_age(self, mirror: str) -> float:
+        since = self._spool_since.get(mirror)
+        return 0.0 if since is None else max(0.0, time.time() - since)
+
+    def spooled_since(self, mirror: str, when: float) -> None:
+        """A copy spooled at unix time ``when`` (the oldest wins)."""
+        since = self._spool_since.get(mirror)
+        if since is None or when < since:
+            self._spool_since[mirror] = when
+
+    def adopt(self, mirror: str, copies: list[Any]) -> None:
+        """Spool-format copies of a feed that closed while it could not write to its outbox (the board is not
+        ready): written to the spool, moved in order with the rest."""
+        if not copies:
+            return
+        spool = self.spools.get(mirror)
+        if spool is not None:
+            spool += copies
+        else:
+            self._late.setdefault(mirror, []).extend(copies)
+            self._ensure_writer(mirror)
+
+    # ------------------------------------------------------------------ ready: no spool to move first
+
+    def ready(self, mirror: str) -> bool:
+        event = self._ready.get(mirror)
+        return event is not None and event.is_set()
+
+    async def wait_ready(self, mirror: str) -> None:
+        await self._event(mirror).wait()
+
+    def _event(self, mirror: str) -> asyncio.Event:
+        event = self._ready.get(mirror)
+        if event is None:
+            event = self._ready[mirror] = asyncio.Event()
+        return event
+
+    def check(self, mirror: str) -> None:
+        """A feed starts: unless this process spools that mirror anyway, look for spools other processes left
+        (a stopped or crashed gateway's copies of this charger come first) and move them; meanwhile no feed flushes
+        its buffer."""
+        if mirror in self.spools:
+            return
+        if mirror in self._drains and not self._drains[mirror].done():
+            self._again.add(mirror)
+            return
+        self._start_drain(mirror)
+
+    def _start_drain(self, mirror: str) -> None:
+        task = self._drains.get(mirror)
+        if task is not None and not task.done():
+            return
+        self._event(mirror).clear()
+        self._drains[mirror] = asyncio.get_running_loop().create_task(self._drain(mirror), name=f"spool:{mirror}")
+
+    async def _drain(self, mirror: str) -> None:
+        delay = 0.5
+        while True:
+            spool = self.spools.get(mirror)
+            if spool is not None:
+                if mirror in self.down:
+                    return  # down again: the drain after the next successful probe
+                del self.spools[mirror]
+                self._late[mirror] = self._late.get(mirror, []) + spool  # closed feeds' copies are older
+                for feed in list(self.feeds.get(mirror, ())):
+                    feed.to_live()  # new copies go to the feeds' buffers, flushed once ready
+            self._again.discard(mirror)
+            try:
+                late = self._late.get(mirror)
+                if late:
+                    await self._write(mirror, late)
+                await self._move_all(mirror)
+            except StoreUnavailable as e:
+                self._store_failed(mirror, e)
+                await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+                delay = min(delay * 2, 10.0)
+                continue
+            if mirror in self._store_down:
+                self._store_down.discard(mirror)
+                self.log.info("mirror_spool_recovered", mirror=mirror)
+            if not self._late.get(mirror) and mirror not in self._again and mirror not in self.spools:
+                break
+        self._spooled.pop(mirror, None)
+        self._spool_since.pop(mirror, None)
+        self._bounds.pop(mirror, None)
+        self._event(mirror).set()
+        for feed in list(self.feeds.get(mirror, ())):
+            feed.kick()
+        self._wake(mirror, everyone=True)
+
+    async def _move_all(self, mirror: str) -> None:
+        """Every spool of ``mirror``, entry by entry, the oldest entry of all first, into the chargers' outboxes."""
+        outbox = self.outbox
+        keys = await outbox.spools(self.keys.mirror_spools(), self.keys.mirror_spool(mirror))
+        heads = {}
+        for key in keys:
+            entry = await outbox.spool_head(key)
+            if entry is None:
+                await outbox.spool_forget(self.keys.mirror_spools(), key)
+            else:
+                heads[key] = entry
+        misses = 0
+        while heads:
+            key = min(heads, key=lambda k: (heads[k].at, heads[k].id))
+            entry = heads[key]
+            result = await outbox.spool_move(key, entry, self._split(mirror, entry))
+            if result is None:  # another process moved or trimmed it meanwhile: read again
+                misses += 1
+                if misses > 1000:
+                    raise StoreUnavailable(f"spool {key} keeps changing")
+            elif sum(result):
+                self.metrics.mirror_copies.labels(mirror, "trimmed").inc(sum(result))
+            nxt = await outbox.spool_head(key)
+            if nxt is None:
+                del heads[key]
+                await outbox.spool_forget(self.keys.mirror_spools(), key)
+            else:
+                heads[key] = nxt
+
+    def _split(self, mirror: str, entry: SpoolEntry) -> list[Batch]:
+        """A spool entry's copies, per charger (in order), with that charger's bounds."""
+        groups: dict[bytes, list[bytes]] = {}
+        bounds: dict[bytes, tuple[bytes, bytes]] = {}
+        for record in entry.records():
+            parts = record.split(SEP, 3)
+            if len(parts) != 4:
+                continue  # not a spool record: nothing to deliver
+            cid, max_len, max_age, copy = parts
+            groups.setdefault(cid, []).append(copy)
+            bounds[cid] = (max_len, max_age)
+        return [
+            (
+                self.keys.outbox(cid.decode(), mirror),
+                Packed(ENTRY_SEP.join(copies), len(copies)),
+                int(bounds[cid][0]),
+                float(bounds[cid][1]),
+            )
+            for cid, copies in groups.items()
+        ]
+
+    # ------------------------------------------------------------------ the spool
+
+    def _start_spooling(self, mirror: str) -> None:
+        if mirror in self.spools:
+            return
+        spool = self.spools[mirror] = []
+        self._event(mirror).clear()
+        for feed in list(self.feeds.get(mirror, ())):
+            feed.to_spool(spool)
+        self._ensure_writer(mirror)
+
+    def _ensure_writer(self, mirror: str) -> None:
+        task = self._writers.get(mirror)
+        if task is None or task.done():
+            loop = asyncio.get_running_loop()
+            self._writers[mirror] = loop.create_task(self._writer(mirror), name=f"spool-writer:{mirror}")
+
+    async def _writer(self, mirror: str) -> None:
+        while True:
+            await asyncio.sleep(SPOOL_WRITE_S)
+            spool, late = self.spools.get(mirror), self._late.get(mirror)
+            if spool is None and not late:
+                return  # drained (the drain wrote the rest)
+            try:
+                if late:
+                    await self._write(mirror, late)
+                if spool:
+                    await self._write(mirror, spool)
+            except StoreUnavailable as e:
+                self._store_failed(mirror, e)
+
+    def _store_failed(self, mirror: str, e: Exception) -> None:
+        self.metrics.store_errors.labels("outbox").inc()
+        if mirror not in self._store_down:
+            self._store_down.add(mirror)
+            self.log.error("mirror_spool_unavailable", mirror=mirror, error=str(e))
+
+    async def _write(self, mirror: str, spool: list[Any]) -> None:
+        """What ``spool`` holds, to this process's spool stream, as one entry (bounded; on failure the copies go
+        back in front of the list, bounded too, and StoreUnavailable is raised)."""
+        lock = self._locks.setdefault(mirror, asyncio.Lock())
+        async with lock:
+            if not spool:
+                return
+            taken = spool[:]
+            del spool[:]
+            packed = pack_spool(taken)
+            max_len, max_age_s = self._bound(mirror)
+            try:
+                trimmed = await self.outbox.spool_append(
+                    self.keys.mirror_spool(mirror, self.instance), packed, max_len, max_age_s, self.keys.mirror_spools()
+                )
+            except asyncio.CancelledError:
+                spool[0:0] = taken  # stopping: the caller writes what is left (twice at worst, never lost)
+                raise
+            except StoreUnavailable:
+                spool[0:0] = taken
+                excess = len(spool) // 4 - max_len
+                if excess > 0:
+                    del spool[: 4 * excess]
+                    self.metrics.mirror_copies.labels(mirror, "trimmed").inc(excess)
+                raise
+            self._spooled[mirror] = self._spooled.get(mirror, 0) + packed.count - trimmed
+            if trimmed:
+                self.metrics.mirror_copies.labels(mirror, "trimmed").inc(trimmed)
+
+    def _bound(self, mirror: str) -> tuple[int, float]:
+        """The spool's bounds: room for every feed's outbox bound, the longest age (each charger's own bounds apply
+        when its copies are moved); computed once per spooling period, raised as feeds register, never lowered
+        while the spool holds copies."""
+        bound = self._bounds.get(mirror)
+        if bound is None:
+            feeds = self.feeds.get(mirror, ())
+            max_len = max((f.settings.outbox_max_len for f in feeds), default=10_000) * max(1, len(feeds))
+            max_age = max((f.settings.outbox_max_age_s for f in feeds), default=0.0)
+            bound = self._bounds[mirror] = (max_len, max_age)
+        return bound
+
+    # ------------------------------------------------------------------ parked feeds and probes
 
     async def park(self, mirror: str) -> None:
         """Wait while ``mirror`` is down: until it is back, or until this feed's turn to probe it."""
@@ -118,13 +372,6 @@ class MirrorBoard:
         finally:
             if fut in waiters:
                 waiters.remove(fut)
-
-    async def flushed(self, mirror: str) -> None:
-        """Return once no board flush of ``mirror``'s buffers is in flight (a feed's own append must not overtake
-        it: one stream's entries stay in order)."""
-        event = self._flushed.get(mirror)
-        if event is not None:
-            await event.wait()
 
     def _wake(self, mirror: str, everyone: bool) -> None:
         waiters = self._parked.get(mirror, [])
@@ -142,17 +389,11 @@ class MirrorBoard:
 
     async def _while_down(self, mirror: str) -> None:
         loop = asyncio.get_running_loop()
-        step = FLUSH_WHILE_DOWN_S / FLUSH_SLOTS
-        next_flush, slot = loop.time() + step, 0
         while self._parked.get(mirror):
             now = loop.time()
             due = self.next_probe.get(mirror, now) if mirror in self.down else now
-            await asyncio.sleep(max(0.0, min(next_flush, due) - now))
+            await asyncio.sleep(max(0.0, due - now))
             now = loop.time()
-            if now >= next_flush:
-                # one slot of the feeds at a time: each feed every FLUSH_WHILE_DOWN_S, the work spread over it
-                next_flush, slot = now + step, (slot + 1) % FLUSH_SLOTS
-                await self._flush_buffers(mirror, slot)
             if mirror not in self.down or now >= self.next_probe.get(mirror, now):
                 self._wake(mirror, everyone=mirror not in self.down)
                 # the woken feed probes (may_probe moves next_probe on): give it the time to do so; feeds that
@@ -160,35 +401,20 @@ class MirrorBoard:
                 # once a second
                 await asyncio.sleep(0.05 if mirror in self.down else 1.0)
 
-    async def _flush_buffers(self, mirror: str, slot: int) -> None:
-        """The buffered copies of the feeds in ``slot`` to the outbox, together (durable outboxes only)."""
-        slots = self._slots.get(mirror)
-        feeds = [f for f in slots[slot] if f._buffer and f._durable] if slots else []
-        if not feeds:
-            return
-        event = self._flushed.setdefault(mirror, asyncio.Event())
-        event.clear()
-        try:
-            taken = [(f, f._take_buffer()) for f in feeds]
-            packed = [pack(items) for _, items in taken]
-            batches: list[Batch] = [
-                (f.stream, p, f.settings.outbox_max_len, f.settings.outbox_max_age_s)
-                for (f, _), p in zip(taken, packed, strict=True)
-            ]
-            results = await feeds[0].outbox.append_many(batches)
-            for (f, items), p, result in zip(taken, packed, results, strict=True):
-                if isinstance(result, BaseException):
-                    f._put_back(items)
-                else:
-                    f._appended(p.count, result)
-        finally:
-            event.set()
-
     async def close(self) -> None:
-        """Stop the down-mirror tasks (the feeds are closed first)."""
-        for task in list(self._down_tasks.values()):
+        """Stop the board's tasks (the feeds are closed first); what is still spooled in memory is written to the
+        spool stream (bounded), for whichever process sees the mirror back."""
+        for task in list(self._down_tasks.values()) + list(self._writers.values()) + list(self._drains.values()):
             await stop_task(task)
         self._down_tasks.clear()
+        self._writers.clear()
+        self._drains.clear()
+        for mirror in set(self.spools) | set(self._late):
+            for spool in (self._late.get(mirror), self.spools.get(mirror)):
+                if spool:
+                    with contextlib.suppress(StoreUnavailable, TimeoutError):
+                        async with asyncio.timeout(2.0):
+                            await self._write(mirror, spool)
 
     # One circuit breaker per mirror backend, shared by every charger's feed: while a mirror is down, one feed probes
     # it per back-off period (not one per charger), and the outage is logged once, not once per charger and attempt.
@@ -216,6 +442,7 @@ class MirrorBoard:
         if mirror not in self.down:
             self.down.add(mirror)
             log.warning("mirror_unreachable", mirror=mirror, reason=reason)
+        self._start_spooling(mirror)
 
     def probe_ok(self, mirror: str, log: Any) -> None:
         self._probing.discard(mirror)
@@ -224,17 +451,18 @@ class MirrorBoard:
         if mirror in self.down:
             self.down.discard(mirror)
             log.info("mirror_reachable", mirror=mirror)
-        self._wake(mirror, everyone=True)
+        if mirror in self.spools:
+            self._start_drain(mirror)  # wakes everyone when done
+        else:
+            self._wake(mirror, everyone=True)
 
     def known_down(self, mirror: str, now: float) -> bool:
         """The mirror failed its last probe and the next one is not due: no feed needs to look at it now."""
         return mirror in self.down and now < self.next_probe.get(mirror, 0.0)
 
 
-#: while a mirror is away, buffered copies are written to its outbox this often (not at every copy)
-FLUSH_WHILE_DOWN_S = 5.0
-#: the feeds of a down mirror are flushed in this many groups, one group every FLUSH_WHILE_DOWN_S / FLUSH_SLOTS
-FLUSH_SLOTS = 10
+#: while a mirror is down, the copies spooled in memory are written to the spool stream this often
+SPOOL_WRITE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +523,22 @@ def pack(flat: Buffer) -> Packed:
     parts: list[bytes] = [b""] * (6 * n - 1)
     parts[0::2] = items
     parts[1::2] = (_SEPS * n)[:-1]
+    return Packed(b"".join(parts), n)
+
+
+def pack_spool(flat: list[Any]) -> Packed:
+    """Spooled copies (four items each: tag, action, CALL, answer) as spool records joined by ENTRY_SEP: the tag
+    (charger id and bounds, ending in SEP) then the :func:`record`; slice assignments and one join."""
+    n = len(flat) // 4
+    if not n:
+        return Packed(b"", 0)
+    parts: list[bytes] = [ENTRY_SEP] * (7 * n)
+    parts[0::7] = flat[0::4]
+    parts[1::7] = [a.encode() for a in flat[1::4]]
+    parts[2::7] = parts[4::7] = [SEP] * n
+    parts[3::7] = flat[2::4]
+    parts[5::7] = flat[3::4]
+    parts.pop()  # the last ENTRY_SEP
     return Packed(b"".join(parts), n)
 
 
@@ -384,7 +628,16 @@ class MirrorFeed:
         self._queued = 0  # copies in the outbox, as far as this feed knows (gauges)
         self._oldest: float | None = None  # unix time of the oldest of them
         self._buffered_since = 0.0  # unix time of the oldest buffered copy
-        self.flush_slot = random.randrange(FLUSH_SLOTS)
+        #: this feed's copies in the spool: charger id and bounds, then the copy (see MirrorBoard._split)
+        self.tag = SEP.join(
+            (charger_id.encode(), str(settings.outbox_max_len).encode(), repr(settings.outbox_max_age_s).encode(), b"")
+        )
+        self._spool: list[Any] | None = None  # the board's spool while the mirror is down (see offer)
+        self._spool_pending: list[Any] | None = None
+        self._flushing = False
+        #: set by gateway/cutover.py for a one-mirror pass-through session: hands the session the spool (or None)
+        #: so that it appends its copies itself, without calling offer
+        self.sink: Callable[[list[Any] | None, bytes], None] | None = None
         self._max_items = 3 * settings.outbox_max_len  # the buffer's bound: three items per copy
         self._wake = asyncio.Event()
         self._closing = False
@@ -398,7 +651,6 @@ class MirrorFeed:
         self._needs_boot = True
         self._store_down = False
         self._live = True
-        self._durable = not isinstance(outbox, MemoryOutbox)
         name = backend.name
         self._delivered = metrics.mirror_copies.labels(name, "delivered")
         self._trimmed = metrics.mirror_copies.labels(name, "trimmed")
@@ -409,6 +661,13 @@ class MirrorFeed:
     def offer(self, action: str, call: Raw | JsonDict, primary_answer: Raw | JsonDict | None) -> None:
         """A charger CALL and the primary's answer (None: the primary gave none), as frames (raw bytes, kept as they
         are: parsed only when delivered) or as payload dicts. Never blocks, never raises."""
+        spool = self._spool
+        if spool is not None:  # the mirror is down: four references to the board's spool (Session does the same)
+            if type(call) is bytes and (primary_answer is None or type(primary_answer) is bytes):
+                spool += (self.tag, action, call, primary_answer or b"")
+            else:
+                spool += (self.tag, action, _blob(call), _blob(primary_answer))
+            return
         buf = self._buffer
         if len(buf) >= self._max_items:
             buf.popleft()
@@ -431,6 +690,7 @@ class MirrorFeed:
 
     def start(self) -> None:
         self.board.register(self)
+        self.board.check(self.backend.name)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"mirror:{self.backend.name}")
 
     async def close(self, flush_timeout: float = 2.0) -> None:
@@ -440,10 +700,13 @@ class MirrorFeed:
         task, self._task = self._task, None
         await stop_task(task)
         self.board.unregister(self)
-        if self._buffer:
+        self.to_live()
+        if self._buffer and self.board.ready(self.backend.name):
             with contextlib.suppress(StoreUnavailable, TimeoutError):
                 async with asyncio.timeout(flush_timeout):
                     await self._flush()
+        if self._buffer:  # the board is moving spooled copies first (or the store failed): the board writes them
+            self.board.adopt(self.backend.name, self._tagged(self._take_buffer()))
         if self._link is not None:
             await self._link.close()
             self._link = None
@@ -459,11 +722,11 @@ class MirrorFeed:
             self._queued = 1  # unknown: look when the store is back
         while not self._closing:
             # Something to deliver and no link. While the mirror is known to be away and it is not this feed's turn
-            # to probe it, the outbox is not read and this task sleeps: copies stay buffered (memory store) or the
-            # board writes them to the outbox every FLUSH_WHILE_DOWN_S (Redis), at no cost to the charger's messages.
+            # to probe it, the outbox is not read and this task sleeps: new copies go to the board's spool, written
+            # to the store every SPOOL_WRITE_S, at no cost to the charger's messages.
             if (
                 self._link is None
-                and (self._buffer or self._queued)
+                and (self._buffer or self._queued or self._spool is not None)
                 and (self.board.known_down(self.backend.name, loop.time()) or not await self._ensure_link())
             ):
                 await self._park()
@@ -472,6 +735,7 @@ class MirrorFeed:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            await self.board.wait_ready(self.backend.name)  # spooled copies are moved to the outboxes first
             try:
                 await self._flush()
                 entries = await self.outbox.read(self.stream, 50)
@@ -515,9 +779,9 @@ class MirrorFeed:
     async def _flush(self) -> None:
         if not self._buffer:
             return
-        await self.board.flushed(self.backend.name)
         items = self._take_buffer()
         packed = pack(items)
+        self._flushing = True
         try:
             trimmed = await self.outbox.append(
                 self.stream, packed, self.settings.outbox_max_len, self.settings.outbox_max_age_s
@@ -525,7 +789,51 @@ class MirrorFeed:
         except StoreUnavailable:
             self._put_back(items)
             raise
+        finally:
+            self._flushing = False
+            pending, self._spool_pending = self._spool_pending, None
+            if pending is not None and self.board.spools.get(self.backend.name) is pending:
+                self.to_spool(pending)  # the mirror went down during the append: spool from now on
         self._appended(packed.count, trimmed)
+
+    # ------------------------------------------------------------------ spooling (the board's side)
+
+    def to_spool(self, spool: list[Any]) -> None:
+        """The mirror is down: what is buffered, then every new copy, goes to the board's spool."""
+        if self._flushing:
+            self._spool_pending = spool  # after the append in flight (which may put its copies back)
+            return
+        if self._buffer:
+            self.board.spooled_since(self.backend.name, self._buffered_since)
+            items, self._buffer = self._buffer, deque()
+            spool += self._tagged(items)
+        self._spool = spool
+        if self.sink is not None:
+            self.sink(spool, self.tag)
+
+    def to_live(self) -> None:
+        """The board is moving the spool into the outboxes: new copies go to this feed's buffer again."""
+        self._spool = self._spool_pending = None
+        if self.sink is not None:
+            self.sink(None, b"")
+
+    @property
+    def spooling(self) -> list[Any] | None:
+        """The board's spool while this feed spools (its mirror down), else None."""
+        return self._spool
+
+    def kick(self) -> None:
+        """Copies may have been moved into this feed's outbox: look."""
+        self._queued = max(self._queued, 1)
+        self._wake.set()
+
+    def _tagged(self, items: Buffer) -> list[Any]:
+        """Buffered copies (three items each) in the spool's format (four: the tag first)."""
+        flat = list(items)
+        n = len(flat) // 3
+        out: list[Any] = [self.tag] * (4 * n)
+        out[1::4], out[2::4], out[3::4] = flat[0::3], flat[1::3], flat[2::3]
+        return out
 
     def _take_buffer(self) -> Buffer:
         items, self._buffer = self._buffer, deque()

@@ -50,6 +50,7 @@ from gateway.router import Route, Router
 from gateway.security import ROTATION_MARKERS, rotation_accepted, rotation_offer
 from gateway.session import Session, SessionSettings
 from gateway.store import StateWriter, Store, StoreUnavailable, Write
+from gateway.store.keys import Keys
 from gateway.store.outbox import Outbox, open_outbox
 from gateway.taps import Taps
 from gateway.translate import TRANSLATABLE, translator_for
@@ -197,7 +198,7 @@ class Gateway:
     def __post_init__(self) -> None:
         self.security = EdgeSecurity(self.config, self.store, self.metrics)
         self.outbox = open_outbox(self.store)
-        self.mirror_board = MirrorBoard(self.metrics)
+        self.mirror_board = MirrorBoard(self.metrics, self.outbox, Keys(self.config.store.prefix), self.log)
 
     @property
     def sessions(self) -> dict[str, Session]:

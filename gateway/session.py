@@ -109,6 +109,10 @@ class Session:
     #: in time) a charger CALL, each as a frame (raw bytes, parsed later off the message path) or a payload dict:
     #: the mirrors' copies (gateway/mirror.py). None when the route has no mirror.
     mirror: Callable[[str, Raw | dict[str, Any], Raw | dict[str, Any] | None], None] | None = None
+    #: while the route's one mirror is down: the mirror board's spool, to which the session appends its copies
+    #: itself (four references: ``mirror_tag``, action, CALL and answer frames; no call), instead of ``mirror``
+    mirror_spool: list[Any] | None = None
+    mirror_tag: bytes = b""
     #: called with (direction, message type, action, unique id, payload) for each frame relayed, when a tap selects
     #: this charger's route (gateway/taps.py); None otherwise
     tap: Callable[[str, str, str, str, dict[str, Any]], None] | None = None
@@ -231,9 +235,16 @@ class Session:
                 )
             )
         self.send_charger(frame.raw)
-        if self.mirror is not None and pending.raw is not None:
+        spool = self.mirror_spool
+        if spool is not None and type(pending.raw) is bytes and type(frame.raw) is bytes:
+            spool += (self.mirror_tag, pending.action, pending.raw, frame.raw if type(frame) is CallResult else b"")
+        elif self.mirror is not None and pending.raw is not None:
             self.mirror(pending.action, pending.raw, frame.raw if type(frame) is CallResult else None)
         self._pump_up()
+
+    def set_mirror_spool(self, spool: list[Any] | None, tag: bytes) -> None:
+        """See ``mirror_spool`` (called by the mirror feed when its mirror goes down and when it is back)."""
+        self.mirror_spool, self.mirror_tag = spool, tag
 
     # ------------------------------------------------------------------ gateway-originated CALLs (admin API)
 

@@ -18,7 +18,14 @@
 - ``<p>:{cid}:upcred:<backend>`` (string, JSON ``{"password": ...}``): the password the gateway presents for this
   charger to that backend (profiles 1/2 upstream). In clear, because it must be sent: protect Redis (ACLs, TLS).
 - ``<p>:{cid}:outbox:<mirror>`` (stream): copies waiting for a mirror, oldest first; entries are deleted when the
-  mirror answered them; bounded by length and age (routes' outbox settings).
+  mirror answered them; bounded by length and age (routes' outbox settings). ``<p>:{cid}:outbox:<mirror>:meta``
+  (hash): ``total`` copies in the stream and ``skip``, how many of its oldest entry's are gone.
+- ``<p>:mirror-spool:<mirror>:<instance>`` (stream, and ``:meta`` hash as above): while a mirror is down, the copies
+  of every charger of one gateway process (``instance``: random per process start), one entry per write; moved into
+  the chargers' outboxes, entry by entry and atomically, by whichever process sees the mirror back first (a
+  process killed meanwhile leaves its spool to the others). Bounded by length and age.
+- ``<p>:mirror-spools`` (set): the names of the spool streams above that may hold copies (added at every write,
+  removed, atomically with a check that the spool is empty, by the process that emptied it).
 - ``<p>:tap:<name>`` (stream): events waiting for a tap's sink (gateway/taps.py), oldest first, appended by every
   replica; entries are deleted when the sink accepted them; bounded by the tap's ``outbox`` settings.
 - ``<p>:tap:<name>:lease`` (string, TTL): the node id of the one process delivering that tap's outbox (so that
@@ -72,6 +79,15 @@ class Keys:
     def outbox(self, cid: str, mirror: str) -> str:
         """Redis Stream of copies waiting for a mirror backend (see gateway/store/outbox.py)."""
         return f"{self.prefix}:{{{cid}}}:outbox:{mirror}"
+
+    def mirror_spool(self, mirror: str, instance: str = "") -> str:
+        """Redis Stream of a down mirror's copies, of every charger of one gateway process (``instance``); without
+        ``instance``, the prefix of every process's spool for that mirror (see gateway/mirror.py)."""
+        return f"{self.prefix}:mirror-spool:{mirror}:{instance}"
+
+    def mirror_spools(self) -> str:
+        """Set of the spool streams that may hold copies (so that a process finds those others left)."""
+        return f"{self.prefix}:mirror-spools"
 
     def tap(self, name: str) -> str:
         """Redis Stream of events waiting for a tap's sink (see gateway/taps.py)."""

@@ -39,6 +39,7 @@ __all__ = [
     "Outbox",
     "Packed",
     "RedisOutbox",
+    "SpoolEntry",
     "open_outbox",
 ]
 
@@ -69,6 +70,20 @@ class Entry:
     at: float  # unix seconds when appended
 
 
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    """The oldest entry of a spool (see :meth:`Outbox.spool_head`): one write of a down mirror's copies, of many
+    chargers, as a packed batch; ``skip``: how many of its copies were trimmed already."""
+
+    id: str
+    at: float
+    skip: int
+    packed: Packed
+
+    def records(self) -> list[bytes]:
+        return self.packed.entries()[self.skip :]
+
+
 class Outbox(Protocol):
     async def append(self, stream: str, items: Items, max_len: int, max_age_s: float) -> int:
         """Append in order; trim by length and age; return how many entries were trimmed unsent."""
@@ -94,6 +109,33 @@ class Outbox(Protocol):
         """Stream names starting with ``prefix`` that hold entries (to resume delivery after a restart)."""
         ...
 
+    # A spool is an outbox stream of packed batches (:meth:`append` with :class:`Packed`) whose entries are moved,
+    # whole and atomically, into other streams: a down mirror's copies of every charger go to one spool per gateway
+    # process, and into each charger's own outbox when the mirror is back (gateway/mirror.py).
+
+    async def spool_append(self, spool: str, packed: Packed, max_len: int, max_age_s: float, registry: str) -> int:
+        """:meth:`append` of one packed batch to a spool: one entry; bounds count copies; the copies trimmed. The
+        spool's name goes into the set ``registry`` (see :meth:`spools`)."""
+        ...
+
+    async def spools(self, registry: str, prefix: str) -> list[str]:
+        """The spools in ``registry`` whose name starts with ``prefix`` (they may hold copies)."""
+        ...
+
+    async def spool_forget(self, registry: str, spool: str) -> None:
+        """Take ``spool`` out of ``registry`` if it is empty (atomically: a spool written meanwhile stays)."""
+        ...
+
+    async def spool_head(self, spool: str) -> SpoolEntry | None:
+        """The oldest entry of ``spool`` (None: empty)."""
+        ...
+
+    async def spool_move(self, spool: str, entry: SpoolEntry, batches: Sequence[Batch]) -> list[int] | None:
+        """Append ``batches`` (:class:`Packed` items), keeping ``entry``'s time, and remove ``entry`` from the spool,
+        as one step; per batch the copies trimmed. None when ``entry`` is no longer the spool's oldest as read (moved
+        or trimmed by someone else meanwhile): nothing was done."""
+        ...
+
 
 class MemoryOutbox:
     """Per-process outboxes (the memory store: lost on restart, as the rest of the memory store)."""
@@ -101,18 +143,75 @@ class MemoryOutbox:
     def __init__(self) -> None:
         self._streams: dict[str, deque[Entry]] = {}
         self._seq = 0
+        # spools keep their batches packed (one entry per write, as Redis does), with the copies in them and how
+        # many of the oldest one's are trimmed
+        self._spools: dict[str, deque[SpoolEntry]] = {}
+        self._spool_total: dict[str, int] = {}
+        self._registry: dict[str, set[str]] = {}
 
     async def append(self, stream: str, items: Items, max_len: int, max_age_s: float) -> int:
+        return self._append(stream, items, max_len, max_age_s, time.time())
+
+    def _append(self, stream: str, items: Items, max_len: int, max_age_s: float, at: float) -> int:
         q = self._streams.setdefault(stream, deque())
         now = time.time()
         for item in items.entries() if isinstance(items, Packed) else items:
             self._seq += 1
-            q.append(Entry(f"{int(now * 1000)}-{self._seq}", item, now))
+            q.append(Entry(f"{int(at * 1000)}-{self._seq}", item, at))
         trimmed = 0
         while len(q) > max_len or (q and max_age_s > 0 and now - q[0].at > max_age_s):
             q.popleft()
             trimmed += 1
         return trimmed
+
+    async def spools(self, registry: str, prefix: str) -> list[str]:
+        return sorted(s for s in self._registry.get(registry, set()) if s.startswith(prefix))
+
+    async def spool_forget(self, registry: str, spool: str) -> None:
+        if not self._spools.get(spool):
+            self._registry.get(registry, set()).discard(spool)
+
+    async def spool_append(self, spool: str, packed: Packed, max_len: int, max_age_s: float, registry: str) -> int:
+        self._registry.setdefault(registry, set()).add(spool)
+        q = self._spools.setdefault(spool, deque())
+        now = time.time()
+        if packed.count:
+            self._seq += 1
+            q.append(SpoolEntry(f"{int(now * 1000)}-{self._seq}", now, 0, packed))
+        total = self._spool_total.get(spool, 0) + packed.count
+        trimmed = 0
+        while q:
+            head = q[0]
+            n, skip = head.packed.count, head.skip
+            if max_age_s > 0 and now - head.at > max_age_s:
+                trimmed, total = trimmed + n - skip, total - (n - skip)
+                q.popleft()
+            elif total > max_len:
+                drop = min(total - max_len, n - skip)
+                trimmed, total = trimmed + drop, total - drop
+                if skip + drop >= n:
+                    q.popleft()
+                else:
+                    q[0] = SpoolEntry(head.id, head.at, skip + drop, head.packed)
+            else:
+                break
+        self._spool_total[spool] = total
+        return trimmed
+
+    async def spool_head(self, spool: str) -> SpoolEntry | None:
+        q = self._spools.get(spool)
+        return q[0] if q else None
+
+    async def spool_move(self, spool: str, entry: SpoolEntry, batches: Sequence[Batch]) -> list[int] | None:
+        q = self._spools.get(spool)
+        if not q or q[0].id != entry.id or q[0].skip != entry.skip:
+            return None
+        out = [
+            self._append(stream, items, max_len, max_age_s, entry.at) for stream, items, max_len, max_age_s in batches
+        ]
+        q.popleft()
+        self._spool_total[spool] -= entry.packed.count - entry.skip
+        return out
 
     async def append_many(self, batches: Sequence[Batch]) -> list[int | BaseException]:
         return [await self.append(*batch) for batch in batches]
@@ -138,7 +237,8 @@ class MemoryOutbox:
         return len(q), max(0.0, time.time() - q[0].at)
 
     async def streams(self, prefix: str) -> list[str]:
-        return sorted(s for s, q in self._streams.items() if q and s.startswith(prefix))
+        names = [s for s, q in self._streams.items() if q and s.startswith(prefix)]
+        return sorted(names + [s for s, sq in self._spools.items() if sq and s.startswith(prefix)])
 
 
 ENTRY_SEP = b"\x1e"
@@ -180,6 +280,44 @@ local function meta_of(key, meta)
   if not m[1] then return redis.call('XLEN', key), 0 end  -- entries written one per copy (older gateways)
   return tonumber(m[1]), tonumber(m[2] or '0')
 end
+
+-- A packed batch (mode "p") onto one stream, then the bounds; returns the copies trimmed. ``id`` is the new entry's
+-- id: '*' (now), or an explicit one (the time of a spool entry being moved, see _MOVE; when the stream already
+-- holds a later id, now).
+local function append_packed(key, meta, blob, count, max_len, min_ms, id)
+  local total, skip = meta_of(key, meta)
+  if count > 0 then
+    local added = id ~= '*' and redis.pcall('XADD', key, id, 'n', count, 'b', blob)
+    if not added or type(added) == 'table' then
+      redis.call('XADD', key, '*', 'n', count, 'b', blob)
+    end
+    total = total + count
+  end
+  local trimmed = 0
+  while true do
+    local hid, n = head(key)
+    if not hid then
+      total, skip = 0, 0
+      break
+    end
+    if min_ms > 0 and tonumber(string.match(hid, '^(%d+)')) < min_ms then
+      trimmed = trimmed + n - skip
+      total, skip = total - n, 0
+      redis.call('XDEL', key, hid)
+    elseif total - skip > max_len then
+      local drop = math.min(total - skip - max_len, n - skip)
+      trimmed, skip = trimmed + drop, skip + drop
+      if skip >= n then
+        total, skip = total - n, 0
+        redis.call('XDEL', key, hid)
+      end
+    else
+      break
+    end
+  end
+  redis.call('HSET', meta, 'total', total, 'skip', skip)
+  return trimmed
+end
 """
 
 _APPEND_MANY = (
@@ -205,38 +343,42 @@ for mode, max_s, min_s, count_s in string.gmatch(ARGV[1], '(%a) (%d+) (%d+) (%d+
     if min_ms > 0 then redis.call('XTRIM', key, 'MINID', min_ms .. '-0') end
     out[k] = before + n - redis.call('XLEN', key)
   else
-    local total, skip = meta_of(key, meta)
-    if count > 0 then
-      redis.call('XADD', key, '*', 'n', count, 'b', blob)
-      total = total + count
-    end
-    local trimmed = 0
-    while true do
-      local id, n = head(key)
-      if not id then
-        total, skip = 0, 0
-        break
-      end
-      if min_ms > 0 and tonumber(string.match(id, '^(%d+)')) < min_ms then
-        trimmed = trimmed + n - skip
-        total, skip = total - n, 0
-        redis.call('XDEL', key, id)
-      elseif total - skip > max_len then
-        local drop = math.min(total - skip - max_len, n - skip)
-        trimmed, skip = trimmed + drop, skip + drop
-        if skip >= n then
-          total, skip = total - n, 0
-          redis.call('XDEL', key, id)
-        end
-      else
-        break
-      end
-    end
-    redis.call('HSET', meta, 'total', total, 'skip', skip)
-    out[k] = trimmed
+    out[k] = append_packed(key, meta, blob, count, max_len, min_ms, '*')
   end
 end
 return table.concat(out, ',')  -- one bulk reply: an array costs redis-py a readline per element
+"""
+)
+
+# Move the oldest entry of a spool (see gateway/mirror.py: a down mirror's copies of every charger, one entry per
+# write) into the per-charger streams, atomically: KEYS[1], KEYS[2]: the spool and its meta hash; then per charger
+# its stream and meta. ARGV[1]: the spool entry's id and ARGV[2] the ``skip`` the caller read with it (when either
+# changed meanwhile, another gateway moved or trimmed it: nothing is done and the reply is nil, the caller reads
+# again); ARGV[3]: per charger "max_len min_ms count;", ARGV[3 + k] its copies. The copies keep the spool entry's
+# time (their age bound runs from when they were spooled). Replies the trimmed counts, comma-joined, after "m".
+_MOVE = (
+    _LUA_HEAD
+    + """
+local spool, smeta = KEYS[1], KEYS[2]
+local id, n = head(spool)
+if id ~= ARGV[1] then return false end
+local total, skip = meta_of(spool, smeta)
+if skip ~= tonumber(ARGV[2]) then return false end
+local at = string.match(id, '^(%d+)') .. '-0'
+local out, k = {}, 0
+for max_s, min_s, count_s in string.gmatch(ARGV[3], '(%d+) (%d+) (%d+);') do
+  k = k + 1
+  out[k] = append_packed(KEYS[2 * k + 1], KEYS[2 * k + 2], ARGV[k + 3], tonumber(count_s), tonumber(max_s),
+    tonumber(min_s), at)
+end
+redis.call('XDEL', spool, id)
+total = total - n
+if total <= 0 then
+  redis.call('DEL', smeta)
+else
+  redis.call('HSET', smeta, 'total', total, 'skip', 0)
+end
+return 'm' .. table.concat(out, ',')
 """
 )
 
@@ -270,6 +412,26 @@ return 0
 )
 
 
+# One write to a spool: KEYS: the spool, its meta hash, the registry set; ARGV: max_len, min_ms, count, the packed
+# copies. One script call (no pipeline: redis-py checks a pipeline's scripts with SCRIPT EXISTS every time).
+_SPOOL_APPEND = (
+    _LUA_HEAD
+    + """
+local trimmed = append_packed(KEYS[1], KEYS[2], ARGV[4], tonumber(ARGV[3]), tonumber(ARGV[1]), tonumber(ARGV[2]), '*')
+redis.call('SADD', KEYS[3], KEYS[1])
+return trimmed
+"""
+)
+
+# Take a spool out of the registry set if it holds nothing: KEYS[1] the set, KEYS[2] the spool; ARGV[1] its name.
+_FORGET = """
+if redis.call('XLEN', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
 def _meta(stream: str) -> str:
     return f"{stream}:meta"
 
@@ -299,6 +461,9 @@ class RedisOutbox:
         # one XADD per copy cost ~15 us of gateway CPU each, measured).
         self._append_many = client.register_script(_APPEND_MANY)
         self._ack = client.register_script(_ACK)
+        self._move = client.register_script(_MOVE)
+        self._forget = client.register_script(_FORGET)
+        self._spool_append = client.register_script(_SPOOL_APPEND)
         self._pending: list[tuple[str, tuple[str, bytes], asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -400,6 +565,65 @@ class RedisOutbox:
             await self._ack(keys=[stream, _meta(stream)], args=ids)
         except (RedisError, OSError) as e:
             raise StoreUnavailable(str(e)) from e
+
+    async def spool_append(self, spool: str, packed: Packed, max_len: int, max_age_s: float, registry: str) -> int:
+        min_ms = int((time.time() - max_age_s) * 1000) if max_age_s > 0 else 0
+        try:
+            return int(
+                await self._spool_append(
+                    keys=[spool, _meta(spool), registry], args=[max_len, min_ms, packed.count, packed.blob]
+                )
+            )
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+
+    async def spools(self, registry: str, prefix: str) -> list[str]:
+        try:
+            members = await self._r.smembers(registry)
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        return sorted(name for name in map(_decode, members) if name.startswith(prefix))
+
+    async def spool_forget(self, registry: str, spool: str) -> None:
+        try:
+            await self._forget(keys=[registry, spool], args=[spool])
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+
+    async def spool_head(self, spool: str) -> SpoolEntry | None:
+        try:
+            pipe = self._r.pipeline(transaction=True)
+            pipe.xrange(spool, count=1)
+            pipe.hget(_meta(spool), "skip")
+            rows, skip_raw = await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        if not rows:
+            return None
+        rid, fields = rows[0]
+        rid_s = _decode(rid)
+        blob = fields.get(b"b", b"")
+        count = int(fields.get(b"n", 0))
+        return SpoolEntry(rid_s, int(rid_s.split("-")[0]) / 1000, int(skip_raw or 0), Packed(blob, count))
+
+    async def spool_move(self, spool: str, entry: SpoolEntry, batches: Sequence[Batch]) -> list[int] | None:
+        keys = [spool, _meta(spool)]
+        header: list[str] = []
+        blobs: list[bytes] = []
+        for stream, items, max_len, max_age_s in batches:
+            assert isinstance(items, Packed)
+            keys += (stream, _meta(stream))
+            min_ms = int((time.time() - max_age_s) * 1000) if max_age_s > 0 else 0
+            header.append(f"{max_len} {min_ms} {items.count};")
+            blobs.append(items.blob)
+        try:
+            result = await self._move(keys=keys, args=[entry.id, entry.skip, "".join(header), *blobs])
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        if not result:
+            return None
+        body = result[1:]
+        return [int(x) for x in body.split(b",")] if body else []
 
     async def stats(self, stream: str) -> tuple[int, float | None]:
         try:

@@ -172,3 +172,74 @@ async def test_copies_queued_one_entry_each_by_an_older_gateway_still_arrive_fir
         assert _names(await outbox.read(s, 10)) == ["new1", "new2"]
     finally:
         await store.close()
+
+
+def _spooled(*pairs: tuple[str, str]) -> Packed:
+    """Spool records (charger id, copy name), as a down mirror's board writes them."""
+    from gateway.mirror import pack_spool
+
+    flat: list[Any] = []
+    for cid, name in pairs:
+        flat += (f"{cid}\x1f100\x1f0.0\x1f".encode(), "Heartbeat", f'[2,"{name}","Heartbeat",{{}}]'.encode(), b"")
+    return pack_spool(flat)
+
+
+def _by_charger(entry: Any) -> list[tuple[str, Packed, int, float]]:
+    groups: dict[str, list[bytes]] = {}
+    for record in entry.records():
+        cid, _, _, copy = record.split(b"\x1f", 3)
+        groups.setdefault(cid.decode(), []).append(copy)
+    return [(f"test:{{{c}}}:outbox:m", Packed(b"\x1e".join(v), len(v)), 100, 0.0) for c, v in groups.items()]
+
+
+async def test_a_spool_entry_moves_into_each_chargers_outbox_once(outbox: Outbox) -> None:
+    spool, registry = "test:mirror-spool:m:p1", "test:mirror-spools"
+    assert await outbox.spool_append(spool, _spooled(("S1", "a"), ("S2", "b"), ("S1", "c")), 100, 0, registry) == 0
+    assert await outbox.spool_append(spool, _spooled(("S2", "d")), 100, 0, registry) == 0
+    assert await outbox.spools(registry, "test:mirror-spool:m:") == [spool]
+    assert await outbox.spools(registry, "test:mirror-spool:other:") == []
+    first = await outbox.spool_head(spool)
+    assert first is not None and first.skip == 0 and len(first.records()) == 3
+    assert await outbox.spool_move(spool, first, _by_charger(first)) == [0, 0]
+    assert await outbox.spool_move(spool, first, _by_charger(first)) is None  # moved already: nothing twice
+    second = await outbox.spool_head(spool)
+    assert second is not None and second.id != first.id
+    await outbox.spool_forget(registry, spool)  # not empty: stays listed
+    assert await outbox.spools(registry, "test:mirror-spool:m:") == [spool]
+    assert await outbox.spool_move(spool, second, _by_charger(second)) == [0]
+    assert await outbox.spool_head(spool) is None
+    await outbox.spool_forget(registry, spool)
+    assert await outbox.spools(registry, "test:mirror-spool:m:") == []
+    assert _names(await outbox.read("test:{S1}:outbox:m", 10)) == ["a", "c"]
+    assert _names(await outbox.read("test:{S2}:outbox:m", 10)) == ["b", "d"]
+    assert (await outbox.stats("test:{S2}:outbox:m"))[0] == 2
+
+
+async def test_spool_bound_counts_copies_and_a_move_takes_only_what_is_left(outbox: Outbox) -> None:
+    spool, registry = "test:mirror-spool:m:p2", "test:mirror-spools"
+    await outbox.spool_append(spool, _spooled(("S3", "a"), ("S3", "b")), 3, 0, registry)
+    assert await outbox.spool_append(spool, _spooled(("S3", "c"), ("S3", "d")), 3, 0, registry) == 1
+    head = await outbox.spool_head(spool)
+    assert head is not None and head.skip == 1
+    assert await outbox.spool_move(spool, head, _by_charger(head)) == [0]
+    head = await outbox.spool_head(spool)
+    assert head is not None
+    assert await outbox.spool_move(spool, head, _by_charger(head)) == [0]
+    assert _names(await outbox.read("test:{S3}:outbox:m", 10)) == ["b", "c", "d"]
+
+
+async def test_moved_copies_keep_their_spool_time_for_the_age_bound(outbox: Outbox) -> None:
+    spool, registry = "test:mirror-spool:m:p3", "test:mirror-spools"
+    await outbox.spool_append(spool, _spooled(("S4", "old")), 100, 0, registry)
+    await asyncio.sleep(0.2)
+    await outbox.spool_append(spool, _spooled(("S4", "new")), 100, 0, registry)
+    old = await outbox.spool_head(spool)
+    assert old is not None
+    assert await outbox.spool_move(spool, old, [(s, p, n, 0.1) for s, p, n, _ in _by_charger(old)]) == [1]
+    new = await outbox.spool_head(spool)
+    assert new is not None
+    assert await outbox.spool_move(spool, new, _by_charger(new)) == [0]
+    s = "test:{S4}:outbox:m"
+    assert _names(await outbox.read(s, 10)) == ["new"]
+    depth, age = await outbox.stats(s)
+    assert depth == 1 and age is not None and age < 0.2

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
-from gateway.mirror import FLUSH_WHILE_DOWN_S
+from gateway.mirror import SPOOL_WRITE_S
 from gateway.runtime import running_gateway
 from tests.e2e.test_gateway import get_metrics, metric, wait_metric
 from tests.helpers import StubCsms, make_config, raw_charger, recv_json, stub_csms
@@ -95,7 +95,7 @@ async def test_many_chargers_mirror_down_then_up_each_gets_its_copies_in_order_o
                         status = {"connectorId": 1, "errorCode": "NoError", "status": "Available", "info": f"{i}-{j}"}
                         assert (await call(ws, f"s{i}-{j}", "StatusNotification", status))[0] == 3
                 await wait_metric(gw.admin_url(), "ocppgw_outbox_depth", n * (k + 1), backend="m")
-                await asyncio.sleep(FLUSH_WHILE_DOWN_S + 0.5)  # every flush group has written its buffers to Redis
+                await asyncio.sleep(SPOOL_WRITE_S + 0.5)  # the spool was written to Redis
                 await mirror.start(mirror_port)
                 await mirror.wait_for(
                     lambda: all(len(mirror.actions(f"CP-MM{i}")) >= k + 1 for i in range(n)), timeout=40
@@ -129,6 +129,38 @@ async def test_copies_queued_before_a_restart_still_arrive(redis_url: str) -> No
                 assert mirror.actions("CP-M2") == ["BootNotification"] + ["StatusNotification"] * 5
         finally:
             await mirror.stop()
+
+
+async def test_copies_spooled_by_a_stopped_gateway_come_before_the_next_ones(redis_url: str) -> None:
+    """While the mirror is down a gateway spools its chargers' copies and stops; the charger comes back (the mirror
+    still down) and sends more; when the mirror is back it gets them all, the stopped gateway's first, in order."""
+    mirror_port = free_port()
+    status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+    async with stub_csms(answers) as primary:
+        cfg = mirror_config(primary.url, f"ws://127.0.0.1:{mirror_port}/ocpp", redis_url)
+        async with running_gateway(cfg) as gw, raw_charger(gw.charger_url(), "CP-M3") as ws:
+            await call(ws, "b", "BootNotification", BOOT)
+            for i in range(3):
+                await call(ws, f"s{i}", "StatusNotification", {**status, "info": f"first-{i}"})
+            await wait_metric(gw.admin_url(), "ocppgw_outbox_depth", 4, backend="m")
+        async with running_gateway(cfg) as gw:
+            async with raw_charger(gw.charger_url(), "CP-M3") as ws:
+                for i in range(2):
+                    await call(ws, f"t{i}", "StatusNotification", {**status, "info": f"second-{i}"})
+                mirror = StubCsms(answer=answers)
+                await mirror.start(mirror_port)
+                try:
+                    await mirror.wait_for(lambda: len(mirror.actions("CP-M3")) >= 6, timeout=20)
+                    await asyncio.sleep(0.3)
+                    frames = [f for c, f in mirror.received if c == "CP-M3" and f[0] == 2]
+                    assert [f[2] for f in frames] == ["BootNotification"] + ["StatusNotification"] * 5
+                    assert [f[3].get("info") for f in frames[1:]] == [
+                        "first-0", "first-1", "first-2", "second-0", "second-1"
+                    ]  # fmt: skip
+                    await wait_metric(gw.admin_url(), "ocppgw_outbox_depth", 0, backend="m")
+                    await wait_metric(gw.admin_url(), "ocppgw_mirror_copies_total", 6, backend="m", result="delivered")
+                finally:
+                    await mirror.stop()
 
 
 async def test_a_mirror_that_never_answers_does_not_slow_the_primary_path() -> None:
