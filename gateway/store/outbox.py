@@ -9,6 +9,10 @@ copy costs neither parsing nor JSON escaping; bytes that start with ``{`` are re
 in batches (:class:`Packed`): Redis stores a batch as ONE stream entry and a ``<stream>:meta`` hash says how much of
 the oldest one is done (see ``_APPEND_MANY``); :meth:`Outbox.read` still hands out one :class:`Entry` per copy.
 
+Spools (``<p>:mirror-spool:<mirror>:<process>``): packed batches of many chargers' copies, written while a mirror is
+down, whose entries are later moved whole, atomically, into the chargers' outboxes (:meth:`Outbox.spool_move`,
+``_MOVE``); a registry set lists the spools that may hold copies, so that any process finds the ones others left.
+
 Bounds: every append trims the outbox to ``max_len`` entries (copies, for mirror batches) and drops entries older
 than ``max_age_s``; since delivered entries are deleted on acknowledgement, everything trimmed was never delivered,
 and :meth:`Outbox.append` returns how many so that the caller counts them (mirror copies, tap events).
