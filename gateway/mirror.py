@@ -202,14 +202,15 @@ class MirrorBoard:
     async def _drain(self, mirror: str) -> None:
         delay = 0.5
         while True:
-            spool = self.spools.get(mirror)
-            if spool is not None:
-                if mirror in self.down:
-                    return  # down again: the drain after the next successful probe
-                del self.spools[mirror]
-                self._late[mirror] = self._late.get(mirror, []) + spool  # closed feeds' copies are older
-                for feed in list(self.feeds.get(mirror, ())):
-                    feed.to_live()  # new copies go to the feeds' buffers, flushed once ready
+            async with self._lock(mirror):  # no write in flight: it could put copies back into the list
+                spool = self.spools.get(mirror)
+                if spool is not None:
+                    if mirror in self.down:
+                        return  # down again: the drain after the next successful probe
+                    del self.spools[mirror]
+                    self._late.setdefault(mirror, []).extend(spool)  # after closed feeds' copies: those are older
+                    for feed in list(self.feeds.get(mirror, ())):
+                        feed.to_live()  # new copies go to the feeds' buffers, flushed once ready
             self._again.discard(mirror)
             try:
                 late = self._late.get(mirror)
@@ -302,11 +303,19 @@ class MirrorBoard:
             self._writers[mirror] = loop.create_task(self._writer(mirror), name=f"spool-writer:{mirror}")
 
     async def _writer(self, mirror: str) -> None:
+        """Every SPOOL_WRITE_S, write the spool if it holds SPOOL_CHUNK copies or its oldest is SPOOL_MAX_WAIT_S
+        old: under load, small writes often; at a low rate, one store call a second, not ten."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()
         while True:
             await asyncio.sleep(SPOOL_WRITE_S)
             spool, late = self.spools.get(mirror), self._late.get(mirror)
             if spool is None and not late:
                 return  # drained (the drain wrote the rest)
+            now = loop.time()
+            if now - last < SPOOL_MAX_WAIT_S and len(spool or ()) < 4 * SPOOL_CHUNK and not late:
+                continue
+            last = now
             try:
                 if late:
                     await self._write(mirror, late)
@@ -324,12 +333,13 @@ class MirrorBoard:
     async def _write(self, mirror: str, spool: list[Any]) -> None:
         """What ``spool`` holds, to this process's spool stream, one entry per SPOOL_CHUNK copies (bounded; on
         failure the copies not written go back in front of the list, bounded too, and StoreUnavailable is raised)."""
-        lock = self._locks.setdefault(mirror, asyncio.Lock())
-        async with lock:
+        async with self._lock(mirror):
             if not spool:
                 return
             taken = spool[:]
             del spool[:]
+            if mirror not in self._spool_since:  # appended since the last write at the latest
+                self._spool_since[mirror] = time.time() - SPOOL_MAX_WAIT_S
             max_len, max_age_s = self._bound(mirror)
             key, registry = self.keys.mirror_spool(mirror, self.instance), self.keys.mirror_spools()
             step = 4 * SPOOL_CHUNK
@@ -350,6 +360,12 @@ class MirrorBoard:
                 self._spooled[mirror] = self._spooled.get(mirror, 0) + packed.count - trimmed
                 if trimmed:
                     self.metrics.mirror_copies.labels(mirror, "trimmed").inc(trimmed)
+
+    def _lock(self, mirror: str) -> asyncio.Lock:
+        lock = self._locks.get(mirror)
+        if lock is None:
+            lock = self._locks[mirror] = asyncio.Lock()
+        return lock
 
     def _bound(self, mirror: str) -> tuple[int, float]:
         """The spool's bounds: room for every feed's outbox bound, the longest age (each charger's own bounds apply
@@ -465,9 +481,11 @@ class MirrorBoard:
         return mirror in self.down and now < self.next_probe.get(mirror, 0.0)
 
 
-#: while a mirror is down, the copies spooled in memory are written to the spool stream this often (what a crash,
-#: not a graceful stop, can lose of them)
+#: while a mirror is down, the copies spooled in memory are written to the spool stream as soon as there are
+#: SPOOL_CHUNK of them (looked at every SPOOL_WRITE_S), and at least every SPOOL_MAX_WAIT_S: what a crash, not a
+#: graceful stop, can lose of them
 SPOOL_WRITE_S = 0.1
+SPOOL_MAX_WAIT_S = 1.0
 #: at most this many copies per spool entry (about 0.5 kB each: a write's blob stays small enough to be built in
 #: memory the allocator reuses; 2,500 copies in one blob cost 20x the time to join, page faults mostly, measured)
 SPOOL_CHUNK = 500

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
-from gateway.mirror import SPOOL_WRITE_S
+from gateway.mirror import SPOOL_MAX_WAIT_S
 from gateway.runtime import running_gateway
 from tests.e2e.test_gateway import get_metrics, metric, wait_metric
 from tests.helpers import StubCsms, make_config, raw_charger, recv_json, stub_csms
@@ -95,7 +95,7 @@ async def test_many_chargers_mirror_down_then_up_each_gets_its_copies_in_order_o
                         status = {"connectorId": 1, "errorCode": "NoError", "status": "Available", "info": f"{i}-{j}"}
                         assert (await call(ws, f"s{i}-{j}", "StatusNotification", status))[0] == 3
                 await wait_metric(gw.admin_url(), "ocppgw_outbox_depth", n * (k + 1), backend="m")
-                await asyncio.sleep(SPOOL_WRITE_S + 0.5)  # the spool was written to Redis
+                await asyncio.sleep(SPOOL_MAX_WAIT_S + 0.5)  # the spool was written to Redis
                 await mirror.start(mirror_port)
                 await mirror.wait_for(
                     lambda: all(len(mirror.actions(f"CP-MM{i}")) >= k + 1 for i in range(n)), timeout=40
