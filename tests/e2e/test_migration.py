@@ -15,6 +15,7 @@ import yaml
 
 from gateway.mirror import SPOOL_MAX_WAIT_S
 from gateway.runtime import running_gateway
+from tests.conftest import RedisServer
 from tests.e2e.test_gateway import get_metrics, metric, wait_metric
 from tests.helpers import StubCsms, make_config, raw_charger, recv_json, stub_csms
 
@@ -161,6 +162,63 @@ async def test_copies_spooled_by_a_stopped_gateway_come_before_the_next_ones(red
                     await wait_metric(gw.admin_url(), "ocppgw_mirror_copies_total", 6, backend="m", result="delivered")
                 finally:
                     await mirror.stop()
+
+
+async def test_redis_down_while_the_mirror_is_down_loses_no_copy(redis_url: str, redis_server: RedisServer) -> None:
+    """The spool cannot be written (Redis stopped): the charger is answered all the same, the failure is counted and
+    the copies stay in memory, retried; with Redis and the mirror back, the mirror gets all of them, in order."""
+    mirror_port = free_port()
+    status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+    async with stub_csms(answers) as primary:
+        cfg = mirror_config(primary.url, f"ws://127.0.0.1:{mirror_port}/ocpp", redis_url)
+        mirror = StubCsms(answer=answers)
+        try:
+            async with running_gateway(cfg) as gw, raw_charger(gw.charger_url(), "CP-M4") as ws:
+                redis_server.stop()
+                try:
+                    assert (await call(ws, "b", "BootNotification", BOOT))[0] == 3
+                    for i in range(3):
+                        assert (await call(ws, f"s{i}", "StatusNotification", {**status, "info": str(i)}))[0] == 3
+                    await wait_metric(gw.admin_url(), "ocppgw_store_errors_total", 1, op="outbox")
+                    await wait_metric(gw.admin_url(), "ocppgw_outbox_depth", 4, backend="m")
+                finally:
+                    redis_server.start()
+                await mirror.start(mirror_port)
+                await mirror.wait_for(lambda: len(mirror.actions("CP-M4")) >= 4, timeout=20)
+                await asyncio.sleep(0.3)
+                frames = [f for c, f in mirror.received if c == "CP-M4" and f[0] == 2]
+                assert [f[2] for f in frames] == ["BootNotification"] + ["StatusNotification"] * 3
+                assert [f[3].get("info") for f in frames[1:]] == ["0", "1", "2"]
+                await wait_metric(gw.admin_url(), "ocppgw_outbox_depth", 0, backend="m")
+        finally:
+            await mirror.stop()
+
+
+async def test_the_outbox_bound_trims_the_oldest_spooled_copies_and_counts_them(redis_url: str) -> None:
+    mirror_port = free_port()
+    status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+    async with stub_csms(answers) as primary:
+        cfg = mirror_config(
+            primary.url, f"ws://127.0.0.1:{mirror_port}/ocpp", redis_url, outbox={"max_len": 3, "max_age_s": 3600}
+        )
+        mirror = StubCsms(answer=answers)
+        try:
+            async with running_gateway(cfg) as gw, raw_charger(gw.charger_url(), "CP-M5") as ws:
+                await call(ws, "b", "BootNotification", BOOT)
+                for i in range(5):
+                    await call(ws, f"s{i}", "StatusNotification", {**status, "info": str(i)})
+                await wait_metric(gw.admin_url(), "ocppgw_mirror_copies_total", 3, backend="m", result="trimmed")
+                await wait_metric(gw.admin_url(), "ocppgw_outbox_depth", 3, backend="m")
+                await mirror.start(mirror_port)
+                await mirror.wait_for(lambda: len(mirror.actions("CP-M5")) >= 4, timeout=20)
+                await asyncio.sleep(0.3)
+                frames = [f for c, f in mirror.received if c == "CP-M5" and f[0] == 2]
+                # the boot was trimmed with the oldest copies: the mirror gets the stored one first, then the newest 3
+                assert [f[2] for f in frames] == ["BootNotification"] + ["StatusNotification"] * 3
+                assert [f[3].get("info") for f in frames[1:]] == ["2", "3", "4"]
+                await wait_metric(gw.admin_url(), "ocppgw_mirror_copies_total", 3, backend="m", result="delivered")
+        finally:
+            await mirror.stop()
 
 
 async def test_a_mirror_that_never_answers_does_not_slow_the_primary_path() -> None:
