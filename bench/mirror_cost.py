@@ -11,7 +11,7 @@ the gateway's CPU per round trip. Targets (the shared harness's CSMS stand-in is
   gateway                     memory store, no mirror
   gateway-mirror-down         memory store, a mirror backend that refuses connections (copies pile up in memory)
   gateway-redis               Redis store (a redis-server started here), no mirror
-  gateway-redis-mirror-down   Redis store, the same down mirror (copies pile up in the Redis Stream outbox)
+  gateway-redis-mirror-down   Redis store, the same down mirror (copies pile up in the Redis spool stream)
   gateway-redis-again         a second gateway exactly like gateway-redis: the A/A noise reference
 
 Reps are the outer loop and targets the inner one; every figure of a ``*-mirror-down`` target (and of the A/A
