@@ -39,7 +39,7 @@ import secrets
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,17 +187,14 @@ class MirrorBoard:
         its buffer."""
         if mirror in self.spools:
             return
-        if mirror in self._drains and not self._drains[mirror].done():
-            self._again.add(mirror)
-            return
+        self._again.add(mirror)  # a drain in flight looks once more; a new one starts by forgetting it
         self._start_drain(mirror)
 
     def _start_drain(self, mirror: str) -> None:
         task = self._drains.get(mirror)
-        if task is not None and not task.done():
-            return
-        self._event(mirror).clear()
-        self._drains[mirror] = asyncio.get_running_loop().create_task(self._drain(mirror), name=f"spool:{mirror}")
+        if task is None or task.done():
+            self._event(mirror).clear()
+        _ensure_task(self._drains, mirror, self._drain, "spool")
 
     async def _drain(self, mirror: str) -> None:
         delay = 0.5
@@ -297,10 +294,7 @@ class MirrorBoard:
         self._ensure_writer(mirror)
 
     def _ensure_writer(self, mirror: str) -> None:
-        task = self._writers.get(mirror)
-        if task is None or task.done():
-            loop = asyncio.get_running_loop()
-            self._writers[mirror] = loop.create_task(self._writer(mirror), name=f"spool-writer:{mirror}")
+        _ensure_task(self._writers, mirror, self._writer, "spool-writer")
 
     async def _writer(self, mirror: str) -> None:
         """Every SPOOL_WRITE_S, write the spool if it holds SPOOL_CHUNK copies or its oldest is SPOOL_MAX_WAIT_S
@@ -402,10 +396,7 @@ class MirrorBoard:
                 fut.set_result(None)
 
     def _ensure_down_task(self, mirror: str) -> None:
-        task = self._down_tasks.get(mirror)
-        if task is None or task.done():
-            loop = asyncio.get_running_loop()
-            self._down_tasks[mirror] = loop.create_task(self._while_down(mirror), name=f"mirror-down:{mirror}")
+        _ensure_task(self._down_tasks, mirror, self._while_down, "mirror-down")
 
     async def _while_down(self, mirror: str) -> None:
         loop = asyncio.get_running_loop()
@@ -481,6 +472,15 @@ class MirrorBoard:
         return mirror in self.down and now < self.next_probe.get(mirror, 0.0)
 
 
+def _ensure_task(
+    tasks: dict[str, asyncio.Task[None]], mirror: str, run: Callable[[str], Coroutine[Any, Any, None]], name: str
+) -> None:
+    """Start ``run(mirror)`` as ``tasks[mirror]`` unless it is running."""
+    task = tasks.get(mirror)
+    if task is None or task.done():
+        tasks[mirror] = asyncio.get_running_loop().create_task(run(mirror), name=f"{name}:{mirror}")
+
+
 #: while a mirror is down, the copies spooled in memory are written to the spool stream as soon as there are
 #: SPOOL_CHUNK of them (looked at every SPOOL_WRITE_S), and at least every SPOOL_MAX_WAIT_S: what a crash, not a
 #: graceful stop, can lose of them
@@ -526,11 +526,6 @@ def _blob(frame: Raw | JsonDict | None) -> bytes:
     return frame if isinstance(frame, bytes) else frame.encode()
 
 
-def record(action: str, call: Raw | JsonDict, answer: Raw | JsonDict | None) -> bytes:
-    """A mirror copy as one outbox entry (see :data:`SEP`)."""
-    return SEP.join((action.encode(), _blob(call), _blob(answer)))
-
-
 #: a feed's buffer holds its copies flat, three items each: action (str), CALL frame, answer frame (b"": none), as
 #: the session handed them over (references: nothing copied on the charger's path); :func:`pack` turns them into
 #: outbox entries in one join
@@ -539,8 +534,8 @@ _SEPS = (SEP, SEP, ENTRY_SEP)
 
 
 def pack(flat: Buffer) -> Packed:
-    """Buffered copies as :func:`record` entries joined by ENTRY_SEP: slice assignments and one join, no Python
-    step per byte and one copy of each frame."""
+    """Buffered copies as outbox entries (see :data:`SEP`) joined by ENTRY_SEP: slice assignments and one join, no
+    Python step per byte and one copy of each frame."""
     n = len(flat) // 3
     if not n:
         return Packed(b"", 0)
@@ -554,7 +549,7 @@ def pack(flat: Buffer) -> Packed:
 
 def pack_spool(flat: list[Any]) -> Packed:
     """Spooled copies (four items each: tag, action, CALL, answer) as spool records joined by ENTRY_SEP: the tag
-    (charger id and bounds, ending in SEP) then the :func:`record`; slice assignments and one join."""
+    (charger id and bounds, ending in SEP) then the outbox entry (see :data:`SEP`); slice assignments and one join."""
     n = len(flat) // 4
     if not n:
         return Packed(b"", 0)

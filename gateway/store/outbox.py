@@ -93,10 +93,6 @@ class Outbox(Protocol):
         """Append in order; trim by length and age; return how many entries were trimmed unsent."""
         ...
 
-    async def append_many(self, batches: Sequence[Batch]) -> list[int | BaseException]:
-        """:meth:`append` for several streams at once: per batch, the trimmed count or the error."""
-        ...
-
     async def read(self, stream: str, count: int) -> list[Entry]:
         """The oldest ``count`` entries, oldest first (not removed)."""
         ...
@@ -217,9 +213,6 @@ class MemoryOutbox:
         self._spool_total[spool] -= entry.packed.count - entry.skip
         return out
 
-    async def append_many(self, batches: Sequence[Batch]) -> list[int | BaseException]:
-        return [await self.append(*batch) for batch in batches]
-
     async def read(self, stream: str, count: int) -> list[Entry]:
         q = self._streams.get(stream)
         return list(itertools.islice(q, count)) if q else []
@@ -241,19 +234,18 @@ class MemoryOutbox:
         return len(q), max(0.0, time.time() - q[0].at)
 
     async def streams(self, prefix: str) -> list[str]:
-        names = [s for s, q in self._streams.items() if q and s.startswith(prefix)]
-        return sorted(names + [s for s, sq in self._spools.items() if sq and s.startswith(prefix)])
+        return sorted(s for s, q in self._streams.items() if q and s.startswith(prefix))
 
 
 ENTRY_SEP = b"\x1e"
 
-# One script for every append, to one stream or to several (the buffers a down mirror's feeds flush together, see
-# gateway/mirror.py: one command instead of one per charger). KEYS: per stream, the stream and its meta hash
-# (``<stream>:meta``: stream names end in a backend or tap name, which cannot hold ``:``). ARGV[1]: per stream,
-# "mode max_len min_ms count;" (min_ms: the oldest allowed entry time, 0: no age bound); ARGV[1 + k]: the entries of
-# the k-th stream in ONE argument, separated by 0x1E (a control character: it cannot occur in JSON text nor in a
-# mirror record). Few arguments matter: redis-py packs each in Python (~1.4 us each, measured), so a call carries
-# three per stream (two keys, one blob) however many entries they hold.
+# One script for every append (it takes several streams; the gateway sends one per call, the calls of one event-loop
+# turn pipelined; a down mirror's copies of every charger go to a spool instead, see _SPOOL_APPEND). KEYS: per
+# stream, the stream and its meta hash (``<stream>:meta``: stream names end in a backend or tap name, which cannot
+# hold ``:``). ARGV[1]: per stream, "mode max_len min_ms count;" (min_ms: the oldest allowed entry time, 0: no age
+# bound); ARGV[1 + k]: the entries of the k-th stream in ONE argument, separated by 0x1E (a control character: it
+# cannot occur in JSON text nor in a mirror record). Few arguments matter: redis-py packs each in Python (~1.4 us
+# each, measured), so a call carries three per stream (two keys, one blob) however many entries they hold.
 #
 # * mode "e" (tap events): one stream entry ``d`` per item, split with a plain string.find (a pattern match per
 #   byte cost Redis 1.6x the CPU, measured), trimmed by XTRIM MAXLEN / MINID.
@@ -436,6 +428,11 @@ return 0
 """
 
 
+def _min_ms(max_age_s: float) -> int:
+    """The age bound as the oldest allowed entry time, in ms (0: no age bound)."""
+    return int((time.time() - max_age_s) * 1000) if max_age_s > 0 else 0
+
+
 def _meta(stream: str) -> str:
     return f"{stream}:meta"
 
@@ -474,30 +471,10 @@ class RedisOutbox:
     async def append(self, stream: str, items: Items, max_len: int, max_age_s: float) -> int:
         return await self._queue(stream, items, max_len, max_age_s)
 
-    async def append_many(self, batches: Sequence[Batch]) -> list[int | BaseException]:
-        """One script call per :attr:`PIPELINE` streams (see ``_APPEND_MANY``)."""
-        out: list[int | BaseException] = []
-        for i in range(0, len(batches), self.PIPELINE):
-            chunk = batches[i : i + self.PIPELINE]
-            keys: list[str] = []
-            header: list[str] = []
-            blobs: list[bytes] = []
-            for stream, items, max_len, max_age_s in chunk:
-                keys += (stream, _meta(stream))
-                head, blob = self._args(items, max_len, max_age_s)
-                header.append(head)
-                blobs.append(blob)
-            try:
-                result = await self._append_many(keys=keys, args=["".join(header), *blobs])
-                out += [int(x) for x in result.split(b",")] if result else []
-            except (RedisError, OSError) as e:
-                out += [StoreUnavailable(str(e))] * len(chunk)
-        return out
-
     @staticmethod
     def _args(items: Items, max_len: int, max_age_s: float) -> tuple[str, bytes]:
         """(this stream's part of the header, its entries)"""
-        min_ms = int((time.time() - max_age_s) * 1000) if max_age_s > 0 else 0
+        min_ms = _min_ms(max_age_s)
         if isinstance(items, Packed):
             return f"p {max_len} {min_ms} {items.count};", items.blob
         blob = ENTRY_SEP.join(item if type(item) is bytes else orjson.dumps(item) for item in items)
@@ -571,7 +548,7 @@ class RedisOutbox:
             raise StoreUnavailable(str(e)) from e
 
     async def spool_append(self, spool: str, packed: Packed, max_len: int, max_age_s: float, registry: str) -> int:
-        min_ms = int((time.time() - max_age_s) * 1000) if max_age_s > 0 else 0
+        min_ms = _min_ms(max_age_s)
         try:
             return int(
                 await self._spool_append(
@@ -617,7 +594,7 @@ class RedisOutbox:
         for stream, items, max_len, max_age_s in batches:
             assert isinstance(items, Packed)
             keys += (stream, _meta(stream))
-            min_ms = int((time.time() - max_age_s) * 1000) if max_age_s > 0 else 0
+            min_ms = _min_ms(max_age_s)
             header.append(f"{max_len} {min_ms} {items.count};")
             blobs.append(items.blob)
         try:

@@ -52,16 +52,17 @@ async def test_bytes_entries_come_back_as_they_were(outbox: Outbox) -> None:
     records = [b'Heartbeat\x1f[2,"1","Heartbeat",{}]\x1f[3,"1",{}]', b'Authorize\x1f[2,"2","Authorize",{}]\x1f']
     assert await outbox.append(s, records, 100, 0) == 0
     assert await outbox.append(s, [{"n": 1}], 100, 0) == 0
-    results = await outbox.append_many(
-        [(s, [b"StatusNotification\x1f{}\x1f"], 100, 0), ("test:{CP9}:outbox:x", [], 100, 0)]
-    )
+    results = [
+        await outbox.append(s, [b"StatusNotification\x1f{}\x1f"], 100, 0),
+        await outbox.append("test:{CP9}:outbox:x", [], 100, 0),
+    ]
     assert results == [0, 0]
     assert [e.data for e in await outbox.read(s, 10)] == [*records, {"n": 1}, b"StatusNotification\x1f{}\x1f"]
 
 
-async def test_append_many_trims_each_stream_by_its_own_bound(outbox: Outbox) -> None:
+async def test_each_stream_is_trimmed_by_its_own_bound(outbox: Outbox) -> None:
     a, b = "test:{CP10}:outbox:m", "test:{CP11}:outbox:m"
-    results = await outbox.append_many([(a, [b"x%d" % i for i in range(5)], 3, 0), (b, [b"y"], 3, 0)])
+    results = [await outbox.append(a, [b"x%d" % i for i in range(5)], 3, 0), await outbox.append(b, [b"y"], 3, 0)]
     assert results == [2, 0]
     assert [e.data for e in await outbox.read(a, 10)] == [b"x2", b"x3", b"x4"]
     assert [e.data for e in await outbox.read(b, 10)] == [b"y"]
@@ -91,7 +92,7 @@ async def test_packed_mirror_copies_come_back_one_entry_each(outbox: Outbox) -> 
         {"a": "MeterValues", "c": b'[2,"3","MeterValues",{"connectorId":1,"meterValue":[]}]', "r": b'[3,"3",{}]'},
     ]
     assert pack(deque()).count == 0
-    assert await outbox.append_many([(s, pack(deque()), 2, 0)]) == [0]
+    assert [await outbox.append(s, pack(deque()), 2, 0)] == [0]
     assert len(await outbox.read(s, 10)) == 2
 
 
