@@ -5,14 +5,14 @@ Set-up A: one 1.6 charger's traffic — the load generator's mix (``shared/bench
 sampled values, CALL frames of ~390 to ~625 bytes, ~510 on average, and 20 % Heartbeat) — goes through
 
 * ``Session`` (pass-through, a 1.6 backend), and
-* ``TranslatingSession`` (the real ``V16ChargerToV201Csms`` translator, a 2.0.1 backend).
+* ``Session`` with a translator (the real ``V16ChargerToV201Csms``, a 2.0.1 backend).
 
 Set-up B: the same mix from a 2.0.1 charger — 80 % TransactionEvent ``Updated`` (``MeterValuePeriodic``, 2 to 4
 sampled values, a fresh ``seqNo`` each) inside an open transaction whose StartTransaction.conf already came, 20 %
 Heartbeat — goes through
 
 * ``Session`` (pass-through, a 2.0.1 backend), and
-* ``TranslatingSession`` (the real ``V201ChargerToV16Csms`` translator with default options, a 1.6 backend).
+* ``Session`` with a translator (the real ``V201ChargerToV16Csms`` with default options, a 1.6 backend).
 
 Both use the gateway's real classes (metrics, schema validation of translated messages, translator, state
 snapshots for the store) and no network: the charger's send callable appends bytes, the backend's records the CALL,
@@ -42,9 +42,8 @@ from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.bridge import TranslatingSession
+from gateway.core.session import Effects, Session
 from gateway.metrics import Metrics
-from gateway.session import Session
 from gateway.store.base import Write
 from gateway.translate import translator_for
 from gateway.translate.v201_to_v16 import V201ChargerToV16Csms
@@ -183,7 +182,7 @@ class Charger:
         self.inbox: list[bytes] = []
         self.uid = 0
 
-    def send(self, data: Any) -> None:  # the session's send_charger
+    def send(self, data: Any) -> None:  # the session's to_charger
         self.inbox.append(bytes(data))
 
     def call(self, action: str, payload: dict[str, Any]) -> bytes:
@@ -219,16 +218,16 @@ def make_session(setup_name: str, translating: bool) -> tuple[Session, Charger, 
         "charger_id": "BENCH-1",
         "version": charger_version,
         "backend": "csms",
-        "send_charger": charger.send,
-        "send_backend": csms.send,
+        "effects": Effects(to_charger=charger.send, to_backend=csms.send, persist=write),
         "metrics": Metrics(),
-        "write": write,
+        "clock": time.monotonic,
+        "wall": time.time,
     }
     if translating:
         translator = translator_for(charger_version, backend_version)
         if setup_name == "B":
             assert isinstance(translator, V201ChargerToV16Csms)
-        return TranslatingSession(**common, translator=translator, backend_version=backend_version), charger, csms
+        return Session(**common, translator=translator, backend_version=backend_version), charger, csms
     return Session(**common), charger, csms
 
 

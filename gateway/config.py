@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from gateway.ocpp.versions import SUBPROTOCOLS
+from gateway.ocpp.versions import SUBPROTOCOLS, OcppVersion, parse_version
 
 __all__ = [
     "AdminConfig",
@@ -82,7 +82,7 @@ class ListenConfig:
     #: close a charger that sent nothing (no frame, no pong) for this long; 0 = off
     idle_timeout_s: float = 0.0
     #: OCPP versions offered to chargers; "2.0" and "2.1" only when listed here
-    ocpp_versions: tuple[str, ...] = ("1.6", "2.0.1")
+    ocpp_versions: tuple[OcppVersion, ...] = ("1.6", "2.0.1")
     #: the security profile chargers on this listener must reach (a route may override it)
     security_profile: int = 0
     tls: ServerTlsConfig | None = None
@@ -153,7 +153,7 @@ class BackendAuthConfig:
 class BackendConfig:
     name: str
     url: str
-    ocpp: str = "1.6"
+    ocpp: OcppVersion = "1.6"
     connect_timeout_s: float = 10.0
     #: after a drop mid-session, how long to keep trying before the charger is closed (1013)
     reconnect_grace_s: float = 30.0
@@ -211,7 +211,7 @@ class TapHttpConfig:
 
 @dataclass(frozen=True, slots=True)
 class TapConfig:
-    """A copy of selected messages, as JSON events, to one sink (see gateway/taps.py). Filters: None = all."""
+    """A copy of selected messages, as JSON events, to one sink (see gateway/fanout/taps.py). Filters: None = all."""
 
     name: str
     redis_stream: TapRedisStreamConfig | None = None
@@ -260,7 +260,7 @@ class Config:
     security: SecurityConfig = SecurityConfig()
     #: processes sharing the charger listener (SO_REUSEPORT); more than 1 needs a Redis store
     workers: int = 1
-    #: copies of selected messages to Redis Streams or HTTP endpoints (gateway/taps.py)
+    #: copies of selected messages to Redis Streams or HTTP endpoints (gateway/fanout/taps.py)
     taps: tuple[TapConfig, ...] = ()
 
     def all_listeners(self) -> tuple[ListenConfig, ...]:
@@ -419,7 +419,7 @@ def _listener(c: _Checker, node: Any, path: str, index: int) -> ListenConfig:
     d = c.mapping(node, path, _LISTEN_KEYS)
     dl = ListenConfig()
     versions_raw = d.get("ocpp_versions", list(dl.ocpp_versions))
-    versions: list[str] = []
+    versions: list[OcppVersion] = []
     if not isinstance(versions_raw, list) or not versions_raw:
         c.err(f"{path}.ocpp_versions", "must be a non-empty list of OCPP versions")
     else:
@@ -427,7 +427,7 @@ def _listener(c: _Checker, node: Any, path: str, index: int) -> ListenConfig:
             if str(v) not in SUBPROTOCOLS:
                 c.err(f"{path}.ocpp_versions[{i}]", f"must be one of {', '.join(SUBPROTOCOLS)}; got {v!r}")
             else:
-                versions.append(str(v))
+                versions.append(parse_version(str(v)))
     tls = _server_tls(c, d.get("tls"), f"{path}.tls")
     profile = c.get(d, "security_profile", path, int, 0, _profile)
     if profile >= 2 and tls is None:
@@ -795,7 +795,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                 security_profile=profile,
                 tls=tls,
                 auth=auth,
-                ocpp=c.get({"ocpp": str(ocpp_v)}, "ocpp", p, str, db.ocpp, _one_of(*SUBPROTOCOLS)),
+                ocpp=parse_version(c.get({"ocpp": str(ocpp_v)}, "ocpp", p, str, db.ocpp, _one_of(*SUBPROTOCOLS))),
                 connect_timeout_s=c.get(b, "connect_timeout_s", p, float, db.connect_timeout_s, _positive),
                 reconnect_grace_s=c.get(b, "reconnect_grace_s", p, float, db.reconnect_grace_s, _non_negative),
                 ping_interval_s=c.get(b, "ping_interval_s", p, float, db.ping_interval_s, _non_negative),

@@ -2,7 +2,8 @@
 
     GatewayError
      ├── ChargerRejected        the charger's handshake is refused before the upgrade -> ``http_status``
-     ├── BackendUnavailable     the primary cannot be reached -> HTTP 502 (refused/failed) or 503 (timeout)
+     ├── BackendUnavailable     a backend cannot be reached -> HTTP 502 (refused/failed) or 503 (timeout)
+     ├── NoUpstreamCredentials  no client certificate / password for this charger toward a backend -> HTTP 502
      └── ChargerCallFailed      an admin CALL to a charger got no answer (timeout) or the charger is gone
 
 Codec errors (the peer sent a malformed frame) live apart in :mod:`gateway.ocpp.errors` (``FrameError``), and
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["BackendUnavailable", "ChargerCallFailed", "ChargerRejected", "GatewayError"]
+__all__ = ["BackendUnavailable", "ChargerCallFailed", "ChargerRejected", "GatewayError", "NoUpstreamCredentials"]
 
 
 class GatewayError(Exception):
@@ -44,3 +45,13 @@ class BackendUnavailable(GatewayError):
 
 class ChargerCallFailed(GatewayError):
     """A CALL the gateway sent to a charger on an operator's behalf got no answer."""
+
+
+class NoUpstreamCredentials(GatewayError):
+    """The gateway has no client certificate or password to present to a backend for this charger (HTTP 502 for
+    the charger's handshake); ``reason`` names which, never a secret."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"{backend}: {reason}")
+        self.backend = backend
+        self.reason = reason

@@ -15,10 +15,10 @@ What a connection *achieved* is computed from what it presented (:func:`achieved
 profile is lower than its route requires is refused (403).
 
 Everything here is pure or a small stateful helper with bounded memory (the rate limiter, the verification cache);
-the edge (``server.py``) calls it. Passwords are hashed with scrypt (stdlib ``hashlib.scrypt``, salted, memory-hard)
-and compared with ``hmac.compare_digest``. Hashing runs in the default executor (it releases the GIL) under a
-semaphore, so a reconnect storm cannot stall the event loop. No function here logs; none returns a secret in an
-error message.
+the charger edge (``gateway/edge/auth.py``) and the link credentials (``gateway/links/credentials.py``) call it.
+Passwords are hashed with scrypt (stdlib ``hashlib.scrypt``, salted, memory-hard) and compared with
+``hmac.compare_digest``. Hashing runs in the default executor (it releases the GIL) under a semaphore, so a
+reconnect storm cannot stall the event loop. No function here logs; none returns a secret in an error message.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import os
 import secrets
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,12 +46,9 @@ __all__ = [
     "achieved_profile",
     "client_context",
     "hash_password",
-    "intercept_csms_call",
     "observe_handshake_failures",
     "parse_basic_auth",
     "peer_common_name",
-    "rotation_accepted",
-    "rotation_offer",
     "server_context",
     "tls_failure",
     "valid_password",
@@ -388,78 +385,3 @@ def achieved_profile(tls: bool, basic_ok: bool, cert_cn_matches: bool) -> Securi
     if basic_ok:
         return SecurityProfile.TLS_BASIC if tls else SecurityProfile.BASIC
     return SecurityProfile.NONE
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# password rotation (CSMS -> charger)
-
-#: byte patterns that a CSMS CALL setting the Basic auth password must contain (cheap pre-filter on raw frames)
-ROTATION_MARKERS = (b"AuthorizationKey", b"BasicAuthPassword")
-
-
-def _is_basic_auth_variable(item: Mapping[str, Any]) -> bool:
-    comp, var = item.get("component"), item.get("variable")
-    return (
-        isinstance(comp, Mapping)
-        and comp.get("name") == "SecurityCtrlr"
-        and isinstance(var, Mapping)
-        and var.get("name") == "BasicAuthPassword"
-    )
-
-
-def rotation_offer(action: str, payload: Mapping[str, Any], version: str) -> str | None:
-    """The new Basic auth password a CSMS CALL sets, or None when the CALL does not set it."""
-    if version.startswith("1.") and action == "ChangeConfiguration":
-        if payload.get("key") == "AuthorizationKey" and isinstance(payload.get("value"), str):
-            return str(payload["value"])
-        return None
-    if not version.startswith("1.") and action == "SetVariables":
-        data = payload.get("setVariableData")
-        if isinstance(data, list):
-            for item in data:
-                if isinstance(item, Mapping) and _is_basic_auth_variable(item):
-                    value = item.get("attributeValue")
-                    return value if isinstance(value, str) else None
-    return None
-
-
-def intercept_csms_call(
-    action: str, payload: Mapping[str, Any], version: str
-) -> tuple[dict[str, Any] | None, str | None]:
-    """For a CSMS CALL: (the answer the gateway gives when it terminates the rotation, the new password).
-
-    ``(None, None)`` for every CALL that does not set the Basic auth password. The answer is the one the charger
-    would give when accepting it. A 2.0.1 ``SetVariables`` that also sets other variables gets them ``Rejected``
-    (the gateway answers for the whole request and does not split it; CSMSs send the password alone, A01).
-    """
-    password = rotation_offer(action, payload, version)
-    if password is None:
-        return None, None
-    if version.startswith("1."):
-        return {"status": "Accepted"}, password
-    results: list[dict[str, Any]] = []
-    for item in payload.get("setVariableData", []):
-        if not isinstance(item, Mapping):
-            continue
-        r: dict[str, Any] = {
-            "attributeStatus": "Accepted" if _is_basic_auth_variable(item) else "Rejected",
-            "component": item.get("component"),
-            "variable": item.get("variable"),
-        }
-        if "attributeType" in item:
-            r["attributeType"] = item["attributeType"]
-        results.append(r)
-    return {"setVariableResult": results}, password
-
-
-def rotation_accepted(payload: Mapping[str, Any], version: str) -> bool:
-    """Whether a charger's CALLRESULT to the rotation CALL accepted the new password."""
-    ok = ("Accepted", "RebootRequired")
-    if version.startswith("1."):
-        return payload.get("status") in ok
-    results = payload.get("setVariableResult")
-    if not isinstance(results, list):
-        return False
-    return any(
-        isinstance(r, Mapping) and _is_basic_auth_variable(r) and r.get("attributeStatus") in ok for r in results
-    )

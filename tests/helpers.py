@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.config import Config, parse_config
-from gateway.runtime import Running, running_gateway
+from gateway.ops.lifecycle import Running, running_gateway
 
 Answer = Callable[[str, str, dict[str, Any]], Awaitable[Any] | Any]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.demo_csms import ConnectionClosed, OcppWs
+from gateway.ops.demo_csms import ConnectionClosed, OcppWs
 
 
 def now_iso(offset_s: float = 0) -> str:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ErrorKind", "FrameError", "code_for", "normalise_code", "V16_CODES", "V201_CODES"]
+from gateway.ocpp.versions import is_v16
+
+__all__ = ["ErrorKind", "FrameError", "busy_code", "code_for", "normalise_code", "V16_CODES", "V201_CODES"]
 
 V16_CODES = frozenset(
     {
@@ -84,7 +86,12 @@ _CODES: dict[ErrorKind, tuple[str, str]] = {
 def code_for(kind: ErrorKind, version: str) -> str:
     """The CALLERROR code that ``version`` names for a frame refused for ``kind``."""
     v16, v2 = _CODES[kind]
-    return v16 if version.startswith("1.") else v2
+    return v16 if is_v16(version) else v2
+
+
+def busy_code(version: str) -> str:
+    """The CALLERROR code for "one CALL at a time, and the queue behind it is full" in ``version``."""
+    return "ProtocolError" if is_v16(version) else "RpcFrameworkError"
 
 
 _SPELLINGS = {"OccurenceConstraintViolation", "OccurrenceConstraintViolation"}
@@ -96,7 +103,7 @@ def normalise_code(code: str, version: str) -> str:
 
     Unknown codes become GenericError, which both versions define.
     """
-    v16 = version.startswith("1.")
+    v16 = is_v16(version)
     if code in _SPELLINGS:
         return "OccurenceConstraintViolation" if v16 else "OccurrenceConstraintViolation"
     if code in _FORMAT:

@@ -9,14 +9,16 @@ data files are read):
 
 Use::
 
-    load("1.6")      # at start: compiles every 1.6 schema (about a second); later calls return the same table
+    load_all()       # at start (the gateway does it before it listens): every schema of every version, ~0.8 s
     validate("1.6", "StartTransaction", "request", payload)   # None, or raises SchemaViolation
 
 Validators are compiled with ``fastjsonschema`` (draft-04 for 1.6, draft-06 for 2.0.1; every shipped schema
-compiles, ``format`` checks such as ``date-time`` included). ``load(version)`` compiles all schemas of that version
-at once, on first use of the version; ``validate`` calls ``load`` itself, so a forgotten ``load`` costs latency once,
-never correctness. Validation never changes the payload: fastjsonschema would otherwise write schema ``default``
-values into it (``multiplier: 0``, ``offline: false`` …), so validators are compiled with ``use_default=False``.
+compiles, ``format`` checks such as ``date-time`` included). :func:`load_all` compiles every version's schemas
+once, at start, so that no validated frame ever waits for a compilation on the event loop (1.6 takes 0.1 s, 2.0.1
+0.7 s, measured); ``validate`` calls ``load`` itself, so code that did not call ``load_all`` (a unit test) costs
+latency once, never correctness. Validation never changes the payload: fastjsonschema would otherwise write schema
+``default`` values into it (``multiplier: 0``, ``offline: false`` …), so validators are compiled with
+``use_default=False``.
 
 ``multipleOf`` (1.6 SetChargingProfile, RemoteStartTransaction, GetCompositeScheduleResponse: ``limit`` and
 ``minChargingRate`` are multiples of 0.1): a plain float check fails on ``2.3 / 0.1 == 22.999…``. fastjsonschema
@@ -47,8 +49,10 @@ __all__ = [
     "UnknownAction",
     "Version",
     "actions",
+    "SCHEMA_VERSIONS",
     "has_schema",
     "load",
+    "load_all",
     "validate",
 ]
 
@@ -57,6 +61,8 @@ Kind = Literal["request", "response"]
 Validator = Callable[[Any], Any]
 
 _DIRS: dict[str, str] = {"1.6": "v16", "2.0.1": "v201"}
+#: the versions whose official schemas the gateway validates against
+SCHEMA_VERSIONS: tuple[Version, ...] = ("1.6", "2.0.1")
 
 
 class SchemaViolation(ValueError):
@@ -118,6 +124,12 @@ def load(version: str) -> Mapping[tuple[str, Kind], Validator]:
     if not table:
         raise RuntimeError(f"no schemas found for OCPP {version}")
     return MappingProxyType(table)
+
+
+def load_all() -> None:
+    """Compile every schema of every version in :data:`SCHEMA_VERSIONS` (once per process; at start)."""
+    for version in SCHEMA_VERSIONS:
+        load(version)
 
 
 def actions(version: str) -> frozenset[str]:

@@ -6,16 +6,21 @@ plain coroutines. Any failure to reach the backing service raises :class:`StoreU
 
 Fleet coordination (several processes or replicas on one Redis) also goes through the store: charger ownership
 (a key per charger with a TTL, claimed at the handshake, refreshed in one round trip per process, released on
-disconnect) and one message channel per node (:meth:`Store.publish`, :meth:`Store.subscribe`).
+disconnect), one message channel per node (:meth:`Store.publish`, :meth:`Store.subscribe`), and leases
+(:class:`Lease`: which process delivers a tap). Durable outboxes are the store's too (:meth:`Store.outbox`).
+
+Nothing outside ``gateway/store/`` touches a client: every other module goes through these protocols.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-__all__ = ["Store", "StoreUnavailable", "Subscription", "Write", "WriteKind", "open_store"]
+from gateway.store.outbox import Outbox
+
+__all__ = ["Lease", "Store", "StoreUnavailable", "Subscription", "Write", "WriteKind"]
 
 WriteKind = Literal["conn", "boot", "status", "tx", "cred", "upcred", "route"]
 
@@ -56,6 +61,21 @@ class Subscription(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Lease(Protocol):
+    """One process of the fleet at a time holds it (:meth:`Store.lease`); it lapses unless extended in time."""
+
+    #: False when there is nobody to share it with (the memory store: one process, always held)
+    shared: bool
+
+    async def hold(self) -> bool:
+        """Extend the lease this process holds, or take it when nobody holds it; True when held afterwards."""
+        ...
+
+    async def release(self) -> None:
+        """Give it up, if this process holds it."""
+        ...
 
 
 class Store(Protocol):
@@ -122,15 +142,17 @@ class Store(Protocol):
         """Listen on ``node``'s channel; returns once the subscription is active."""
         ...
 
+    def outbox(self) -> Outbox:
+        """The durable outboxes kept by this store (the same object every call)."""
+        ...
+
+    def lease(self, key: str, holder: str, ttl_s: float) -> Lease:
+        """The lease stored under ``key``, as ``holder`` (a node id) would hold it for ``ttl_s`` at a time."""
+        ...
+
+    async def add_to_stream(self, key: str, events: Sequence[bytes], max_len: int) -> None:
+        """Append each event as one entry (field ``event``) of the stream ``key``, trimmed to about ``max_len``
+        (a tap's ``redis_stream`` sink). Raises StoreUnavailable (the memory store has no such stream)."""
+        ...
+
     async def close(self) -> None: ...
-
-
-def open_store(url: str, prefix: str = "ocppgw") -> Store:
-    """The store for a ``store.url``: ``memory://`` or a Redis URL."""
-    if url.startswith("memory:"):
-        from gateway.store.memory import MemoryStore
-
-        return MemoryStore()
-    from gateway.store.redis import RedisStore
-
-    return RedisStore.from_url(url, prefix)

@@ -26,7 +26,7 @@
   process killed meanwhile leaves its spool to the others). Bounded by length and age.
 - ``<p>:mirror-spools`` (set): the names of the spool streams above that may hold copies (added at every write,
   removed, atomically with a check that the spool is empty, by the process that emptied it).
-- ``<p>:tap:<name>`` (stream): events waiting for a tap's sink (gateway/taps.py), oldest first, appended by every
+- ``<p>:tap:<name>`` (stream): events waiting for a tap's sink (gateway/fanout/taps.py), oldest first, appended by every
   replica; entries are deleted when the sink accepted them; bounded by the tap's ``outbox`` settings.
 - ``<p>:tap:<name>:lease`` (string, TTL): the node id of the one process delivering that tap's outbox (so that
   replicas do not deliver the same events twice or out of order). Taken with ``SET NX PX``, extended by its holder
@@ -82,7 +82,7 @@ class Keys:
 
     def mirror_spool(self, mirror: str, instance: str = "") -> str:
         """Redis Stream of a down mirror's copies, of every charger of one gateway process (``instance``); without
-        ``instance``, the prefix of every process's spool for that mirror (see gateway/mirror.py)."""
+        ``instance``, the prefix of every process's spool for that mirror (see gateway/fanout/spool.py)."""
         return f"{self.prefix}:mirror-spool:{mirror}:{instance}"
 
     def mirror_spools(self) -> str:
@@ -90,7 +90,7 @@ class Keys:
         return f"{self.prefix}:mirror-spools"
 
     def tap(self, name: str) -> str:
-        """Redis Stream of events waiting for a tap's sink (see gateway/taps.py)."""
+        """Redis Stream of events waiting for a tap's sink (see gateway/fanout/taps.py)."""
         return f"{self.prefix}:tap:{name}"
 
     def tap_lease(self, name: str) -> str:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import time
-from collections.abc import Collection
+from collections import deque
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from gateway.store.base import Subscription, Write
+from gateway.store.base import StoreUnavailable, Subscription, Write
+from gateway.store.outbox import Batch, Entry, Items, Outbox, Packed, SpoolEntry
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryLease", "MemoryOutbox", "MemoryStore"]
 
 _CHANNEL_MAX = 1024
 
@@ -29,6 +32,7 @@ class MemoryStore:
         #: cid -> (node, expiry on the monotonic clock)
         self._owner: dict[str, tuple[str, float]] = {}
         self._channels: dict[str, set[asyncio.Queue[bytes]]] = {}
+        self._outbox = MemoryOutbox()
 
     async def ping(self) -> None:
         return None
@@ -129,6 +133,15 @@ class MemoryStore:
         pw = v.get("password") if v else None
         return pw if isinstance(pw, str) else None
 
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    def lease(self, key: str, holder: str, ttl_s: float) -> MemoryLease:
+        return MemoryLease()
+
+    async def add_to_stream(self, key: str, events: Sequence[bytes], max_len: int) -> None:
+        raise StoreUnavailable("a redis_stream tap needs the Redis store")
+
     async def close(self) -> None:
         return None
 
@@ -150,8 +163,120 @@ class _MemorySubscription:
         self._store._channels.get(self._node, set()).discard(self._queue)
 
 
+class MemoryLease:
+    """One process, nobody to share with: always held."""
+
+    shared = False
+
+    async def hold(self) -> bool:
+        return True
+
+    async def release(self) -> None:
+        return None
+
+
 def _put(d: dict[Any, dict[str, Any]], key: Any, value: dict[str, Any] | None) -> None:
     if value is None:
         d.pop(key, None)
     else:
         d[key] = value
+
+
+class MemoryOutbox:
+    """Per-process outboxes (the memory store: lost on restart, as the rest of the memory store)."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, deque[Entry]] = {}
+        self._seq = 0
+        # spools keep their batches packed (one entry per write, as Redis does), with the copies in them and how
+        # many of the oldest one's are trimmed
+        self._spools: dict[str, deque[SpoolEntry]] = {}
+        self._spool_total: dict[str, int] = {}
+        self._registry: dict[str, set[str]] = {}
+
+    async def append(self, stream: str, items: Items, max_len: int, max_age_s: float) -> int:
+        return self._append(stream, items, max_len, max_age_s, time.time())
+
+    def _append(self, stream: str, items: Items, max_len: int, max_age_s: float, at: float) -> int:
+        q = self._streams.setdefault(stream, deque())
+        now = time.time()
+        for item in items.entries() if isinstance(items, Packed) else items:
+            self._seq += 1
+            q.append(Entry(f"{int(at * 1000)}-{self._seq}", item, at))
+        trimmed = 0
+        while len(q) > max_len or (q and max_age_s > 0 and now - q[0].at > max_age_s):
+            q.popleft()
+            trimmed += 1
+        return trimmed
+
+    async def spools(self, registry: str, prefix: str) -> list[str]:
+        return sorted(s for s in self._registry.get(registry, set()) if s.startswith(prefix))
+
+    async def spool_forget(self, registry: str, spool: str) -> None:
+        if not self._spools.get(spool):
+            self._registry.get(registry, set()).discard(spool)
+
+    async def spool_append(self, spool: str, packed: Packed, max_len: int, max_age_s: float, registry: str) -> int:
+        self._registry.setdefault(registry, set()).add(spool)
+        q = self._spools.setdefault(spool, deque())
+        now = time.time()
+        if packed.count:
+            self._seq += 1
+            q.append(SpoolEntry(f"{int(now * 1000)}-{self._seq}", now, 0, packed))
+        total = self._spool_total.get(spool, 0) + packed.count
+        trimmed = 0
+        while q:
+            head = q[0]
+            n, skip = head.packed.count, head.skip
+            if max_age_s > 0 and now - head.at > max_age_s:
+                trimmed, total = trimmed + n - skip, total - (n - skip)
+                q.popleft()
+            elif total > max_len:
+                drop = min(total - max_len, n - skip)
+                trimmed, total = trimmed + drop, total - drop
+                if skip + drop >= n:
+                    q.popleft()
+                else:
+                    q[0] = SpoolEntry(head.id, head.at, skip + drop, head.packed)
+            else:
+                break
+        self._spool_total[spool] = total
+        return trimmed
+
+    async def spool_head(self, spool: str) -> SpoolEntry | None:
+        q = self._spools.get(spool)
+        return q[0] if q else None
+
+    async def spool_move(self, spool: str, entry: SpoolEntry, batches: Sequence[Batch]) -> list[int] | None:
+        q = self._spools.get(spool)
+        if not q or q[0].id != entry.id or q[0].skip != entry.skip:
+            return None
+        out = [
+            self._append(stream, items, max_len, max_age_s, entry.at) for stream, items, max_len, max_age_s in batches
+        ]
+        q.popleft()
+        self._spool_total[spool] -= entry.packed.count - entry.skip
+        return out
+
+    async def read(self, stream: str, count: int) -> list[Entry]:
+        q = self._streams.get(stream)
+        return list(itertools.islice(q, count)) if q else []
+
+    async def ack(self, stream: str, ids: list[str]) -> None:
+        q = self._streams.get(stream)
+        if not q:
+            return
+        drop = set(ids)
+        while q and q[0].id in drop:  # the usual case: the oldest, delivered in order
+            drop.discard(q.popleft().id)
+        if drop:
+            self._streams[stream] = deque(e for e in q if e.id not in drop)
+
+    async def stats(self, stream: str) -> tuple[int, float | None]:
+        q = self._streams.get(stream)
+        if not q:
+            return 0, None
+        return len(q), max(0.0, time.time() - q[0].at)
+
+    async def streams(self, prefix: str) -> list[str]:
+        return sorted(s for s, q in self._streams.items() if q and s.startswith(prefix))

@@ -8,7 +8,7 @@ Every failure to reach Redis becomes :class:`~gateway.store.base.StoreUnavailabl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 
 from gateway.store.base import StoreUnavailable, Subscription, Write
 from gateway.store.keys import Keys
+from gateway.store.redis_outbox import RedisOutbox
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisLease", "RedisStore"]
 
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "health_check_interval": 15}
 
@@ -49,6 +50,27 @@ return 0
 """
 
 
+# one call: extend the lease we hold, or take it when nobody holds it; 1 when we hold it afterwards
+_HOLD = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_LEASE_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
 def _loads(raw: bytes | str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
@@ -65,6 +87,9 @@ class RedisStore:
         self._refresh = client.register_script(_REFRESH)
         self._release = client.register_script(_RELEASE)
         self._prune = client.register_script(_PRUNE)
+        self._hold = client.register_script(_HOLD)
+        self._lease_release = client.register_script(_LEASE_RELEASE)
+        self._outbox = RedisOutbox(client)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "ocppgw") -> RedisStore:
@@ -263,8 +288,48 @@ class RedisStore:
             raise StoreUnavailable(str(e) or "subscribe timed out") from e
         return _RedisSubscription(ps)
 
+    def outbox(self) -> RedisOutbox:
+        return self._outbox
+
+    def lease(self, key: str, holder: str, ttl_s: float) -> RedisLease:
+        return RedisLease(self, key, holder, ttl_s)
+
+    async def add_to_stream(self, key: str, events: Sequence[bytes], max_len: int) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(key, {"event": event}, maxlen=max_len, approximate=True)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+
     async def close(self) -> None:
         await self._r.aclose()
+
+
+class RedisLease:
+    """A key holding the holder's node id with a TTL: taken with SET NX PX, extended by its holder
+    (compare-and-expire), released by its holder (compare-and-delete)."""
+
+    shared = True
+
+    def __init__(self, store: RedisStore, key: str, holder: str, ttl_s: float) -> None:
+        self._store = store
+        self.key = key
+        self.holder = holder
+        self.ttl_ms = int(ttl_s * 1000)
+
+    async def hold(self) -> bool:
+        try:
+            return int(await self._store._hold(keys=[self.key], args=[self.holder, self.ttl_ms])) == 1
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+
+    async def release(self) -> None:
+        try:
+            await self._store._lease_release(keys=[self.key], args=[self.holder])
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
 
 
 class _RedisSubscription:

@@ -11,14 +11,15 @@ import orjson
 import pytest
 
 from gateway.store import open_store
-from gateway.store.outbox import Entry, MemoryOutbox, Outbox, Packed, open_outbox
+from gateway.store.memory import MemoryOutbox
+from gateway.store.outbox import Entry, Outbox, Packed
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def outbox(request: pytest.FixtureRequest) -> AsyncIterator[Outbox]:
     url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
     store = open_store(url, "test")
-    yield open_outbox(store)
+    yield store.outbox()
     await store.close()
 
 
@@ -73,7 +74,7 @@ async def test_packed_mirror_copies_come_back_one_entry_each(outbox: Outbox) -> 
     each copy is its own entry, in order, and unpacks to what the session handed over."""
     from collections import deque
 
-    from gateway.mirror import pack, unpack
+    from gateway.fanout.mirror import pack, unpack
 
     s = "test:{CP12}:outbox:m"
     flat = deque(
@@ -97,7 +98,7 @@ async def test_packed_mirror_copies_come_back_one_entry_each(outbox: Outbox) -> 
 
 
 def _copies(*names: str) -> Packed:
-    from gateway.mirror import pack
+    from gateway.fanout.mirror import pack
 
     flat: deque[Any] = deque()
     for name in names:
@@ -106,7 +107,7 @@ def _copies(*names: str) -> Packed:
 
 
 def _names(entries: list[Entry]) -> list[str]:
-    from gateway.mirror import unpack
+    from gateway.fanout.mirror import unpack
 
     return [orjson.loads(unpack(e.data)["c"])[1] for e in entries]
 
@@ -159,7 +160,7 @@ async def test_copies_queued_one_entry_each_by_an_older_gateway_still_arrive_fir
     batches appended after them, are acknowledged one by one, and count towards the bound."""
     store = open_store(redis_url, "test")
     try:
-        outbox = open_outbox(store)
+        outbox = store.outbox()
         s = "test:{CP16}:outbox:m"
         r = store._r  # type: ignore[attr-defined]
         for name in ("old1", "old2"):
@@ -177,7 +178,7 @@ async def test_copies_queued_one_entry_each_by_an_older_gateway_still_arrive_fir
 
 def _spooled(*pairs: tuple[str, str]) -> Packed:
     """Spool records (charger id, copy name), as a down mirror's board writes them."""
-    from gateway.mirror import pack_spool
+    from gateway.fanout.spool import pack_spool
 
     flat: list[Any] = []
     for cid, name in pairs:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import run_demo
+from gateway.ops.demo import run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -119,7 +119,7 @@ async def test_unreachable_primary_refuses_the_upgrade_with_502() -> None:
         m = await get_metrics(gw.admin_url())
         assert metric(m, "ocppgw_connections_total", outcome="backend_unavailable") == 1
         assert metric(m, "ocppgw_backend_connects_total", backend="a", outcome="error") == 1
-        assert gw.gateway.sessions == {}
+        assert gw.hub.conns == {}
 
 
 MALFORMED_16 = [
@@ -224,7 +224,7 @@ async def test_one_outstanding_call_per_direction_the_next_waits() -> None:
             await csms.wait_for(lambda: len(csms.received) == 1)
             await asyncio.sleep(0.2)
             assert csms.actions() == ["StatusNotification"]  # s2 held back while s1 is outstanding
-            assert gw.gateway.sessions["CP-Q"].up_queue
+            assert gw.hub.conns["CP-Q"].session.up.queue
             gate.set()
             assert (await recv_json(ws))[1] == "s1"
             assert (await recv_json(ws))[1] == "s2"
@@ -239,7 +239,7 @@ async def test_second_connection_with_same_id_replaces_the_first() -> None:
                 assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1000
                 await new.send_str('[2,"n1","Heartbeat",{}]')
                 assert (await recv_json(new))[1] == "n1"
-                assert len(gw.gateway.sessions) == 1
+                assert len(gw.hub.conns) == 1
                 m = await get_metrics(gw.admin_url())
                 assert metric(m, "ocppgw_chargers_replaced_total") == 1
         assert csms.connects == ["CP-D", "CP-D"]
@@ -299,8 +299,8 @@ async def test_redis_down_mid_session_charger_keeps_working_and_state_lands_late
             await ws.send_str('[2,"h1","Heartbeat",{}]')
             assert (await recv_json(ws))[:2] == [3, "h1"]
             redis_server.start()
-            assert await gw.gateway.writer.flush(15)
-            assert await gw.gateway.store.get_statuses("CP-S") == {"1": status}
+            assert await gw.hub.writer.flush(15)
+            assert await gw.hub.store.get_statuses("CP-S") == {"1": status}
             async with aiohttp.ClientSession() as http, http.get(gw.admin_url() + "/readyz") as r:
                 assert r.status == 200
             m = await get_metrics(gw.admin_url())
@@ -319,7 +319,7 @@ async def test_admin_api_lists_chargers_and_sends_a_call(redis_url: str) -> None
                     assert r.status == 401
                 async with http.get(gw.admin_url() + "/api/chargers", headers={"Authorization": "Bearer nope"}) as r:
                     assert r.status == 401
-                await gw.gateway.writer.flush(5)
+                await gw.hub.writer.flush(5)
                 async with http.get(gw.admin_url() + "/api/chargers", headers=auth) as r:
                     body = await r.json()
                     assert [c["charger_id"] for c in body["chargers"]] == ["CP-A"]
@@ -431,7 +431,7 @@ async def test_silent_charger_is_pinged_and_closed_when_it_does_not_pong() -> No
                 msg = await mute.receive(timeout=5)
                 assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1001  # and closes it without a pong
                 await wait_metric(gw.admin_url(), "ocppgw_disconnects_total", 1, reason="ping_timeout")
-                assert "CP-OK" in gw.gateway.conns and not healthy.closed  # a charger that pongs stays
+                assert "CP-OK" in gw.hub.conns and not healthy.closed  # a charger that pongs stays
                 assert not reader.done()
                 reader.cancel()
 

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 import yaml
 
-from gateway.mirror import SPOOL_MAX_WAIT_S
-from gateway.runtime import running_gateway
+from gateway.fanout.spool import SPOOL_MAX_WAIT_S
+from gateway.ops.lifecycle import running_gateway
 from tests.conftest import RedisServer
 from tests.e2e.test_gateway import get_metrics, metric, wait_metric
 from tests.helpers import StubCsms, make_config, raw_charger, recv_json, stub_csms
@@ -283,7 +283,7 @@ async def test_live_cutover_gives_the_new_primary_boot_and_statuses_first_then_t
             await call(ws, "b1", "BootNotification", BOOT)
             for c, st in ((1, "Charging"), (2, "Available")):
                 await call(ws, f"s{c}", "StatusNotification", {"connectorId": c, "errorCode": "NoError", "status": st})
-            await gw.gateway.writer.flush(5)
+            await gw.hub.writer.flush(5)
             status, body = await put_route(gw.admin_url(), "CP-C1", {"primary": "b", "mirrors": ["a"]})
             assert (status, body["result"]) == (200, "moved"), body
             assert not ws.closed
@@ -323,7 +323,7 @@ async def test_cutover_refused_when_the_new_primary_rejects_the_boot() -> None:
         cfg = make_config({"a": a.url, "b": b.url})
         async with running_gateway(cfg) as gw, raw_charger(gw.charger_url(), "CP-C3") as ws:
             await call(ws, "b1", "BootNotification", BOOT)
-            await gw.gateway.writer.flush(5)
+            await gw.hub.writer.flush(5)
             status, body = await put_route(gw.admin_url(), "CP-C3", {"primary": "b"})
             assert status == 409 and body["result"] == "boot_refused" and "Rejected" in body["detail"]
             assert (await call(ws, "h1", "Heartbeat", {}))[:2] == [3, "h1"]
@@ -341,7 +341,7 @@ async def test_batch_cutover_respects_the_rate_and_dry_run_lists_who_would_move(
                 ]
                 for i, ws in enumerate(wss):
                     await call(ws, f"b{i}", "BootNotification", BOOT)
-                await gw.gateway.writer.flush(5)
+                await gw.hub.writer.flush(5)
                 req = {"match": "EU-*", "primary": "b", "rate_per_s": 2, "dry_run": True}
                 async with http.post(gw.admin_url() + "/api/cutover", json=req) as r:
                     assert (await r.json())["would_move"] == ["EU-1", "EU-2", "EU-3"]
@@ -373,7 +373,7 @@ async def test_reload_applies_mirrors_without_dropping_and_keeps_the_old_config_
         from gateway.config import load_config
 
         async with running_gateway(load_config(str(path))) as gw, raw_charger(gw.charger_url(), "CP-R1") as ws:
-            gw.gateway.config_path = str(path)
+            gw.hub.config_path = str(path)
             await call(ws, "b1", "BootNotification", BOOT)
             path.write_text("routes: [{match: '*', primary: zzz}]\nbackends: {a: {url: 'ws://x/ocpp'}}\n")
             async with aiohttp.ClientSession() as http:

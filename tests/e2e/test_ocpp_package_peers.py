@@ -1,6 +1,6 @@
 """The `ocpp` package on both ends, the gateway (Redis store) in between: OCPP 1.6 and 2.0.1 end to end.
 
-The CSMS is :class:`gateway.demo_csms.DemoCsms` (the ``ocpp`` package's v16/v201 ChargePoint on the CSMS side, which
+The CSMS is :class:`gateway.ops.demo_csms.DemoCsms` (the ``ocpp`` package's v16/v201 ChargePoint on the CSMS side, which
 validates every payload against the official schemas and records each CALL it receives as it was on the wire). The
 chargers are the demo's ``Charger16``/``Charger201`` (the ``ocpp`` package's ChargePoint on the charger side, which
 records each CSMS-initiated CALL its handlers got), driven step by step here instead of running their story.
@@ -18,9 +18,9 @@ import aiohttp
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
-from gateway.demo import Charger16, Charger201, ConnectionClosed, OcppWs
-from gateway.demo_csms import PRICE_PER_KWH, DemoCsms, now_iso
-from gateway.runtime import Running, running_gateway
+from gateway.ops.demo import Charger16, Charger201, ConnectionClosed, OcppWs
+from gateway.ops.demo_csms import PRICE_PER_KWH, DemoCsms, now_iso
+from gateway.ops.lifecycle import Running, running_gateway
 from gateway.store.redis import RedisStore
 from tests.helpers import make_config
 
@@ -34,7 +34,7 @@ async def csms_behind_gateway(redis_url: str, version: str) -> AsyncIterator[tup
     try:
         config = make_config({"csms": {"url": url, "ocpp": version}}, store=redis_url)
         async with running_gateway(config) as running:
-            assert isinstance(running.gateway.store, RedisStore)
+            assert isinstance(running.hub.store, RedisStore)
             yield csms, running
     finally:
         await csms.stop()
@@ -72,7 +72,7 @@ async def gone_and_flushed(running: Running, csms: DemoCsms, cid: str) -> None:
     is the public signal that they are queued.
     """
     await csms.gone(cid)
-    assert await running.gateway.writer.flush(2), "write-behind queue did not drain"
+    assert await running.hub.writer.flush(2), "write-behind queue did not drain"
 
 
 def sampled16(energy_wh: int, power_w: int) -> list[dict[str, Any]]:
@@ -197,15 +197,15 @@ async def test_ocpp16_charger_and_csms_through_gateway(redis_url: str) -> None:
             ]
 
             # the admin API lists it while connected
-            assert await running.gateway.writer.flush(2)
+            assert await running.hub.writer.flush(2)
             entry = (await listed_chargers(running))[cid]
             assert (entry["local"], entry["ocpp_version"], entry["backend"]) == (True, "1.6", "csms")
             assert entry["outstanding"] == {"up": None, "down": None}
             assert entry["connection"]["protocol"] == "ocpp1.6"
-            assert entry["connection"]["node"] == running.gateway.node
+            assert entry["connection"]["node"] == running.hub.node
 
         await gone_and_flushed(running, csms, cid)
-        store = running.gateway.store
+        store = running.hub.store
         boot_rec = await store.get_boot(cid)
         assert boot_rec is not None
         assert boot_rec["request"] == {
@@ -343,14 +343,14 @@ async def test_ocpp201_charger_and_csms_through_gateway(redis_url: str) -> None:
             }
             assert cp.handled[1][1] == {"type": "OnIdle"}
 
-            assert await running.gateway.writer.flush(2)
+            assert await running.hub.writer.flush(2)
             entry = (await listed_chargers(running))[cid]
             assert (entry["local"], entry["ocpp_version"], entry["backend"]) == (True, "2.0.1", "csms")
             assert entry["connection"]["protocol"] == "ocpp2.0.1"
-            assert entry["connection"]["node"] == running.gateway.node
+            assert entry["connection"]["node"] == running.hub.node
 
         await gone_and_flushed(running, csms, cid)
-        store = running.gateway.store
+        store = running.hub.store
         boot_rec = await store.get_boot(cid)
         assert boot_rec is not None
         assert boot_rec["request"] == {"chargingStation": station, "reason": "PowerUp"}

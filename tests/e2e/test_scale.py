@@ -73,17 +73,17 @@ async def test_admin_call_through_another_replica_reaches_the_charger(redis_url:
     async with stub_csms() as csms:
         cfg = make_config({"a": csms.url}, store=redis_url)
         async with gateway(cfg) as a, gateway(cfg) as b:
-            assert a.gateway.node != b.gateway.node
+            assert a.hub.node != b.hub.node
             async with raw_charger(a.charger_url(), "CP-1") as ws:
                 call = asyncio.create_task(admin_call(b.admin_url(), "CP-1", "Reset", {"type": "Soft"}))
                 frame = await answer_reset(ws)
                 assert frame[2:] == ["Reset", {"type": "Soft"}]
                 status, body = await call
                 assert status == 200
-                assert body == {"result": {"status": "Accepted"}, "node": a.gateway.node}
+                assert body == {"result": {"status": "Accepted"}, "node": a.hub.node}
                 listed = await fleet(b.admin_url())
                 assert listed["CP-1"]["local"] is False
-                assert listed["CP-1"]["connection"]["node"] == a.gateway.node
+                assert listed["CP-1"]["connection"]["node"] == a.hub.node
                 m = await get_metrics(b.admin_url())
                 assert metric(m, "ocppgw_admin_calls_total", outcome="forwarded") == 1
             status, body = await admin_call(b.admin_url(), "CP-1", "Reset", {"type": "Soft"})
@@ -100,15 +100,15 @@ async def test_reconnect_on_another_replica_closes_the_stale_session(redis_url: 
                     msg = await ws_a.receive(timeout=5)
                     assert msg.type is aiohttp.WSMsgType.CLOSE
                     assert (msg.data, msg.extra) == (1000, "replaced")
-                    assert "CP-1" not in a.gateway.conns
-                    assert "CP-1" in b.gateway.conns
+                    assert "CP-1" not in a.hub.conns
+                    assert "CP-1" in b.hub.conns
                     store = open_store(redis_url)
                     try:
-                        assert await store.get_owner("CP-1") == b.gateway.node
-                        await b.gateway.writer.flush(5)
-                        await a.gateway.writer.flush(5)
+                        assert await store.get_owner("CP-1") == b.hub.node
+                        await b.hub.writer.flush(5)
+                        await a.hub.writer.flush(5)
                         conns = await store.list_connections()
-                        assert conns["CP-1"]["node"] == b.gateway.node
+                        assert conns["CP-1"]["node"] == b.hub.node
                     finally:
                         await store.close()
                     m = await get_metrics(a.admin_url())
@@ -126,7 +126,7 @@ async def test_refresh_closes_a_session_whose_charger_another_node_owns(redis_ur
         async with gateway(cfg) as a, raw_charger(a.charger_url(), "CP-1") as ws:
             store = open_store(redis_url)
             try:
-                assert await store.claim_owner("CP-1", "some-other-node", 30) == a.gateway.node
+                assert await store.claim_owner("CP-1", "some-other-node", 30) == a.hub.node
             finally:
                 await store.close()
             msg = await ws.receive(timeout=5)

@@ -29,9 +29,9 @@ import structlog
 from aiohttp import web
 from ocpp.v16 import call as call16
 
-from gateway.demo import Charger16, ConnectionClosed, OcppWs
 from gateway.logging import configure_logging
-from gateway.runtime import Running
+from gateway.ops.demo import Charger16, ConnectionClosed, OcppWs
+from gateway.ops.lifecycle import Running
 from gateway.security import hash_password
 from gateway.store import Write
 from tests.e2e.pki import Pki
@@ -455,7 +455,7 @@ async def test_rotation_terminate_gateway_answers_and_reconnects_upstream_with_t
             "auth": {"password_rotation": "terminate"},
         }
         async with gateway(make_config({"a": backend})) as gw:
-            await gw.gateway.store.apply([Write("upcred", "CP-T", "a", {"password": UP_PW})])
+            await gw.hub.store.apply([Write("upcred", "CP-T", "a", {"password": UP_PW})])
             async with (
                 aiohttp.ClientSession() as http,
                 http.ws_connect(gw.charger_url() + "/CP-T", protocols=("ocpp2.0.1",)) as ws,
@@ -490,7 +490,7 @@ async def test_rotation_terminate_gateway_answers_and_reconnects_upstream_with_t
                 assert c.seen_auth[-1] == basic("CP-T", NEW_PW)["Authorization"]
                 await ws.send_str(json.dumps([2, "hb", "Heartbeat", {}]))
                 assert (await recv_json(ws))[:2] == [3, "hb"]
-            assert await gw.gateway.store.get_upstream_password("CP-T", "a") == NEW_PW
+            assert await gw.hub.store.get_upstream_password("CP-T", "a") == NEW_PW
             m = await get_metrics(gw.admin_url())
             assert metric(m, "ocppgw_password_rotations_total", policy="terminate", outcome="applied") == 1
             assert metric(m, "ocppgw_backend_link_lost_total", backend="a") == 0
@@ -510,15 +510,15 @@ async def test_credentials_api_validates_and_never_echoes() -> None:
                     assert PW not in await r.text()
             async with http.put(base, json={"password": PW, "upstream": {"a": UP_PW}}) as r:
                 assert r.status == 204
-            stored = await gw.gateway.store.get_password_hash("CP-1")
+            stored = await gw.hub.store.get_password_hash("CP-1")
             assert stored is not None and stored.startswith("scrypt$") and PW not in stored
             async with http.get(f"{gw.admin_url()}/api/chargers/CP-1") as r:
                 text = await r.text()
                 assert PW not in text and UP_PW not in text and "scrypt" not in text
             async with http.delete(base) as r:
                 assert r.status == 204
-            assert await gw.gateway.store.get_password_hash("CP-1") is None
-            assert await gw.gateway.store.get_upstream_password("CP-1", "a") is None
+            assert await gw.hub.store.get_password_hash("CP-1") is None
+            assert await gw.hub.store.get_upstream_password("CP-1", "a") is None
 
 
 async def test_credentials_file_is_imported_at_start(tmp_path: Path) -> None:
@@ -531,7 +531,7 @@ async def test_credentials_file_is_imported_at_start(tmp_path: Path) -> None:
         async with gateway(cfg) as gw:
             assert await status_of(gw.charger_url() + "/CP-F1", basic("CP-F1", PW)) == 101
             assert await status_of(gw.charger_url() + "/CP-F2", basic("CP-F2", NEW_PW)) == 101
-            assert await gw.gateway.store.get_upstream_password("CP-F2", "a") == UP_PW
+            assert await gw.hub.store.get_upstream_password("CP-F2", "a") == UP_PW
 
 
 async def test_certificate_expiry_is_exported_for_every_configured_certificate(pki: Pki) -> None:
@@ -606,7 +606,7 @@ async def test_tls_listener_of_the_cli_process_under_uvloop(pki: Pki, tmp_path: 
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            "import asyncio, sys, gateway.cli as c; r = c.main(sys.argv[1:]); "
+            "import asyncio, sys, gateway.ops.cli as c; r = c.main(sys.argv[1:]); "
             "print('LOOP', type(asyncio.get_event_loop_policy()).__module__, flush=True); sys.exit(r)",
             "run",
             "-c",

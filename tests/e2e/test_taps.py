@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,9 +16,10 @@ import structlog
 from aiohttp import web
 
 from gateway.config import TapConfig, parse_config
+from gateway.fanout.taps import Taps
 from gateway.metrics import Metrics
-from gateway.store import Store, open_store
-from gateway.taps import Taps
+from gateway.store import RedisStore, Store, open_store
+from gateway.store.keys import Keys
 
 ROUTES = [{"match": "ABB-*", "primary": "a"}, {"match": "*", "primary": "a"}]
 FAST = {"flush_interval_s": 0, "retry_initial_s": 0.02, "retry_max_s": 0.1, "timeout_s": 1}
@@ -92,9 +94,14 @@ async def redis_store(redis_url: str) -> AsyncIterator[Store]:
     await store.close()
 
 
+def keys_of(store: Store) -> Keys:
+    """The keys of the prefix the test opened the store with ("test" for Redis)."""
+    return Keys("test") if isinstance(store, RedisStore) else Keys()
+
+
 @asynccontextmanager
 async def running(configs: tuple[TapConfig, ...], store: Store, metrics: Metrics | None = None) -> AsyncIterator[Taps]:
-    taps = Taps(configs, store, metrics or Metrics(), structlog.get_logger())
+    taps = Taps(configs, store, keys_of(store), metrics or Metrics(), structlog.get_logger(), node=secrets.token_hex(3))
     taps.start()
     try:
         yield taps
@@ -230,7 +237,7 @@ async def test_close_delivers_what_is_waiting_without_waiting_for_a_full_batch()
         configs = tap_configs(
             "memory://", {"name": "t", "http": {"url": f"{sink.url}/t", "batch": 100, "flush_interval_s": 30}}
         )
-        taps = Taps(configs, store, Metrics(), structlog.get_logger())
+        taps = Taps(configs, store, keys_of(store), Metrics(), structlog.get_logger(), node="n")
         taps.start()
         offer(taps, 5)
         await asyncio.sleep(0)
@@ -242,7 +249,9 @@ async def test_close_delivers_what_is_waiting_without_waiting_for_a_full_batch()
 
 async def test_close_writes_what_could_not_be_sent_to_the_outbox(redis_url: str, redis_store: Store) -> None:
     configs = tap_configs(redis_url, {"name": "t", "http": {"url": f"http://127.0.0.1:{free_port()}/t", **FAST}})
-    taps = Taps(configs, redis_store, Metrics(), structlog.get_logger())  # never started: nothing was flushed yet
+    taps = Taps(
+        configs, redis_store, keys_of(redis_store), Metrics(), structlog.get_logger(), node="n"
+    )  # never started: nothing was flushed yet
     offer(taps, 4)
     await taps.close(flush_timeout=0.5)
     client = aioredis.from_url(redis_url)

@@ -25,8 +25,8 @@ from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 
-from gateway.demo_csms import ConnectionClosed, OcppWs, on
-from gateway.runtime import Running
+from gateway.ops.demo_csms import ConnectionClosed, OcppWs, on
+from gateway.ops.lifecycle import Running
 from gateway.store.redis import RedisStore
 from tests.helpers import gateway, make_config
 from tests.peers import CsmsServer, Wire, now_iso
@@ -283,7 +283,7 @@ def energy_16(payload: dict[str, Any]) -> list[tuple[str, str]]:
 async def test_boot_status_authorize_and_cable_first_transaction(redis_url: str) -> None:
     cid = "TR201-TX-1"
     async with asyncio.timeout(TIMEOUT), csms_and_gateway(redis_url) as (csms, running):
-        assert isinstance(running.gateway.store, RedisStore)
+        assert isinstance(running.hub.store, RedisStore)
         async with charger(running, cid) as (cp, _ws):
             got = csms.got(cid)
 

@@ -32,8 +32,8 @@ from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 
-from gateway.demo_csms import ConnectionClosed, OcppWs, on
-from gateway.runtime import Running
+from gateway.ops.demo_csms import ConnectionClosed, OcppWs, on
+from gateway.ops.lifecycle import Running
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from tests.helpers import gateway, make_config
@@ -270,7 +270,7 @@ def values(event: dict[str, Any]) -> list[tuple[str, Any, str | None]]:
 async def test_boot_status_authorize_and_full_transaction(redis_url: str) -> None:
     cid = "TR16-TX-1"
     async with asyncio.timeout(TIMEOUT), csms_and_gateway(redis_url) as (csms, running):
-        assert isinstance(running.gateway.store, RedisStore)
+        assert isinstance(running.hub.store, RedisStore)
         async with charger(running, cid) as (cp, _ws):
             got = csms.got(cid)
 
@@ -388,8 +388,8 @@ async def test_boot_status_authorize_and_full_transaction(redis_url: str) -> Non
             assert not cp.wire.calls  # the CSMS sent nothing to the charger
 
         # the boot record holds what the charger sent and what it was answered (its own version, like pass-through)
-        assert await running.gateway.writer.flush(2)
-        record = await running.gateway.store.get_boot(cid)
+        assert await running.hub.writer.flush(2)
+        record = await running.hub.store.get_boot(cid)
         assert record is not None
         assert record["request"] == {
             "chargePointModel": "TX-16",
@@ -653,7 +653,7 @@ async def test_gateway_restart_mid_transaction(redis_url: str) -> None:
             assert events(got) == [("Started", 0, tx_id), ("Updated", 1, tx_id)]
 
             async with gateway(config) as second, charger(second, cid) as (cp2, _ws2):
-                assert isinstance(second.gateway.store, RedisStore)
+                assert isinstance(second.hub.store, RedisStore)
                 await cp2.call(
                     call16.MeterValues(
                         connector_id=1,
@@ -725,7 +725,7 @@ async def test_callerrors_keep_each_versions_spelling(redis_url: str) -> None:
 async def test_memory_store_smoke() -> None:
     cid = "TR16-MEM-1"
     async with asyncio.timeout(TIMEOUT), csms_and_gateway("memory://") as (csms, running):
-        assert isinstance(running.gateway.store, MemoryStore)
+        assert isinstance(running.hub.store, MemoryStore)
         async with charger(running, cid) as (cp, _ws):
             got = csms.got(cid)
             assert (await boot(cp)).status == "Accepted"

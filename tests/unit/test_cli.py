@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.cli import main
+from gateway.ops.cli import main
 from gateway.translate.v201_v16.context import id_alias
 
 LONG_TOKEN = "0123456789ABCDEF0123456789ABCDEF"  # 32 characters: over the 20 of a 1.6 idTag

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import trustme
 
-from gateway.cli import main
 from gateway.config import ConfigError, parse_config
+from gateway.core.rotation import intercept_csms_call, rotation_accepted, rotation_offer
+from gateway.edge.http import http_error
+from gateway.ops.cli import main
 from gateway.security import (
     OCPP_TLS12_CIPHERS,
     FailureLimiter,
@@ -21,16 +23,12 @@ from gateway.security import (
     achieved_profile,
     client_context,
     hash_password,
-    intercept_csms_call,
     parse_basic_auth,
-    rotation_accepted,
-    rotation_offer,
     server_context,
     tls_failure,
     valid_password,
     verify_password,
 )
-from gateway.server import http_error
 
 MINIMAL: dict[str, Any] = {
     "backends": {"a": {"url": "ws://127.0.0.1:9100/ocpp"}},

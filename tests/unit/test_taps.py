@@ -9,10 +9,10 @@ import pytest
 import structlog
 
 from gateway.config import ConfigError, TapConfig, load_config, parse_config
+from gateway.fanout.taps import Taps, tap_event
 from gateway.metrics import Metrics
 from gateway.store.keys import Keys
 from gateway.store.memory import MemoryStore
-from gateway.taps import Taps, tap_event
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = {"a": {"url": "ws://127.0.0.1:9100/ocpp"}}
@@ -115,7 +115,7 @@ class TestConfig:
 class TestSelection:
     def taps(self, *raw: dict[str, Any]) -> tuple[Taps, Metrics]:
         metrics = Metrics()
-        taps = Taps(config(list(raw)), MemoryStore(), metrics, structlog.get_logger())
+        taps = Taps(config(list(raw)), MemoryStore(), Keys(), metrics, structlog.get_logger(), node="n")
         return taps, metrics
 
     def offer_each_kind(self, taps: Taps, route: str = "config:routes[0]") -> None:
@@ -152,7 +152,7 @@ class TestSelection:
         assert taps.wants("override") and taps.wants("config:routes[1]")
 
     def test_no_taps_want_nothing(self) -> None:
-        taps = Taps((), MemoryStore(), Metrics(), structlog.get_logger())
+        taps = Taps((), MemoryStore(), Keys(), Metrics(), structlog.get_logger(), node="n")
         assert not taps.wants("config:routes[0]")
         taps.offer("CP1", "config:routes[0]", "from_charger", "call", "Heartbeat", "1", {})
 

@@ -11,16 +11,15 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gateway.app.hub import Hub
+from gateway.app.routing import RouteResolver
 from gateway.config import ConfigError, load_config
-from gateway.cutover import sync_mirrors
-from gateway.router import Router
-from gateway.store.base import StoreUnavailable
-
-if TYPE_CHECKING:
-    from gateway.server import Gateway
+from gateway.edge.auth import EdgeSecurity
+from gateway.links.credentials import UpstreamCredentials
 
 __all__ = ["ReloadResult", "reload_config"]
 
@@ -45,20 +44,17 @@ class ReloadResult:
         }
 
 
-async def reload_config(gw: Gateway, path: str | None) -> ReloadResult:
+async def reload_config(hub: Hub, path: str | None) -> ReloadResult:
     """Load ``path`` and apply what can be applied live (see the module docstring)."""
-    from gateway.auth import EdgeSecurity
-    from gateway.server import close_charger
-
     if path is None:
         return ReloadResult(False, [("<file>", "the gateway was not started from a config file")])
     try:
         new = load_config(path)
     except ConfigError as e:
-        gw.metrics.reloads.labels("invalid").inc()
-        gw.log.warning("reload_rejected", problems=len(e.problems))
+        hub.metrics.reloads.labels("invalid").inc()
+        hub.log.warning("reload_rejected", problems=len(e.problems))
         return ReloadResult(False, e.problems)
-    old = gw.config
+    old = hub.config
     res = ReloadResult(True)
     for key in ("listen", "listeners", "admin", "store", "workers", "taps"):
         if getattr(old, key) != getattr(new, key):
@@ -68,37 +64,32 @@ async def reload_config(gw: Gateway, path: str | None) -> ReloadResult:
         taps=old.taps,
     )  # fmt: skip
     try:
-        security = EdgeSecurity(applied, gw.store, gw.metrics)
-    except (OSError, ValueError) as e:
-        gw.metrics.reloads.labels("invalid").inc()
+        security = EdgeSecurity(applied, hub.store, hub.metrics)
+        credentials = UpstreamCredentials(applied, hub.store)
+    except ConfigError as e:
+        hub.metrics.reloads.labels("invalid").inc()
+        return ReloadResult(False, e.problems)
+    except (OSError, ValueError, ssl.SSLError) as e:
+        hub.metrics.reloads.labels("invalid").inc()
         return ReloadResult(False, [("<files>", f"cannot load a certificate or credential file: {e}")])
-    router = Router(applied)
-    gw.config, gw.router, gw.security = applied, router, security
-    for cid, conn in list(gw.conns.items()):
-        base = router.resolve(cid)
-        override = None
-        if base is not None:
-            try:
-                override = await gw.store.get_route_override(cid)
-            except StoreUnavailable:
-                override = None
-        route = router.override(base, override) if base is not None else None
+    hub.apply_config(applied, security, credentials)
+    routes: RouteResolver = hub.routes
+    for cid, conn in list(hub.conns.items()):
+        route = await routes.resolve(cid)
         current = conn.route
-        if route is None or current is None or route.primary != current.primary:
-            conn.reason = "reload"
+        if route is None or route.primary != current.primary:
             res.moved.append(cid)
-            close_charger(conn, 1012, "route changed: reconnect")
+            conn.close(1012, "route changed: reconnect", "reload")
             continue
         if route.mirrors != current.mirrors or route.outbox_max_len != current.outbox_max_len:
-            conn.route = route
-            for feed in sync_mirrors(gw, conn, route):
+            for feed in conn.sync_mirrors(route):
                 await feed.close()
             res.mirrors_changed.append(cid)
             continue
         conn.route = route
         res.unchanged += 1
-    gw.metrics.reloads.labels("applied").inc()
-    gw.log.info(
+    hub.metrics.reloads.labels("applied").inc()
+    hub.log.info(
         "config_reloaded",
         reconnecting=len(res.moved),
         mirrors_changed=len(res.mirrors_changed),

@@ -3,7 +3,7 @@
 Chargers ``CP16-001``, ``CP201-002``, ... (alternating OCPP 1.6 and 2.0.1, written with the ``ocpp`` package)
 connect through the gateway, which routes ``CP16-*`` to the backend ``csms-16`` and ``CP201-*`` to ``csms-201``,
 both served by :class:`gateway.demo_csms.DemoCsms`. Each charger boots and then loops through a charging session;
-the CSMS reads each charger's configuration after boot and remote-starts a charge now and then. ``gateway.observe``
+the CSMS reads each charger's configuration after boot and remote-starts a charge now and then. ``hub.observe``
 prints one line per frame as it passes through the gateway.
 """
 
@@ -29,10 +29,10 @@ from ocpp.v201 import ChargePoint as _Cp201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 
+from gateway.app.hub import Hub
 from gateway.config import Config, parse_config
-from gateway.demo_csms import ConnectionClosed, DemoCsms, OcppWs, now_iso, on
-from gateway.runtime import running_gateway
-from gateway.server import Gateway
+from gateway.ops.demo_csms import ConnectionClosed, DemoCsms, OcppWs, now_iso, on
+from gateway.ops.lifecycle import running_gateway
 
 __all__ = ["Charger16", "Charger201", "ConnectionClosed", "FrameLog", "OcppWs", "demo_config", "run_demo"]
 
@@ -294,10 +294,10 @@ def _fields(node: Any, key: str, out: list[str]) -> None:
 
 
 class FrameLog:
-    """``gateway.observe``: one line per frame passing through the gateway."""
+    """``hub.observe``: one line per frame passing through the gateway."""
 
-    def __init__(self, gw: Gateway, out: TextIO, color: bool) -> None:
-        self.gw = gw
+    def __init__(self, hub: Hub, out: TextIO, color: bool) -> None:
+        self.hub = hub
         self.out = out
         self.color = color
         self.frames = 0
@@ -312,7 +312,8 @@ class FrameLog:
         print(self.line(cid, side, text), file=self.out, flush=True)
 
     def line(self, cid: str, side: str, text: str) -> str:
-        route = self.gw.router.resolve(cid)
+        conn = self.hub.conns.get(cid)
+        route = conn.route if conn is not None else self.hub.routes.configured(cid)
         backend = route.primary.name if route is not None else "?"
         arrow = "──▶" if side == "charger" else "◀──"
         kind, action, details = "FRAME?", "", [text[:60]]  # not OCPP-J: the gateway refuses it, show it anyway
@@ -425,8 +426,8 @@ async def run_demo(chargers: int = 3, duration: float = 0, port: int = 9000, adm
     try:
         csms_url = await csms.start()
         async with running_gateway(demo_config(csms_url, port, admin_port)) as running:
-            log = FrameLog(running.gateway, out, color=out.isatty())
-            running.gateway.observe = log.observe
+            log = FrameLog(running.hub, out, color=out.isatty())
+            running.hub.observe = log.observe
             url, admin = running.charger_url(), running.admin_url()
             print(
                 f"OCPP gateway demo: {chargers} simulated charger(s) -> gateway -> built-in CSMS (OCPP 1.6 + 2.0.1)\n"

@@ -8,12 +8,13 @@ relayed message to :meth:`Taps.offer`: synchronous, no I/O, O(number of taps). E
     {"ts": "2024-05-01T12:00:00.123Z", "charger_id": "CP1", "direction": "from_charger", "message_type": "call",
      "action": "StartTransaction", "unique_id": "42", "payload": {...}}
 
-``action`` of a CALLRESULT/CALLERROR is the action of the CALL it answers. Each tap's one task moves its buffer to
-its durable outbox (``<p>:tap:<name>``, :mod:`gateway.store.outbox`: a Redis Stream with the Redis store, so events
-survive a restart and every replica appends to the same one) and delivers the outbox to the sink, oldest first:
+``action`` of a CALLRESULT/CALLERROR is the action of the CALL it answers. Each tap is a durable feed
+(:class:`TapFeed`, a :class:`gateway.fanout.feed.DurableFeed`): its one task moves its buffer to its outbox
+(``<p>:tap:<name>``: a Redis Stream with the Redis store, so events survive a restart and every replica appends to
+the same one) and delivers the outbox to the sink, oldest first:
 
 * ``redis_stream``: ``XADD <key> MAXLEN ~ <max_len> * event <json>`` per event, one pipeline per batch of
-  :data:`REDIS_BATCH`, on the store's Redis client.
+  :data:`REDIS_BATCH`, through the store (:meth:`gateway.store.base.Store.add_to_stream`).
 * ``http``: ``POST`` of a JSON array of up to ``batch`` events (a smaller batch waits at most ``flush_interval_s``
   for more). A 2xx answer acknowledges the batch; any other status, a timeout or a refused connection is a failed
   attempt (``failed``, the events stay in the outbox) retried with exponential back-off and jitter, from
@@ -22,7 +23,8 @@ survive a restart and every replica appends to the same one) and delivers the ou
 Delivery is in order and at least once: a batch leaves the outbox only after the sink accepted it, so a crash or a
 lost acknowledgement between the two repeats that batch (never anything older after something newer). With several
 replicas on one Redis, one process at a time delivers a tap's outbox: it holds the tap's lease
-(``<p>:tap:<name>:lease``, :class:`gateway.store.keys.Keys`), extended before every batch; the others only append.
+(``<p>:tap:<name>:lease``, a :class:`gateway.store.base.Lease`), extended before every batch; the others only
+append.
 
 Bounds, as mirror outboxes: the outbox keeps at most ``outbox.max_len`` events no older than ``outbox.max_age_s``;
 while the store is away the buffer keeps at most ``min(outbox.max_len, BUFFER_MAX)`` events. Everything dropped
@@ -33,10 +35,7 @@ The caller must not change a payload after offering it (events hold it by refere
 from __future__ import annotations
 
 import asyncio
-import os
-import random
-import secrets
-import socket
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -44,16 +43,16 @@ from typing import Any, Protocol
 
 import aiohttp
 import orjson
-from redis.exceptions import RedisError
 
 from gateway.config import TapConfig, TapHttpConfig, TapRedisStreamConfig
+from gateway.fanout.feed import DurableFeed
 from gateway.metrics import Metrics
-from gateway.store.base import Store, StoreUnavailable
+from gateway.store.base import Lease, Store, StoreUnavailable
 from gateway.store.keys import Keys
-from gateway.store.outbox import Entry, Outbox, open_outbox
+from gateway.store.outbox import Entry
 from gateway.tasks import stop_task
 
-__all__ = ["BUFFER_MAX", "REDIS_BATCH", "Taps", "tap_event"]
+__all__ = ["BUFFER_MAX", "REDIS_BATCH", "TapFeed", "Taps", "tap_event"]
 
 #: events a tap keeps in memory while its outbox cannot be written (the store is away)
 BUFFER_MAX = 10_000
@@ -61,26 +60,6 @@ BUFFER_MAX = 10_000
 REDIS_BATCH = 100
 #: wait for new events at most this long before refreshing the outbox depth gauge
 _IDLE_S = 5.0
-
-# one call: extend the lease we hold, or take it when nobody holds it; 1 when we hold it afterwards
-_HOLD = """
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not v then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 Event = dict[str, Any]
 
@@ -117,23 +96,18 @@ class _Sink(Protocol):
 
 
 class _RedisStreamSink:
-    def __init__(self, client: Any, config: TapRedisStreamConfig) -> None:
-        self._r = client
+    def __init__(self, store: Store, config: TapRedisStreamConfig) -> None:
+        self._store = store
         self.key = config.key
         self.max_len = config.max_len
         self.batch = REDIS_BATCH
         self.linger_s = 0.0
 
     async def deliver(self, events: list[Event]) -> str | None:
-        if self._r is None:
-            return "needs a Redis store"
-        pipe = self._r.pipeline(transaction=False)
-        for event in events:
-            pipe.xadd(self.key, {"event": orjson.dumps(event)}, maxlen=self.max_len, approximate=True)
         try:
-            await pipe.execute()
-        except (RedisError, OSError) as e:
-            return f"{type(e).__name__}: {e}"
+            await self._store.add_to_stream(self.key, [orjson.dumps(e) for e in events], self.max_len)
+        except StoreUnavailable as e:
+            return str(e)
         return None
 
 
@@ -165,40 +139,16 @@ class _HttpSink:
 # one tap
 
 
-class _Lease:
-    """Which process delivers a tap's outbox (Redis only; with the memory store this process always does)."""
+class TapFeed(DurableFeed):
+    """One tap: its filters, its buffer, and the durable feed that delivers its outbox to its sink."""
 
-    def __init__(self, client: Any, key: str, node: str, ttl_s: float) -> None:
-        self.key = key
-        self.node = node
-        self.ttl_ms = int(ttl_s * 1000)
-        self._hold = client.register_script(_HOLD) if client is not None else None
-        self._release = client.register_script(_RELEASE) if client is not None else None
-        #: False with the memory store: one process, nothing to share
-        self.shared = client is not None
+    deliver_on_close = True
 
-    async def hold(self) -> bool:
-        if self._hold is None:
-            return True
-        try:
-            return int(await self._hold(keys=[self.key], args=[self.node, self.ttl_ms])) == 1
-        except (RedisError, OSError) as e:
-            raise StoreUnavailable(str(e)) from e
-
-    async def release(self) -> None:
-        if self._release is None:
-            return
-        try:
-            await self._release(keys=[self.key], args=[self.node])
-        except (RedisError, OSError) as e:
-            raise StoreUnavailable(str(e)) from e
-
-
-class _Feed:
-    """One tap: its filters, its buffer, its outbox and the task that delivers it."""
-
-    def __init__(self, config: TapConfig, sink: _Sink, outbox: Outbox, keys: Keys, lease: _Lease,
+    def __init__(self, config: TapConfig, sink: _Sink, store: Store, keys: Keys, lease: Lease, lease_ttl_s: float,
                  metrics: Metrics, log: Any) -> None:  # fmt: skip
+        super().__init__(
+            store.outbox(), keys.tap(config.name), metrics, log.bind(tap=config.name), kind="tap", store_op="tap_outbox"
+        )
         self.config = config
         self.name = config.name
         self.actions = config.actions
@@ -206,25 +156,21 @@ class _Feed:
         self.message_types = config.message_types
         self.routes = config.routes
         self.sink = sink
-        self.outbox = outbox
-        self.stream = keys.tap(config.name)
+        self.batch = sink.batch
         self.lease = lease
-        self.metrics = metrics
-        self.log = log.bind(tap=config.name)
+        self.lease_ttl_s = lease_ttl_s
         http = config.http
-        self.retry_initial = http.retry_initial_s if http is not None else 0.5
-        self.retry_max = http.retry_max_s if http is not None else 30.0
+        self.retry_initial_s = http.retry_initial_s if http is not None else 0.5
+        self.retry_max_s = http.retry_max_s if http is not None else 30.0
         self.buffer_max = min(config.outbox_max_len, BUFFER_MAX)
         self.buffer: list[Event] = []
         self.wake = asyncio.Event()
-        self.closing = False
         self.task: asyncio.Task[None] | None = None
         self._offered = metrics.tap_events.labels(config.name, "offered")
         self._delivered = metrics.tap_events.labels(config.name, "delivered")
         self._failed = metrics.tap_events.labels(config.name, "failed")
         self._trimmed = metrics.tap_events.labels(config.name, "trimmed")
         self._depth = metrics.tap_outbox_depth.labels(config.name)
-        self._store_down = False
         self._failing = False
         self._holding = False
 
@@ -245,73 +191,45 @@ class _Feed:
         self._offered.inc()
         self.wake.set()
 
-    # ------------------------------------------------------------------ the task
+    # ------------------------------------------------------------------ the durable feed's hooks
 
-    async def run(self) -> None:
-        """Deliver until closed; a bug is logged and counted, and the feed starts again after a back-off."""
-        while True:
-            try:
-                await self._deliver_loop()
-                return
-            except Exception:
-                self.log.exception("tap_crashed")
-                self.metrics.internal_errors.labels("tap").inc()
-                if self.closing:
-                    return
-                await self._sleep(self.retry_max)
+    async def read(self) -> list[Entry] | None:
+        if not await self._hold_lease():
+            return None
+        return await self.outbox.read(self.stream, self.batch)
 
-    async def _deliver_loop(self) -> None:
-        delay = self.retry_initial
-        while True:
-            try:
-                await self._flush()
-                await self._update_depth()
-                entries = await self._read() if await self._hold_lease() else None
-            except StoreUnavailable as e:
-                if not self._store_down:
-                    self.log.error("tap_outbox_unavailable", error=str(e))
-                    self._store_down = True
-                self.metrics.store_errors.labels("tap_outbox").inc()
-                if self.closing:
-                    return
-                await self._sleep(_jitter(delay))
-                delay = min(delay * 2, self.retry_max)
-                continue
-            if self._store_down:
-                self.log.info("tap_outbox_recovered")
-                self._store_down = False
-            if not entries:
-                if self.closing:
-                    return
-                if entries is None:  # another process delivers: try again within a third of its lease
-                    await self._sleep(self.lease.ttl_ms / 3000)
-                else:
-                    await self._sleep(_IDLE_S, until=1)
-                continue
-            linger = self._linger(entries)
-            if linger > 0 and not self.closing:
-                await self._sleep(linger, until=self.sink.batch - len(entries))
-                continue
-            reason = await self.sink.deliver([e.data for e in entries if isinstance(e.data, dict)])
-            if reason is not None:
-                self._failed.inc(len(entries))
-                if not self._failing:
-                    self.log.warning("tap_delivery_failing", reason=reason)
-                    self._failing = True
-                if self.closing:
-                    return
-                await self._sleep(_jitter(delay))
-                delay = min(delay * 2, self.retry_max)
-                continue
-            if self._failing:
-                self.log.info("tap_delivery_recovered")
-                self._failing = False
-            delay = self.retry_initial
-            self._delivered.inc(len(entries))
-            try:
-                await asyncio.shield(self.outbox.ack(self.stream, [e.id for e in entries]))
-            except StoreUnavailable:
-                continue  # delivered again from the outbox: at least once, never out of order
+    async def after_read(self) -> None:
+        depth, _ = await self.outbox.stats(self.stream)
+        self._depth.set(depth)
+
+    async def idle(self, not_ours: bool) -> None:
+        if not_ours:  # another process delivers: try again within a third of its lease
+            await self.pause(self.lease_ttl_s / 3)
+        else:
+            await self._sleep(_IDLE_S, until=1)
+
+    async def deliver(self, entries: list[Entry]) -> bool:
+        linger = self._linger(entries)
+        if linger > 0 and not self.closing:
+            await self._sleep(linger, until=self.sink.batch - len(entries))
+            return True  # read again, with what came meanwhile
+        reason = await self.sink.deliver([e.data for e in entries if isinstance(e.data, dict)])
+        if reason is not None:
+            self._failed.inc(len(entries))
+            if not self._failing:
+                self.log.warning("tap_delivery_failing", reason=reason)
+                self._failing = True
+            return False
+        if self._failing:
+            self.log.info("tap_delivery_recovered")
+            self._failing = False
+        self._delivered.inc(len(entries))
+        with contextlib.suppress(StoreUnavailable):  # else delivered again: at least once, never out of order
+            await asyncio.shield(self.outbox.ack(self.stream, [e.id for e in entries]))
+        return True
+
+    async def pause(self, seconds: float) -> None:
+        await self._sleep(seconds)
 
     def _linger(self, entries: list[Entry]) -> float:
         """How long a batch that is not full may still wait for more events."""
@@ -326,13 +244,6 @@ class _Feed:
             if self.lease.shared:
                 self.log.info("tap_lease_taken" if holding else "tap_lease_lost")
         return holding
-
-    async def _read(self) -> list[Entry]:
-        return await self.outbox.read(self.stream, self.sink.batch)
-
-    async def _update_depth(self) -> None:
-        depth, _ = await self.outbox.stats(self.stream)
-        self._depth.set(depth)
 
     async def _sleep(self, seconds: float, *, until: int | None = None) -> None:
         """Wait ``seconds``, moving offered events to the outbox as they come; return early when closing or once
@@ -350,7 +261,7 @@ class _Feed:
                         return
                     moved += len(self.buffer)
                     try:
-                        await self._flush()
+                        await self.flush()
                     except StoreUnavailable:
                         continue  # kept in the buffer; the loop reports the store when it wakes up
                     if until is not None and moved >= until:
@@ -358,7 +269,7 @@ class _Feed:
         except TimeoutError:
             return
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
         if not self.buffer:
             return
         items, self.buffer = self.buffer, []
@@ -377,10 +288,6 @@ class _Feed:
             self._trimmed.inc(trimmed)
 
 
-def _jitter(seconds: float) -> float:
-    return seconds * (0.5 + random.random())
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # every tap of a process
 
@@ -388,17 +295,14 @@ def _jitter(seconds: float) -> float:
 class Taps:
     """Every configured tap. :meth:`start` once the loop runs, :meth:`close` at shutdown (both owned by the runtime)."""
 
-    def __init__(self, taps: tuple[TapConfig, ...], store: Store, metrics: Metrics, log: Any,
-                 *, node: str | None = None) -> None:  # fmt: skip
+    def __init__(self, taps: tuple[TapConfig, ...], store: Store, keys: Keys, metrics: Metrics, log: Any,
+                 *, node: str) -> None:  # fmt: skip
         self.store = store
         self.metrics = metrics
         self.log = log
-        self.node = node or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        keys: Keys = getattr(store, "keys", None) or Keys()
-        client = getattr(store, "_r", None)
-        outbox = open_outbox(store)
+        self.node = node
         self._http: aiohttp.ClientSession | None = None
-        self._feeds: list[_Feed] = []
+        self._feeds: list[TapFeed] = []
         for config in taps:
             sink: _Sink
             if config.http is not None:
@@ -406,10 +310,10 @@ class Taps:
                 lease_ttl = max(15.0, 3 * (config.http.timeout_s + config.http.flush_interval_s))
             else:
                 assert config.redis_stream is not None  # parse_config: exactly one sink
-                sink = _RedisStreamSink(client, config.redis_stream)
+                sink = _RedisStreamSink(store, config.redis_stream)
                 lease_ttl = 15.0
-            lease = _Lease(client, keys.tap_lease(config.name), self.node, lease_ttl)
-            self._feeds.append(_Feed(config, sink, outbox, keys, lease, metrics, log))
+            lease = store.lease(keys.tap_lease(config.name), self.node, lease_ttl)
+            self._feeds.append(TapFeed(config, sink, store, keys, lease, lease_ttl, metrics, log))
         self._all_routes = any(f.routes is None for f in self._feeds)
         self._origins = frozenset(o for f in self._feeds for o in (f.routes or ()))
 
@@ -431,7 +335,7 @@ class Taps:
     def start(self) -> None:
         """One task per tap (outboxes left by an earlier run are delivered first, in order)."""
         loop = asyncio.get_running_loop()
-        if getattr(self.store, "_r", None) is None and any(f.config.redis_stream for f in self._feeds):
+        if any(f.config.redis_stream for f in self._feeds) and not any(f.lease.shared for f in self._feeds):
             self.log.error("tap_needs_redis_store", taps=[f.name for f in self._feeds if f.config.redis_stream])
         for feed in self._feeds:
             if feed.task is None:
@@ -455,7 +359,7 @@ class Taps:
         for feed in self._feeds:
             try:
                 async with asyncio.timeout(max(0.2, deadline - loop.time())):
-                    await feed._flush()
+                    await feed.flush()
                     await feed.lease.release()
             except (StoreUnavailable, TimeoutError):
                 if feed.buffer:

@@ -14,25 +14,16 @@ from gateway.logging import configure_logging
 __all__ = ["main"]
 
 
-def _install_loop_policy() -> str:
-    """uvloop when installed (the ``speed`` extra), else the default loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
-
-
 async def _serve_until_signalled(config_path: str) -> int:
-    from gateway.runtime import serve
+    from gateway.ops.lifecycle import serve
+    from gateway.ops.workers import Supervisor
 
     config = load_config(config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(config, stop, config_path)
+    await serve(config, stop, config_path, workers=Supervisor if config.workers > 1 else None)
     return 0
 
 
@@ -44,7 +35,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     fmt = "console" if config.logging.format == "console" else "json"
     configure_logging(config.logging.level, fmt)
-    _install_loop_policy()
+    from gateway.ops.lifecycle import install_loop_policy
+
+    install_loop_policy()
     try:
         return asyncio.run(_serve_until_signalled(args.config))
     except ConfigError as e:  # found at start: TLS files unreadable or mismatched, credentials file malformed
@@ -67,7 +60,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as e:
         _print_problems(args.file, e)
         return 2
-    from gateway.certs import check_files
+    from gateway.ops.certs import check_files
 
     files, _ = check_files(config)
     for where, msg in files.warnings:
@@ -117,10 +110,11 @@ def cmd_id_alias(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_csms_only, run_demo
+    from gateway.ops.demo import run_csms_only, run_demo
+    from gateway.ops.lifecycle import install_loop_policy
 
     configure_logging("warning", "console")
-    _install_loop_policy()
+    install_loop_policy()
     try:
         if args.csms_only:
             return asyncio.run(run_csms_only(args.csms_port))

@@ -1,4 +1,9 @@
-"""Charger id -> Route: which backend is primary. Ordered rules, first glob match wins."""
+"""Charger id -> Route: which backend is primary, which are mirrors. The one place routes are resolved.
+
+:class:`Router` holds the configured rules (ordered, first glob match wins). :class:`RouteResolver` adds the
+per-charger overrides the admin API stores (a cutover): admission, cutover, hot reload and the admin API all ask
+it, so a charger's route is computed one way everywhere.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from gateway.config import BackendConfig, Config
+from gateway.fanout.mirror import MirrorSettings
+from gateway.store import Store, StoreUnavailable
 
-__all__ = ["Route", "Router"]
+__all__ = ["Route", "RouteResolver", "Router"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,15 @@ class Route:
     mirror_calls_allow: frozenset[str] | None = None
     outbox_max_len: int = 10_000
     outbox_max_age_s: float = 7 * 86400.0
+
+    def mirror_settings(self, call_timeout_s: float) -> MirrorSettings:
+        """The settings of this route's mirror feeds (a mirror CALL waits at most 30 s)."""
+        return MirrorSettings(
+            outbox_max_len=self.outbox_max_len,
+            outbox_max_age_s=self.outbox_max_age_s,
+            call_timeout_s=min(30.0, call_timeout_s),
+            allow_calls=self.mirror_calls_allow,
+        )
 
 
 class Router:
@@ -70,3 +86,37 @@ class Router:
             if fnmatchcase(charger_id, pattern):
                 return route
         return None
+
+
+class RouteResolver:
+    """Config routes with the store's per-charger overrides applied."""
+
+    def __init__(self, router: Router, store: Store, log: Any) -> None:
+        self.router = router
+        self.store = store
+        self.log = log
+
+    def configured(self, charger_id: str) -> Route | None:
+        """The config's route for ``charger_id`` (no override)."""
+        return self.router.resolve(charger_id)
+
+    def backend(self, name: str) -> BackendConfig | None:
+        return self.router.backend(name)
+
+    def apply(self, route: Route, override: dict[str, Any] | None) -> Route:
+        return self.router.override(route, override)
+
+    async def resolve(self, charger_id: str, *, strict: bool = False) -> Route | None:
+        """The route in force for ``charger_id``: the config's, with its override from the store. When the store
+        cannot be read, the config route (logged), or StoreUnavailable when ``strict``."""
+        base = self.router.resolve(charger_id)
+        if base is None:
+            return None
+        try:
+            override = await self.store.get_route_override(charger_id)
+        except StoreUnavailable:
+            if strict:
+                raise
+            self.log.warning("route_override_unreadable", charger_id=charger_id)
+            return base
+        return self.router.override(base, override)

@@ -53,6 +53,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.config import Config
 from gateway.logging import configure_logging, get_logger
 from gateway.metrics import Metrics
+from gateway.ops.lifecycle import install_loop_policy, running_gateway
 
 __all__ = ["SCRAPE_INTERVAL_S", "Supervisor", "aggregate_metrics", "worker_main"]
 
@@ -129,22 +130,18 @@ def worker_main(config: Config, index: int, admin_socket: str, ready: Connection
     with contextlib.suppress(OSError, AttributeError):  # Linux: die with the main process
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     configure_logging(config.logging.level, config.logging.format)
-    from gateway.cli import _install_loop_policy
-
-    _install_loop_policy()
+    install_loop_policy()
     asyncio.run(_serve_worker(config, index, admin_socket, ready))
 
 
 async def _serve_worker(config: Config, index: int, admin_socket: str, ready: Connection) -> None:
-    from gateway.runtime import running_gateway
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running_gateway(config, worker_socket=admin_socket) as running:
-        get_logger().info("worker_started", worker=index, node=running.gateway.node, pid=os.getpid())
-        ready.send(running.gateway.node)
+        get_logger().info("worker_started", worker=index, node=running.hub.node, pid=os.getpid())
+        ready.send(running.hub.node)
         ready.close()
         await stop.wait()
 

@@ -1,6 +1,6 @@
 """Several gateway processes (workers, replicas) on one store: charger ownership and messages between nodes.
 
-A *node* is one gateway process (``Gateway.node``, ``host:pid:random``). A charger is owned by the node holding its
+A *node* is one gateway process (``Hub.node``, ``host:pid:random``). A charger is owned by the node holding its
 session; ownership is a store key with a TTL (``store.owner_ttl_s``):
 
 * claimed at the handshake, before the upstream link opens (:meth:`Fleet.take`). When another node owned the
@@ -22,14 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from gateway.server import Gateway
-from gateway.store import StoreUnavailable, Subscription
+from gateway.app.calls import call_local
+from gateway.app.connection import Conn
+from gateway.metrics import Metrics
+from gateway.store import StateWriter, Store, StoreUnavailable, Subscription
 
-__all__ = ["TAKEOVER_TIMEOUT_S", "Fleet", "call_local"]
+__all__ = ["TAKEOVER_TIMEOUT_S", "Fleet", "FleetHost"]
 
 #: how long a new session waits for the previous owner to close the charger's old one
 TAKEOVER_TIMEOUT_S = 5.0
@@ -39,40 +41,23 @@ FORWARD_MARGIN_S = 2.0
 MAX_HANDLERS = 1024
 
 
-async def call_local(
-    gw: Gateway, cid: str, action: str, payload: dict[str, Any], timeout: float
-) -> tuple[int, dict[str, Any]]:
-    """Send an admin CALL to a charger connected to this process; (HTTP status, JSON body)."""
-    conn = gw.conns.get(cid)
-    if conn is None:
-        return 404, {"error": "charger not connected"}
-    try:
-        fut = conn.session.call_charger(action, payload)
-    except OverflowError as e:
-        gw.metrics.admin_calls.labels("queue_full").inc()
-        return 409, {"error": str(e)}
-    try:
-        async with asyncio.timeout(timeout):
-            answer = await asyncio.shield(fut)
-    except TimeoutError:
-        gw.metrics.admin_calls.labels("timeout").inc()
-        return 504, {"error": "no answer from the charger in time"}
-    except ConnectionError as e:
-        gw.metrics.admin_calls.labels("disconnected").inc()
-        return 502, {"error": str(e)}
-    gw.log.info("admin_call_answered", charger_id=cid, action=action, ok=answer.error is None)
-    if answer.error is not None:
-        gw.metrics.admin_calls.labels("callerror").inc()
-        code, desc, details = answer.error
-        return 200, {"error": {"code": code, "description": desc, "details": details}}
-    gw.metrics.admin_calls.labels("ok").inc()
-    return 200, {"result": answer.result}
+class FleetHost(Protocol):
+    """What the fleet uses of its process (the hub)."""
+
+    node: str
+    store: Store
+    writer: StateWriter
+    metrics: Metrics
+    log: Any
+    conns: dict[str, Conn]
+
+    async def close_session(self, cid: str, code: int, message: str, reason: str | None = None) -> None: ...
 
 
 class Fleet:
     """Ownership and node messages of one gateway process. :meth:`start` and :meth:`close` own its tasks."""
 
-    def __init__(self, gw: Gateway, ttl_s: float) -> None:
+    def __init__(self, gw: FleetHost, ttl_s: float) -> None:
         self.gw = gw
         self.node = gw.node
         self.ttl_s = ttl_s
@@ -142,8 +127,7 @@ class Fleet:
                     continue
                 gw.metrics.fleet_events.labels("ownership_lost").inc()
                 self.log.info("charger_owned_elsewhere", charger_id=cid)
-                conn.reason = "replaced"
-                self._spawn(gw.close_session(cid, 1000, "replaced"))
+                self._spawn(gw.close_session(cid, 1000, "replaced", "replaced"))
 
     # ----------------------------------------------------------------------------------------- admin calls
     async def call_remote(
@@ -251,8 +235,7 @@ class Fleet:
             gw.metrics.chargers_replaced.inc()
             gw.metrics.fleet_events.labels("takeover_received").inc()
             self.log.info("charger_replaced", charger_id=cid, by=msg["from"])
-            conn.reason = "replaced"
-            await gw.close_session(cid, 1000, "replaced")
+            await gw.close_session(cid, 1000, "replaced", "replaced")
             await gw.writer.flush(1.0)  # our last records land before the new owner writes its own
         await self._reply(msg["from"], msg["id"], {"status": 200, "body": {"closed": conn is not None}})
 
@@ -261,5 +244,6 @@ class Fleet:
         if not isinstance(action, str) or not isinstance(payload, dict) or not isinstance(timeout, int | float):
             status, body = 400, {"error": "malformed forwarded call"}
         else:
-            status, body = await call_local(self.gw, msg["cid"], action, payload, float(timeout))
+            gw = self.gw
+            status, body = await call_local(gw.conns, gw.metrics, gw.log, msg["cid"], action, payload, float(timeout))
         await self._reply(msg["from"], msg["id"], {"status": status, "body": body})

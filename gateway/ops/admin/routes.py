@@ -2,7 +2,7 @@
 
 * ``GET /api/chargers/{id}/route``: the route in force and its origin (``config:routes[i]`` or ``override``).
 * ``PUT /api/chargers/{id}/route`` ``{"primary": "csms-b", "mirrors": ["csms-a"]}``: store the override and, for a
-  charger connected here, cut it over live (gateway/cutover.py). 200 with ``{"result": "moved" | "unchanged" |
+  charger connected here, cut it over live (gateway/app/cutover.py). 200 with ``{"result": "moved" | "unchanged" |
   "next_connection", "detail"}``; 409 with the reason when the charger stays where it is (new primary unreachable,
   boot refused, busy); 400 for unknown backends. Rollback is the same call with the old primary.
 * ``DELETE /api/chargers/{id}/route``: drop the override (the config route applies at the next connection).
@@ -20,20 +20,16 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.cutover import cutover
-from gateway.reload import reload_config
-from gateway.store.base import StoreUnavailable, Write
+from gateway.app.cutover import cutover
+from gateway.app.reload import reload_config
+from gateway.app.routing import Route
+from gateway.ops.admin.keys import HUB
+from gateway.store import StoreUnavailable, Write
 
 __all__ = ["add_route_api"]
 
 
-def _gw(request: web.Request) -> Any:
-    from gateway.admin import GATEWAY
-
-    return request.app[GATEWAY]
-
-
-def _route_view(route: Any) -> dict[str, Any]:
+def _route_view(route: Route) -> dict[str, Any]:
     return {
         "primary": route.primary.name,
         "mirrors": [b.name for b in route.mirrors],
@@ -42,19 +38,18 @@ def _route_view(route: Any) -> dict[str, Any]:
 
 
 async def get_route(request: web.Request) -> web.Response:
-    gw = _gw(request)
+    hub = request.app[HUB]
     cid = request.match_info["cid"]
-    conn = gw.conns.get(cid)
-    if conn is not None and conn.route is not None:
+    conn = hub.conns.get(cid)
+    if conn is not None:
         return web.json_response({"charger_id": cid, "connected": True, **_route_view(conn.route)})
-    base = gw.router.resolve(cid)
-    if base is None:
-        return web.json_response({"error": "no route for this charger id"}, status=404)
     try:
-        override = await gw.store.get_route_override(cid)
+        route = await hub.routes.resolve(cid, strict=True)
     except StoreUnavailable:
         return web.json_response({"error": "store unreachable"}, status=503)
-    return web.json_response({"charger_id": cid, "connected": False, **_route_view(gw.router.override(base, override))})
+    if route is None:
+        return web.json_response({"error": "no route for this charger id"}, status=404)
+    return web.json_response({"charger_id": cid, "connected": False, **_route_view(route)})
 
 
 def _parse(body: Any) -> tuple[str, list[str]] | str:
@@ -67,7 +62,7 @@ def _parse(body: Any) -> tuple[str, list[str]] | str:
 
 
 async def put_route(request: web.Request) -> web.Response:
-    gw = _gw(request)
+    hub = request.app[HUB]
     cid = request.match_info["cid"]
     try:
         parsed = _parse(await request.json())
@@ -76,7 +71,7 @@ async def put_route(request: web.Request) -> web.Response:
     if isinstance(parsed, str):
         return web.json_response({"error": parsed}, status=400)
     primary, mirrors = parsed
-    res = await cutover(gw, cid, primary, mirrors)
+    res = await cutover(hub, cid, primary, mirrors)
     status = 200 if res.ok else 400 if res.result in ("unknown_backend", "no_route") else 409
     return web.json_response(
         {"charger_id": cid, "ok": res.ok, "result": res.result, "detail": res.detail}, status=status
@@ -84,17 +79,17 @@ async def put_route(request: web.Request) -> web.Response:
 
 
 async def delete_route(request: web.Request) -> web.Response:
-    gw = _gw(request)
+    hub = request.app[HUB]
     cid = request.match_info["cid"]
     try:
-        await gw.store.apply([Write("route", cid, "", None)])
+        await hub.store.apply([Write("route", cid, "", None)])
     except StoreUnavailable:
         return web.json_response({"error": "store unreachable"}, status=503)
     return web.Response(status=204)
 
 
 async def batch_cutover(request: web.Request) -> web.Response:
-    gw = _gw(request)
+    hub = request.app[HUB]
     try:
         body = await request.json()
     except ValueError:
@@ -109,14 +104,14 @@ async def batch_cutover(request: web.Request) -> web.Response:
         return web.json_response({"error": "match must be a glob on charger ids"}, status=400)
     if not isinstance(rate, int | float) or not 0 < rate <= 1000:
         return web.json_response({"error": "rate_per_s must be in (0, 1000]"}, status=400)
-    if gw.router.backend(primary) is None or any(gw.router.backend(m) is None for m in mirrors):
+    if hub.routes.backend(primary) is None or any(hub.routes.backend(m) is None for m in mirrors):
         return web.json_response({"error": "unknown backend"}, status=400)
     try:
-        fleet = set(await gw.store.list_connections()) | set(await gw.store.list_route_overrides())
+        fleet = set(await hub.store.list_connections()) | set(await hub.store.list_route_overrides())
     except StoreUnavailable:
         return web.json_response({"error": "store unreachable"}, status=503)
-    fleet |= set(gw.conns)
-    chosen = sorted(cid for cid in fleet if fnmatchcase(cid, match) and gw.router.resolve(cid) is not None)
+    fleet |= set(hub.conns)
+    chosen = sorted(cid for cid in fleet if fnmatchcase(cid, match) and hub.routes.configured(cid) is not None)
     if body.get("dry_run"):
         return web.json_response({"dry_run": True, "would_move": chosen, "count": len(chosen)})
     results = []
@@ -126,17 +121,17 @@ async def batch_cutover(request: web.Request) -> web.Response:
         due = start + i / rate
         if due > loop.time():
             await asyncio.sleep(due - loop.time())
-        res = await cutover(gw, cid, primary, mirrors)
+        res = await cutover(hub, cid, primary, mirrors)
         results.append({"charger_id": cid, "ok": res.ok, "result": res.result, "detail": res.detail})
-    gw.log.info(
+    hub.log.info(
         "batch_cutover", match=match, primary=primary, count=len(chosen), moved=sum(1 for r in results if r["ok"])
     )
     return web.json_response({"dry_run": False, "results": results, "count": len(results)})
 
 
 async def reload(request: web.Request) -> web.Response:
-    gw = _gw(request)
-    res = await reload_config(gw, gw.config_path)
+    hub = request.app[HUB]
+    res = await reload_config(hub, hub.config_path)
     return web.json_response(res.body(), status=200 if res.ok else 400)
 
 

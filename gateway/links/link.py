@@ -1,28 +1,24 @@
-"""Upstream links: one WebSocket per (charger, backend), opened with the charger's negotiated subprotocol.
+"""Upstream links: one WebSocket per (charger, backend), opened with the subprotocol of the backend's version.
 
 Links run on picows (a Cython WebSocket library driven by callbacks): a frame from the backend is handed to the
-session inside the transport's read callback, with no task per message and no pump coroutine.
+link's sink (the charger's session, or a :class:`~gateway.links.caller.LinkCaller`) inside the transport's read
+callback, with no task per message and no pump coroutine.
 
-``open_link`` connects (bounded by ``connect_timeout_s``) or raises :class:`BackendUnavailable`, so that the edge can
-refuse the charger's upgrade with 502/503 and the charger stays offline. When a link drops mid-session it reconnects
-with back-off for up to ``reconnect_grace_s`` (one task, owned by the link); if that fails, ``on_give_up`` is called
-and the edge closes the charger with 1013 (try again later).
-
-Security toward the backend (profiles 1-3): the link is opened with the backend's client TLS context (built by
-:mod:`gateway.auth`) and, for profiles 1/2, ``Authorization: Basic <charger id>:<password>``; both are kept on the
-link and used again on every reconnect. Password rotation by the backend: a backend frame whose raw bytes contain
-``AuthorizationKey`` or ``BasicAuthPassword`` (and only such a frame: the hot path does two substring scans) is
-parsed; under the ``terminate`` policy a CALL setting the charger's Basic auth password is answered here (after the
-new password is stored) and the link reconnects with it; the session never sees that CALL.
+Links are opened by :class:`~gateway.links.factory.LinkFactory` only, with the backend's TLS context and Basic auth
+password; :func:`open_link` connects (bounded by ``connect_timeout_s``) or raises :class:`BackendUnavailable`, so
+that the edge can refuse the charger's upgrade with 502/503 and the charger stays offline. When a link drops
+mid-session it reconnects with back-off for up to ``reconnect_grace_s`` (one task, owned by the link), with what it
+was opened with; if that fails, ``on_give_up`` is called and the charger is closed with 1013 (try again later).
+:meth:`Link.reconnect_with` reconnects with a new password (the ``terminate`` rotation policy).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import picows
@@ -32,44 +28,22 @@ from gateway.config import BackendConfig
 from gateway.errors import BackendUnavailable
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
-from gateway.ocpp.errors import FrameError
-from gateway.ocpp.frames import Call, Raw, call_result_text, parse_frame
-from gateway.security import ROTATION_MARKERS, basic_auth_header, intercept_csms_call
-from gateway.session import Session
-from gateway.store import StoreUnavailable
+from gateway.ocpp.frames import Raw
+from gateway.security import basic_auth_header
 from gateway.tasks import stop_task
+from gateway.transport import PICOWS_LOG, READ_BUFFER, Ticker, pause_transport
 
-__all__ = ["Link", "Ticker", "open_link", "pause_transport", "upstream_url"]
-
-
-class Ticker:
-    """Whole seconds since the gateway started, advanced by the sweeper: the clock of pings and idle timeouts.
-
-    Each received frame stores ``ticker.now`` (an int) on its connection; one sweeper task per process sends pings
-    and closes silent peers, so there is no ping task and no timer per connection (about 4 KB each, measured).
-    """
-
-    __slots__ = ("now",)
-
-    def __init__(self) -> None:
-        self.now = 1
+__all__ = ["Link", "LinkSink", "open_link", "upstream_url"]
 
 
-#: picows logs every connection at INFO through stdlib logging; an adapter also stops it from creating a child
-#: logger per connection (memory per charger).
-_PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("gateway.picows"), {})
-#: initial read buffer per link; frames are ~0.5 KB, picows grows the buffer when a bigger one arrives
-READ_BUFFER = 2048
+class LinkSink(Protocol):
+    """What a link hands its backend's frames and state changes to."""
 
+    def from_backend(self, text: bytes) -> None: ...
 
-def pause_transport(t: WSTransport | None, paused: bool) -> None:
-    """Stop (or resume) reading from a WebSocket's socket: back-pressure from the other side of the gateway."""
-    if t is not None:
-        u = t.underlying_transport
-        if paused:
-            u.pause_reading()
-        else:
-            u.resume_reading()
+    def link_lost(self) -> None: ...
+
+    def link_restored(self) -> None: ...
 
 
 def upstream_url(backend: BackendConfig, charger_id: str) -> str:
@@ -78,7 +52,7 @@ def upstream_url(backend: BackendConfig, charger_id: str) -> str:
 
 
 class _BackendListener(WSListener):
-    """Feeds backend frames to the link's session."""
+    """Feeds backend frames to the link's sink."""
 
     __slots__ = ("link", "partial", "ticker")
 
@@ -90,13 +64,10 @@ class _BackendListener(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         mt = frame.msg_type
         self.link.seen = self.ticker.now
-        session = self.link.session
+        sink = self.link.sink
         if mt is WSMsgType.TEXT and frame.fin and self.partial is None:
-            if session is not None:
-                data = frame.get_payload_as_bytes()
-                if (ROTATION_MARKERS[0] in data or ROTATION_MARKERS[1] in data) and self.link.intercept(data):
-                    return
-                session.from_backend(data)
+            if sink is not None:
+                sink.from_backend(frame.get_payload_as_bytes())
             return
         if mt is WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
@@ -120,10 +91,8 @@ class _BackendListener(WSListener):
             transport.disconnect()
         elif frame.fin:
             data, self.partial = bytes(self.partial), None
-            if self.link.session is not None:
-                if (ROTATION_MARKERS[0] in data or ROTATION_MARKERS[1] in data) and self.link.intercept(data):
-                    return
-                self.link.session.from_backend(data)
+            if self.link.sink is not None:
+                self.link.sink.from_backend(data)
 
     def pause_writing(self) -> None:
         # The backend cannot take more: stop reading from the charger.
@@ -154,7 +123,7 @@ async def _connect(
                 enable_auto_ping=False,  # the gateway's sweeper pings (see Ticker)
                 max_frame_size=link.max_frame,
                 read_buffer_init_size=READ_BUFFER,
-                logger_name=_PICOWS_LOG,
+                logger_name=PICOWS_LOG,
                 use_aiofastnet=False,  # measured: its transport costs 5.7 KB more per link than the loop's
             )
     except TimeoutError:
@@ -177,15 +146,17 @@ async def open_link(
     subprotocol: str,
     metrics: Metrics,
     max_frame: int,
-    ssl_context: ssl.SSLContext | None = None,
-    ticker: Ticker | None = None,
-    password: str | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    password: str | None,
+    ticker: Ticker,
+    log: Any = None,
 ) -> Link:
-    """Open the upstream WebSocket or raise :class:`BackendUnavailable` (counted).
+    """Open the upstream WebSocket or raise :class:`BackendUnavailable` (counted). Called by the link factory only.
 
     ``password``: sent as Basic auth (username = charger id) on this and every reconnect; None: no Authorization.
     """
-    link = Link(backend, charger_id, subprotocol, metrics, max_frame, ssl_context, ticker or Ticker())
+    link = Link(backend, charger_id, subprotocol, metrics, max_frame, ssl_context, ticker, log)
     link.password = password
     try:
         link.transport = await _connect(link, backend, charger_id, subprotocol, ssl_context)
@@ -198,7 +169,7 @@ async def open_link(
 
 
 class Link:
-    """An upstream link. The edge attaches a session (:meth:`attach`) and closes it with :meth:`close`."""
+    """An upstream link. Its owner attaches a sink (:meth:`attach`) and closes it with :meth:`close`."""
 
     def __init__(
         self,
@@ -209,6 +180,7 @@ class Link:
         max_frame: int,
         ssl_context: ssl.SSLContext | None,
         ticker: Ticker,
+        log: Any = None,
     ) -> None:
         self.backend = backend
         self.ticker = ticker
@@ -220,27 +192,26 @@ class Link:
         self.metrics = metrics
         self.max_frame = max_frame
         self.ssl_context = ssl_context
+        self.log = log if log is not None else get_logger(charger_id=charger_id, backend=backend.name)
         self.transport: WSTransport | None = None
-        self.session: Session | None = None
+        self.sink: LinkSink | None = None
         self.closing = False
         self.gauge = metrics.backend_links.labels(backend.name)
         self._reconnect_task: asyncio.Task[None] | None = None
         #: Basic auth password toward the backend (None: no Authorization header)
         self.password: str | None = None
-        #: policy ``terminate``: persists a new upstream password (raises StoreUnavailable); set by the edge
-        self.store_password: Callable[[str], Awaitable[None]] | None = None
-        self._rotation_task: asyncio.Task[None] | None = None
+        #: the next drop is ours: reconnecting with a new password (not counted as a lost link)
         self._rotating = False
         #: called with True/False when the backend's socket buffer is full/drained (pause the charger's reads)
-        self.on_pause: Callable[[bool], None] = lambda paused: None
+        self.on_pause: Callable[[bool], None] = _ignore
         #: called when the link could not be re-established within the grace period
-        self.on_give_up: Callable[[], None] = lambda: None
+        self.on_give_up: Callable[[], None] = _nothing
 
-    def attach(self, session: Session) -> None:
-        self.session = session
+    def attach(self, sink: LinkSink) -> None:
+        self.sink = sink
 
     def send(self, data: Raw) -> None:
-        """Queue a frame upstream (never blocks); the session does not call this while the link is down."""
+        """Queue a frame upstream (never blocks); nothing is sent while the link is down."""
         t = self.transport
         if t is not None:
             t.send(WSMsgType.TEXT, data)
@@ -265,6 +236,16 @@ class Link:
         """The charger cannot take more: stop (or resume) reading from the backend."""
         pause_transport(self.transport, paused)
 
+    def reconnect_with(self, password: str) -> None:
+        """Close and reconnect at once with a new Basic auth password (kept for every later reconnect too)."""
+        self.password = password
+        t = self.transport
+        if t is None:
+            return  # the link is down: the reconnect under way uses the new password
+        self._rotating = True
+        t.send_close(WSCloseCode.OK, b"reconnecting with new credentials")
+        t.disconnect()
+
     def disconnected(self, transport: WSTransport) -> None:
         if transport is not self.transport:
             return
@@ -273,16 +254,13 @@ class Link:
         if self.closing:
             return
         rotating, self._rotating = self._rotating, False
-        if not rotating:
+        if rotating:
+            self.log.info("backend_link_reconnecting", why="password_rotated")
+        else:
             self.metrics.backend_link_lost.labels(self.backend.name).inc()
-        session = self.session
-        if session is not None:
-            session.link_lost()
-            if session.log is not None:
-                if rotating:
-                    session.log.info("backend_link_reconnecting", why="password_rotated")
-                else:
-                    session.log.warning("backend_link_lost")
+            self.log.warning("backend_link_lost")
+        if self.sink is not None:
+            self.sink.link_lost()
         self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect(), name="link-reconnect")
 
     async def _reconnect(self) -> None:
@@ -311,78 +289,28 @@ class Link:
             self.seen, self.ping_at = self.ticker.now, 0
             self.gauge.inc()
             self.metrics.backend_reconnects.labels(self.backend.name).inc()
-            if self.session is not None:
-                if self.session.log is not None:
-                    self.session.log.info("backend_link_restored")
-                self.session.link_restored()
+            self.log.info("backend_link_restored")
+            if self.sink is not None:
+                self.sink.link_restored()
             return
         if not self.closing:
             self.on_give_up()
 
-    # ------------------------------------------------------------------ password rotation (policy terminate)
-
-    def intercept(self, data: bytes) -> bool:
-        """A backend frame mentioning the Basic auth password: True when the link answers it itself (terminate)."""
-        if self.backend.auth.password_rotation != "terminate" or self.store_password is None:
-            return False
-        try:
-            frame = parse_frame(data)
-        except FrameError:
-            return False
-        if type(frame) is not Call:
-            return False
-        answer, password = intercept_csms_call(frame.action, frame.payload, self.backend.ocpp)
-        if answer is None or password is None:
-            return False
-        if self._rotation_task is not None and not self._rotation_task.done():
-            return False  # one at a time; a second one goes to the charger's session as any CALL would
-        self._rotation_task = asyncio.get_running_loop().create_task(
-            self._terminate_rotation(frame.unique_id, answer, password), name="link-rotation"
-        )
-        return True
-
-    async def _terminate_rotation(self, unique_id: str, answer: dict[str, object], password: str) -> None:
-        """Store the new password, answer the backend, then reconnect with it (A01: the charger reconnects)."""
-        log = self.session.log if self.session is not None and self.session.log is not None else get_logger()
-        policy = self.backend.auth.password_rotation
-        assert self.store_password is not None
-        try:
-            await asyncio.shield(self.store_password(password))
-        except StoreUnavailable:
-            self.metrics.password_rotations.labels(self.backend.name, policy, "failed").inc()
-            log.error("backend_password_rotation_failed", reason="store unavailable")
-            self.send(call_result_text(unique_id, _rejected(answer)))
-            return
-        self.password = password
-        self.metrics.password_rotations.labels(self.backend.name, policy, "applied").inc()
-        log.info("backend_password_rotated", policy=policy)
-        t = self.transport
-        if t is None:
-            return  # the link is down: the reconnect under way uses the new password
-        t.send(WSMsgType.TEXT, call_result_text(unique_id, dict(answer)))
-        self._rotating = True
-        t.send_close(WSCloseCode.OK, b"reconnecting with new credentials")
-        t.disconnect()
-
     async def close(self) -> None:
-        """Close the link and stop reconnecting (idempotent); waits for its tasks to end."""
+        """Close the link and stop reconnecting (idempotent); waits for its task to end."""
         self.closing = True
         t, self.transport = self.transport, None
         if t is not None:
             self.gauge.dec()
             t.send_close(WSCloseCode.OK)
             t.disconnect()
-        for attr in ("_reconnect_task", "_rotation_task"):
-            task = getattr(self, attr)
-            setattr(self, attr, None)
-            await stop_task(task)
+        task, self._reconnect_task = self._reconnect_task, None
+        await stop_task(task)
 
 
-def _rejected(answer: dict[str, object]) -> dict[str, object]:
-    """The same answer with every status Rejected (the new password could not be kept)."""
-    if "status" in answer:
-        return {"status": "Rejected"}
-    results = answer.get("setVariableResult")
-    if isinstance(results, list):
-        return {"setVariableResult": [{**r, "attributeStatus": "Rejected"} for r in results if isinstance(r, dict)]}
-    return answer
+def _ignore(paused: bool) -> None:
+    return None
+
+
+def _nothing() -> None:
+    return None

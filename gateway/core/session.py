@@ -1,0 +1,796 @@
+"""One connected charger: the OCPP-J bookkeeping between the charger and its primary backend. Sans-I/O.
+
+Frames and ticks in, effects out. A driver (the hub's connection, :mod:`gateway.app.hub`; a recorder in the unit
+tests, ``tests/unit/session_pair.py``) feeds the session and carries out what it asks for:
+
+* in: :meth:`Session.from_charger` and :meth:`Session.from_backend` (one text frame each, as received),
+  :meth:`Session.expire` (the sweeper's tick, with the loop clock), :meth:`Session.call_charger` (a CALL of the
+  gateway's own: admin API, a mirror's allowed CALL), :meth:`Session.link_lost` / :meth:`Session.link_restored`,
+  :meth:`Session.hold` / :meth:`Session.release` (a cutover), :meth:`Session.close`;
+* out: the :class:`Effects` it was given (send to the charger, send to the backend, persist a state write, a new
+  Basic auth password the charger accepted, a password the CSMS sets under the ``terminate`` rotation policy), the
+  receivers of admin CALLs, and the optional hooks ``mirror``/``mirror_spool`` (copies to mirror feeds), ``tap``
+  and ``observe``. Counting goes straight to pre-bound Prometheus children.
+
+Everything here is synchronous: a frame is handled to the end within the transport's read callback, with no task
+per message. No asyncio, no sockets, no store: the clocks are given (``clock``: the loop's, for deadlines and
+round-trip times; ``wall``: unix time, for the boot record).
+
+Rules it enforces (OCPP-J: one outstanding CALL per direction), all through two :class:`~gateway.core.lane.Lane`:
+
+* ``up`` carries CALLs to the backend (the charger's, and the gateway's own), ``down`` CALLs to the charger (the
+  backend's, the admin API's, a mirror's allowed ones). Each has at most one CALL outstanding and a bounded queue
+  behind it; a full queue answers the sender's version's "busy" CALLERROR (ProtocolError / RpcFrameworkError).
+* An answer (CALLRESULT/CALLERROR) goes only to the party whose CALL has that unique id. A late or unknown answer
+  is dropped and counted, never delivered to the wrong party. A CALL unanswered by its deadline is forgotten.
+* A malformed frame gets the CALLERROR its sender's version names, when its unique id can be read; nothing
+  malformed reaches the other side. The session lives on.
+* Pass-through forwards the original text unchanged, with the sender's unique id.
+* Translation (``translator`` set: charger and backend speak different versions): a CALL is *planned* by the
+  translator only when its turn on the lane comes, so that it sees the state the CALL before it left (a
+  StopTransaction is planned after the StartTransaction's answer assigned the ids). The plan's CALLs
+  (:class:`~gateway.core.plan.PlanRun`) go to the other side one at a time with the gateway's own unique ids
+  (``g<n>.<session>``: random per connection, since OCPP-J forbids reusing a message id for the same charger);
+  their answers feed the plan, whose result answers the origin under the origin's unique id. Every translated CALL
+  and answer is validated against the target version's schema first; an invalid one is a translation bug: the
+  origin gets ``InternalError``, it is logged and counted, and the invalid frame is never sent. The translator's
+  state is persisted (write-behind) after every step that changes it, before the translated frame leaves. A
+  timeout is reported to the plan, and the origin then gets no answer (it times out on its own): the gateway never
+  invents an answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.core.lane import FULL, START, Lane
+from gateway.core.plan import PlanRun
+from gateway.core.rotation import ROTATION_ACTIONS, intercept_csms_call, rotation_accepted, rotation_offer
+from gateway.metrics import Metrics
+from gateway.ocpp import schemas
+from gateway.ocpp.actions import action_label
+from gateway.ocpp.errors import FrameError, busy_code, normalise_code
+from gateway.ocpp.frames import (
+    Call,
+    CallError,
+    CallResult,
+    Raw,
+    call_error_text,
+    call_result_text,
+    call_text,
+    parse_frame,
+)
+from gateway.ocpp.versions import OcppVersion
+from gateway.store.base import Write
+from gateway.translate.base import JsonDict, OutCall, Plan, Side, Translator
+
+__all__ = ["AdminAnswer", "Effects", "Receiver", "Session", "SessionSettings", "answer_payload"]
+
+Send = Callable[[Raw], None]
+
+
+@dataclass(slots=True)
+class AdminAnswer:
+    """What the charger answered to a CALL of the gateway's own."""
+
+    result: dict[str, Any] | None = None
+    error: tuple[str, str, dict[str, Any]] | None = None
+
+
+#: gets the answer of a CALL of the gateway's own: an :class:`AdminAnswer`, or ``TimeoutError`` (no answer in time)
+#: / ``ConnectionError`` (the charger went away)
+Receiver = Callable[[AdminAnswer | BaseException], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    call_timeout_s: float = 60.0
+    max_queued_calls: int = 20
+    #: pass-through: check every CALL against its version's schema (refused with the version's CALLERROR) and every
+    #: CALLRESULT (an invalid answer is counted and logged, then forwarded: OCPP-J has no error channel for
+    #: answers). Translated sessions always validate (see the module docstring).
+    validate: bool = False
+
+
+def _ignore(password: str) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Effects:
+    """What a session does to the world; its driver carries each out without blocking."""
+
+    to_charger: Send
+    to_backend: Send
+    #: a state write (write-behind, coalesced by key)
+    persist: Callable[[Write], None]
+    #: the charger accepted a new Basic auth password the CSMS (or the admin API) sent it (policy ``passthrough``)
+    password_accepted: Callable[[str], None] = _ignore
+    #: policy ``terminate``: a CSMS CALL sets the charger's password: (its unique id, the answer the charger would
+    #: give, the new password) -> True when the driver takes it over (the CALL then never reaches the charger)
+    rotate_upstream: Callable[[str, JsonDict, str], bool] | None = None
+
+
+class _Own:
+    """A CALL of the gateway's own: an admin CALL or a mirror's allowed CALL (``receiver`` set; in the charger's
+    version, sent as the operator wrote it), or a translator's ``then_to_*`` CALL (validated; answer dropped)."""
+
+    __slots__ = ("action", "payload", "receiver")
+
+    def __init__(self, action: str, payload: JsonDict, receiver: Receiver | None) -> None:
+        self.action = action
+        self.payload = payload
+        self.receiver = receiver
+
+
+class _Planned:
+    """A CALL to translate: planned when its turn on the lane comes (``run`` is set from then on)."""
+
+    __slots__ = ("origin", "run")
+
+    def __init__(self, origin: Call) -> None:
+        self.origin = origin
+        self.run: PlanRun | None = None
+
+
+#: a job on a lane: a Call forwarded as it is (pass-through), a CALL to translate, or one of the gateway's own
+Job = Call | _Planned | _Own
+
+
+class Session:
+    """State of one charger connection. Create it once the upgrade is accepted and the backend link is open."""
+
+    __slots__ = (
+        "_boot",
+        "_dropped",
+        "_ids",
+        "_local",
+        "_on_quiet",
+        "_rotation",
+        "_session_id",
+        "_terrors",
+        "backend",
+        "backend_version",
+        "charger_id",
+        "clock",
+        "connected_at",
+        "down",
+        "frames_in",
+        "fx",
+        "held",
+        "link_up",
+        "log",
+        "metrics",
+        "mirror",
+        "mirror_spool",
+        "mirror_tag",
+        "observe",
+        "remote",
+        "settings",
+        "tap",
+        "translator",
+        "up",
+        "validate",
+        "version",
+        "wall",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        charger_id: str,
+        version: OcppVersion,
+        backend: str,
+        effects: Effects,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+        settings: SessionSettings = SessionSettings(),
+        translator: Translator | None = None,
+        backend_version: OcppVersion | None = None,
+        log: Any = None,
+        remote: str = "",
+        session_id: str | None = None,
+    ) -> None:
+        self.charger_id = charger_id
+        #: the OCPP version toward the charger, and toward the backend (the same in pass-through)
+        self.version = version
+        self.backend_version: OcppVersion = backend_version or version
+        self.backend = backend
+        self.fx = effects
+        self.metrics = metrics
+        self.clock = clock
+        self.wall = wall
+        self.settings = settings
+        self.translator = translator
+        self.validate = settings.validate and translator is None  # translated sessions always validate
+        self.log = log
+        self.remote = remote
+        self.connected_at = wall()
+        self.up: Lane[Job] = Lane(settings.max_queued_calls, settings.call_timeout_s)
+        self.down: Lane[Job] = Lane(settings.max_queued_calls, settings.call_timeout_s)
+        #: False while the backend link is down (charger CALLs wait in the up lane's queue)
+        self.link_up = True
+        #: a cutover holds the up lane until in-flight CALLs are answered (``_on_quiet`` then hears of it)
+        self.held = False
+        self._on_quiet: Callable[[], None] | None = None
+        self.frames_in = 0
+        #: called with (charger id, "charger" | "backend", frame text) for each frame received (the demo's live view)
+        self.observe: Callable[[str, str, bytes], None] | None = None
+        #: called with (action, the CALL, the primary's CALLRESULT or None) once the primary answered (or did not
+        #: answer in time) a charger CALL, each as a frame (raw bytes, parsed later off the message path) or as a
+        #: payload dict (translated sessions): the mirrors' copies (gateway/fanout/mirror.py). None: no mirror.
+        self.mirror: Callable[[str, Raw | JsonDict, Raw | JsonDict | None], None] | None = None
+        #: while the route's one mirror is down (pass-through): the mirror board's spool, to which the session
+        #: appends its copies itself (four references: ``mirror_tag``, action, CALL and answer frames; no call)
+        self.mirror_spool: list[Any] | None = None
+        self.mirror_tag = b""
+        #: called with (direction, message type, action, unique id, payload) for each frame relayed, when a tap
+        #: selects this charger's route (gateway/fanout/taps.py); None otherwise
+        self.tap: Callable[[str, str, str, str, JsonDict], None] | None = None
+        self._boot: JsonDict | None = None
+        self._ids = 0
+        self._session_id = session_id or secrets.token_hex(4)  # message ids never repeat across connections
+        #: (unique id, password) of a CALL to the charger that sets its Basic auth password, until answered
+        self._rotation: tuple[str, str] | None = None
+        self._local = metrics.translation_local_answers
+        self._dropped = metrics.translation_dropped
+        self._terrors = metrics.translation_errors
+
+    # ------------------------------------------------------------------ frames in
+
+    def from_charger(self, text: bytes) -> None:
+        """One text frame from the charger."""
+        self.frames_in += 1
+        if self.observe is not None:
+            self.observe(self.charger_id, "charger", text)
+        try:
+            frame = parse_frame(text)
+        except FrameError as e:
+            self._refuse_frame(e, "charger")
+            return
+        if type(frame) is Call:
+            action = frame.action
+            self.metrics.message_counter("from_charger", "call", action_label(action), self.backend).inc()
+            if self.validate and not self._valid_call(frame, "charger"):
+                return
+            if self.tap is not None:
+                self.tap("from_charger", "call", action, frame.unique_id, frame.payload)
+            if action == "StatusNotification":
+                self._remember_status(frame.payload)
+            job: Job = frame if self.translator is None else _Planned(frame)
+            offered = self.up.offer(job)
+            if offered == START:
+                if not self._start(self.up, job):
+                    self._next(self.up)
+            elif offered == FULL:
+                self.metrics.queue_overflows.labels("up").inc()
+                self.fx.to_charger(
+                    call_error_text(frame.unique_id, busy_code(self.version), "too many CALLs outstanding")
+                )
+            return
+        assert type(frame) is CallResult or type(frame) is CallError
+        self._answered(self.down, frame, "from_charger")
+
+    def from_backend(self, text: bytes) -> None:
+        """One text frame from the primary backend."""
+        if self.observe is not None:
+            self.observe(self.charger_id, "backend", text)
+        try:
+            frame = parse_frame(text)
+        except FrameError as e:
+            self._refuse_frame(e, "backend")
+            return
+        if type(frame) is Call:
+            action = frame.action
+            self.metrics.message_counter("from_backend", "call", action_label(action), self.backend).inc()
+            if self.validate and not self._valid_call(frame, "backend"):
+                return
+            if action in ROTATION_ACTIONS and self.fx.rotate_upstream is not None and self._rotated_upstream(frame):
+                return
+            if self.tap is not None:
+                self.tap("from_backend", "call", action, frame.unique_id, frame.payload)
+            job: Job = frame if self.translator is None else _Planned(frame)
+            offered = self.down.offer(job)
+            if offered == START:
+                if not self._start(self.down, job):
+                    self._next(self.down)
+            elif offered == FULL:
+                self.metrics.queue_overflows.labels("down").inc()
+                self._send_backend(
+                    call_error_text(frame.unique_id, busy_code(self.backend_version), "too many CALLs outstanding")
+                )
+            return
+        assert type(frame) is CallResult or type(frame) is CallError
+        self._answered(self.up, frame, "from_backend")
+
+    # ------------------------------------------------------------------ gateway-originated CALLs
+
+    def call_charger(self, action: str, payload: JsonDict, receiver: Receiver) -> None:
+        """Queue a CALL of the gateway's own to the charger (in the charger's version, as given); ``receiver`` gets
+        its answer. It takes its turn behind the backend's CALLs. Raises OverflowError when the queue is full."""
+        job = _Own(action, payload, receiver)
+        offered = self.down.offer(job)
+        if offered == FULL:
+            self.metrics.queue_overflows.labels("down").inc()
+            raise OverflowError("too many CALLs queued for this charger")
+        if offered == START and not self._start(self.down, job):
+            self._next(self.down)
+
+    # ------------------------------------------------------------------ link state, cutover
+
+    def link_lost(self) -> None:
+        """The backend link dropped: the outstanding up CALL will never be answered by it; CALLs wait."""
+        self.link_up = False
+        self.up.hold()
+        job = self.up.abandon()
+        if job is None:
+            return
+        self.metrics.dropped_results.labels("from_backend", "link_lost").inc()
+        if type(job) is _Planned:
+            self._plan_failed(self.up, job, "Timeout", "backend link lost")
+        else:
+            if type(job) is _Own and job.receiver is not None:
+                job.receiver(ConnectionError("backend link lost"))
+            self._next(self.up)
+
+    def link_restored(self) -> None:
+        """The link is back: send what the charger sent meanwhile."""
+        self.link_up = True
+        self._release_up()
+
+    def hold(self, on_quiet: Callable[[], None]) -> None:
+        """Hold the charger's CALLs (they queue) until :meth:`release`; ``on_quiet`` is called once no CALL is in
+        flight either way (at once if none is)."""
+        self.held = True
+        self.up.hold()
+        self._on_quiet = on_quiet
+        self._check_quiet()
+
+    def release(self) -> None:
+        self.held = False
+        self._on_quiet = None
+        self._release_up()
+
+    def retarget(self, backend: str, to_backend: Send) -> None:
+        """A cutover moved the charger to another primary (same OCPP version): frames go there from now on."""
+        self.backend = backend
+        self.fx.to_backend = to_backend
+
+    # ------------------------------------------------------------------ deadlines
+
+    def overdue(self, now: float) -> bool:
+        """A CALL in flight has passed its deadline (the sweeper then calls :meth:`expire`)."""
+        return self.up.overdue(now) or self.down.overdue(now)
+
+    def expire(self, now: float) -> None:
+        """Forget CALLs whose deadline passed (called about once a second by the gateway's sweeper)."""
+        for lane in (self.up, self.down):
+            job = lane.expire(now)
+            if job is None:
+                continue
+            direction = "up" if lane is self.up else "down"
+            self.metrics.call_timeouts.labels(direction, self.backend).inc()
+            if self.log is not None:
+                self.log.warning("call_timed_out", direction=direction, action=lane.action, unique_id=lane.last_id)
+            if type(job) is _Planned:
+                self._plan_failed(lane, job, "Timeout", "no answer in time")
+                continue
+            if type(job) is Call:
+                if lane is self.up and self.mirror is not None:
+                    self.mirror(job.action, job.raw, None)
+            elif type(job) is _Own and job.receiver is not None:
+                job.receiver(TimeoutError(f"{job.action}: no answer from the charger"))
+            self._next(lane)
+
+    # ------------------------------------------------------------------ looking
+
+    def in_flight(self) -> dict[str, dict[str, Any]]:
+        """What the admin API shows: the outstanding CALL's action and the queue depth, per direction."""
+        return {
+            "outstanding": {"up": _on_wire(self.up), "down": _on_wire(self.down)},
+            "queued": {"up": len(self.up.queue), "down": len(self.down.queue)},
+        }
+
+    def idle(self) -> bool:
+        """No CALL in flight or queued either way."""
+        return self.up.idle() and self.down.idle()
+
+    def close(self) -> None:
+        """The session ended: the gateway's own CALLs get ``ConnectionError``; a translator's state is persisted."""
+        for lane in (self.up, self.down):
+            for job in lane.clear():
+                if type(job) is _Own and job.receiver is not None:
+                    job.receiver(ConnectionError("charger disconnected"))
+        if self.translator is not None:
+            self._persist()
+
+    # ------------------------------------------------------------------ the lanes' jobs
+
+    def _start(self, lane: Lane[Job], job: Job) -> bool:
+        """``job`` is current on ``lane``: send its (first) CALL. False when it ended at once (answered locally,
+        refused): the caller then takes the next job."""
+        if type(job) is Call:  # pass-through
+            now = self.clock()
+            if lane is self.up:
+                if job.action == "BootNotification":
+                    self._boot = job.payload  # stored with its answer (a queued second boot must not take its place)
+                lane.sent(job.unique_id, job.action, now)
+                self.fx.to_backend(job.raw)
+            else:
+                lane.sent(job.unique_id, job.action, now)
+                if job.action in ROTATION_ACTIONS:
+                    self._watch_rotation(job.unique_id, job.action, job.payload)
+                self.fx.to_charger(job.raw)
+            return True
+        if type(job) is _Planned:
+            return self._plan(lane, job)
+        assert type(job) is _Own
+        if job.receiver is None:  # a translator's CALL: checked like every translated CALL
+            try:
+                schemas.validate(self._target_version(lane), job.action, "request", job.payload)
+            except (schemas.SchemaViolation, schemas.UnknownAction) as e:
+                self._translation_invalid(job.action, "request", e)
+                return False
+        self._send_own(lane, job.action, job.payload)
+        return True
+
+    def _answered(self, lane: Lane[Job], frame: CallResult | CallError, direction: str) -> None:
+        """A CALLRESULT/CALLERROR from ``lane``'s peer."""
+        job = lane.answer(frame.unique_id)
+        if job is None:
+            self.metrics.dropped_results.labels(direction, "unknown_id").inc()
+            return
+        action = lane.action
+        result = type(frame) is CallResult
+        kind = "callresult" if result else "callerror"
+        label = action_label(action)
+        self.metrics.message_counter(direction, kind, label, self.backend).inc()
+        self.metrics.rtt("up" if lane is self.up else "down", label, self.backend).observe(self.clock() - lane.started)
+        if self.tap is not None:
+            self.tap(direction, kind, action, frame.unique_id, answer_payload(frame))
+        if lane is self.down and self._rotation is not None:
+            self._rotation_answered(frame)
+        if type(job) is Call:
+            if lane is self.up:
+                self._relay_up_answer(job, frame, result)
+            else:
+                if self.validate and type(frame) is CallResult:
+                    self._check_result(action, frame.payload, "charger")
+                if self.link_up:
+                    self.fx.to_backend(frame.raw)
+                else:
+                    self.metrics.dropped_results.labels("from_charger", "link_down").inc()
+            self._next(lane)
+            return
+        if type(job) is _Planned:
+            self._plan_answered(lane, job, frame)
+            return
+        assert type(job) is _Own
+        if job.receiver is not None:
+            if type(frame) is CallResult:
+                job.receiver(AdminAnswer(result=frame.payload))
+            else:
+                assert type(frame) is CallError
+                job.receiver(AdminAnswer(error=(frame.code, frame.description, frame.details)))
+        elif type(frame) is CallError and self.log is not None:
+            self.log.warning("gateway_call_failed", action=action, code=frame.code)
+        self._next(lane)
+
+    def _relay_up_answer(self, call: Call, frame: CallResult | CallError, result: bool) -> None:
+        """Pass-through: the primary answered a charger CALL."""
+        if result:
+            assert type(frame) is CallResult
+            if self.validate:
+                self._check_result(call.action, frame.payload, "backend")
+            if call.action == "BootNotification":
+                self._record_boot(frame.payload)
+        self.fx.to_charger(frame.raw)
+        spool = self.mirror_spool
+        if spool is not None and type(call.raw) is bytes and type(frame.raw) is bytes:
+            spool += (self.mirror_tag, call.action, call.raw, frame.raw if result else b"")
+        elif self.mirror is not None:
+            self.mirror(call.action, call.raw, frame.raw if result else None)
+
+    def _next(self, lane: Lane[Job]) -> None:
+        """The current job of ``lane`` ended: start the next ones until one is in flight or none waits."""
+        job = lane.done()
+        while job is not None:
+            if self._start(lane, job):
+                return
+            job = lane.done()
+        if self.translator is not None:
+            self._count_dropped()
+        if self._on_quiet is not None:
+            self._check_quiet()
+
+    def _release_up(self) -> None:
+        if self.held or not self.link_up:
+            return
+        job = self.up.release()
+        if job is not None and not self._start(self.up, job):
+            self._next(self.up)
+
+    def _check_quiet(self) -> None:
+        if self._on_quiet is not None and self.up.current is None and self.down.current is None:
+            on_quiet, self._on_quiet = self._on_quiet, None
+            on_quiet()
+
+    def _send_own(self, lane: Lane[Job], action: str, payload: JsonDict) -> None:
+        """A CALL of the gateway's own, with a gateway unique id, to ``lane``'s peer."""
+        self._ids += 1
+        uid = f"g{self._ids}.{self._session_id}"
+        lane.sent(uid, action, self.clock())
+        if lane is self.up:
+            self._send_backend(call_text(uid, action, payload))
+        else:
+            if action in ROTATION_ACTIONS:
+                self._watch_rotation(uid, action, payload)
+            self.fx.to_charger(call_text(uid, action, payload))
+
+    # ------------------------------------------------------------------ translation
+
+    def _plan(self, lane: Lane[Job], job: _Planned) -> bool:
+        """Plan an origin CALL (its turn came) and send the plan's first CALL."""
+        call = job.origin
+        from_charger = lane is self.up
+        origin = "charger" if from_charger else "backend"
+        src = self.version if from_charger else self.backend_version
+        try:
+            schemas.validate(src, call.action, "request", call.payload)
+        except schemas.UnknownAction:
+            pass  # the translator answers NotImplemented for actions it does not know
+        except schemas.SchemaViolation as e:
+            self.metrics.frame_errors.labels(origin, "schema").inc()
+            self._to_origin(
+                lane, call_error_text(call.unique_id, schemas.schema_error_code(e, src), f"{e.path}: {e.message}")
+            )
+            return False
+        if from_charger and call.action == "BootNotification":
+            self._boot = call.payload  # the boot record stores the charger's own request with its answer
+        tr = self.translator
+        assert tr is not None
+        plan = tr.from_charger(call.action, call.payload) if from_charger else tr.from_csms(call.action, call.payload)
+        self._persist()
+        if plan.error is not None:
+            code, desc = plan.error
+            self._local.labels(action_label(call.action), plan.reason or "error").inc()
+            self._to_origin(lane, call_error_text(call.unique_id, normalise_code(code, src), desc))
+            self._then(plan)
+            return False
+        if plan.reply is not None:
+            self._local.labels(action_label(call.action), plan.reason or "local").inc()
+            self._answer_origin(lane, call, plan.reply)
+            self._then(plan)
+            return False
+        job.run = PlanRun(plan)
+        return self._step(lane, job)
+
+    def _step(self, lane: Lane[Job], job: _Planned) -> bool:
+        """Send the plan's next CALL (checked against the target's schema first)."""
+        run = job.run
+        assert run is not None
+        call = run.call
+        try:
+            schemas.validate(self._target_version(lane), call.action, "request", call.payload)
+        except (schemas.SchemaViolation, schemas.UnknownAction) as e:
+            path = getattr(e, "path", "")
+            self._translation_invalid(call.action, "request", e)
+            self._to_origin(
+                lane,
+                call_error_text(
+                    job.origin.unique_id, "InternalError", f"translation to {call.action} failed schema at {path}",
+                    {"action": call.action, "path": str(path)},
+                ),
+            )  # fmt: skip
+            return False
+        self._send_own(lane, call.action, call.payload)
+        return True
+
+    def _plan_answered(self, lane: Lane[Job], job: _Planned, frame: CallResult | CallError) -> None:
+        run = job.run
+        assert run is not None
+        if type(frame) is CallResult:
+            more: bool | None = run.answered(frame.payload)
+        else:
+            assert type(frame) is CallError
+            more = run.failed(frame.code, frame.description)
+            self._persist()
+            if more is None:
+                tr = self.translator
+                assert tr is not None
+                origin: Side = "charger" if lane is self.up else "csms"
+                self._to_origin(
+                    lane, call_error_text(job.origin.unique_id, tr.map_error(frame.code, origin), frame.description)
+                )
+                self._next(lane)
+                return
+        if more:
+            if not self._step(lane, job):
+                self._next(lane)
+            return
+        self._plan_finished(lane, job)
+
+    def _plan_failed(self, lane: Lane[Job], job: _Planned, code: str, description: str) -> None:
+        """No answer (timeout, link lost): the plan may substitute one; else the origin gets none."""
+        run = job.run
+        more = run.failed(code, description) if run is not None else None
+        self._persist()
+        if more is None:
+            self._next(lane)
+        elif more:
+            if not self._step(lane, job):
+                self._next(lane)
+        else:
+            self._plan_finished(lane, job)
+
+    def _plan_finished(self, lane: Lane[Job], job: _Planned) -> None:
+        run = job.run
+        assert run is not None
+        answer = run.finish()
+        self._persist()
+        call = job.origin
+        if lane is self.up:
+            if call.action == "BootNotification":
+                self._record_boot(answer)
+            self._answer_origin(lane, call, answer)
+            if self.mirror is not None:
+                self.mirror(call.action, call.payload, answer)
+        else:
+            self._answer_origin(lane, call, answer)
+        self._then(run.plan)
+        self._next(lane)
+
+    def _answer_origin(self, lane: Lane[Job], call: Call, payload: JsonDict) -> None:
+        version = self.version if lane is self.up else self.backend_version
+        try:
+            schemas.validate(version, call.action, "response", payload)
+        except (schemas.SchemaViolation, schemas.UnknownAction) as e:
+            self._translation_invalid(call.action, "response", e)
+            self._to_origin(
+                lane,
+                call_error_text(call.unique_id, "InternalError", f"translation of {call.action} answer failed schema"),
+            )
+            return
+        self._to_origin(lane, call_result_text(call.unique_id, payload))
+
+    def _then(self, plan: Plan) -> None:
+        """The gateway's own CALLs a plan asks for after the origin's answer, each on its lane's queue."""
+        for calls, lane in ((plan.then_to_csms, self.up), (plan.then_to_charger, self.down)):
+            for c in calls:
+                self._push_own(lane, c)
+
+    def _push_own(self, lane: Lane[Job], call: OutCall) -> None:
+        job = lane.push(_Own(call.action, call.payload, None))
+        if job is not None and not self._start(lane, job):
+            self._next(lane)
+
+    def _translation_invalid(self, action: str, kind: str, e: Exception) -> None:
+        self._terrors.labels(action_label(action), f"invalid_{'call' if kind == 'request' else 'answer'}").inc()
+        if self.log is not None:
+            self.log.error("translation_invalid", action=action, kind=kind, path=getattr(e, "path", ""))
+
+    def _persist(self) -> None:
+        tr = self.translator
+        assert tr is not None
+        self.fx.persist(Write("tx", self.charger_id, self.backend, tr.snapshot()))
+
+    def _count_dropped(self) -> None:
+        take = getattr(self.translator, "take_dropped", None)
+        if take is None:
+            return
+        for action, what in take():
+            self._dropped.labels(action_label(action), what[:40]).inc()
+
+    # ------------------------------------------------------------------ password rotation
+
+    def _watch_rotation(self, uid: str, action: str, payload: JsonDict) -> None:
+        """A CALL to the charger that may set its Basic auth password: remember it until the charger answers."""
+        password = rotation_offer(action, payload, self.version)
+        if password is not None:
+            self._rotation = (uid, password)
+
+    def _rotation_answered(self, frame: CallResult | CallError) -> None:
+        assert self._rotation is not None
+        uid, password = self._rotation
+        if frame.unique_id != uid:
+            return
+        self._rotation = None
+        accepted = type(frame) is CallResult and rotation_accepted(frame.payload, self.version)
+        if accepted:
+            self.fx.password_accepted(password)
+        else:
+            self.metrics.password_rotations.labels(self.backend, "passthrough", "rejected").inc()
+
+    def _rotated_upstream(self, call: Call) -> bool:
+        """Policy ``terminate``: a CSMS CALL that sets the charger's password goes to the driver, not the charger."""
+        answer, password = intercept_csms_call(call.action, call.payload, self.backend_version)
+        rotate = self.fx.rotate_upstream
+        return (
+            answer is not None
+            and password is not None
+            and rotate is not None
+            and rotate(call.unique_id, answer, password)
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _target_version(self, lane: Lane[Job]) -> str:
+        return self.backend_version if lane is self.up else self.version
+
+    def _to_origin(self, lane: Lane[Job], data: bytes) -> None:
+        """To the side whose CALLs ``lane`` carries: the charger for ``up``, the backend for ``down``."""
+        if lane is self.up:
+            self.fx.to_charger(data)
+        else:
+            self._send_backend(data)
+
+    def _send_backend(self, data: Raw) -> None:
+        if self.link_up:
+            self.fx.to_backend(data)
+
+    def _record_boot(self, response: JsonDict) -> None:
+        self.fx.persist(
+            Write("boot", self.charger_id, "", {"request": self._boot, "response": response, "at": self.wall()})
+        )
+
+    def _remember_status(self, p: JsonDict) -> None:
+        """The last status of each connector, for the next connection (write-behind, never awaited)."""
+        # 1.6 keys statuses by connectorId; 2.0.1 by evseId/connectorId
+        sub = str(p.get("connectorId")) if "evseId" not in p else f"{p.get('evseId')}/{p.get('connectorId')}"
+        self.fx.persist(Write("status", self.charger_id, sub, dict(p)))
+
+    def _valid_call(self, call: Call, side: str) -> bool:
+        """Schema check of a CALL (pass-through, ``session.validate_schemas``); an invalid one is answered to its
+        sender."""
+        version = self.version if side == "charger" else self.backend_version
+        try:
+            schemas.validate(version, call.action, "request", call.payload)
+        except schemas.UnknownAction:
+            return True  # not in this version's schemas: the other side answers NotImplemented
+        except schemas.SchemaViolation as e:
+            self.metrics.frame_errors.labels(side, "schema").inc()
+            answer = call_error_text(call.unique_id, schemas.schema_error_code(e, version), f"{e.path}: {e.message}")
+            if side == "charger":
+                self.fx.to_charger(answer)
+            else:
+                self._send_backend(answer)
+            return False
+        return True
+
+    def _check_result(self, action: str, payload: JsonDict, side: str) -> None:
+        version = self.version if side == "charger" else self.backend_version
+        try:
+            schemas.validate(version, action, "response", payload)
+        except schemas.UnknownAction:
+            pass
+        except schemas.SchemaViolation as e:
+            self.metrics.frame_errors.labels(side, "schema_result").inc()
+            if self.log is not None:
+                self.log.warning("invalid_callresult", side=side, action=action, path=e.path)
+
+    def _refuse_frame(self, e: FrameError, side: str) -> None:
+        self.metrics.frame_errors.labels(side, e.kind.value).inc()
+        if self.log is not None:
+            self.log.info("frame_refused", side=side, kind=e.kind.value, unique_id=e.unique_id)
+        if e.unique_id is None or not e.is_call:
+            return
+        if side == "charger":
+            self.fx.to_charger(call_error_text(e.unique_id, e.code(self.version), e.detail))
+        else:
+            self._send_backend(call_error_text(e.unique_id, e.code(self.backend_version), e.detail))
+
+
+def _on_wire(lane: Lane[Job]) -> str | None:
+    return lane.action if lane.unique_id is not None else None
+
+
+def answer_payload(frame: Call | CallResult | CallError) -> JsonDict:
+    """The payload of a frame as a tap event carries it (a CALLERROR's code, description and details)."""
+    if type(frame) is CallError:
+        return {"errorCode": frame.code, "errorDescription": frame.description, "errorDetails": frame.details}
+    assert type(frame) is CallResult or type(frame) is Call
+    return frame.payload

@@ -1,0 +1,190 @@
+"""The charger listener's protocol: the HTTP upgrade, admission (asynchronous), then the hand-over to picows.
+
+The listener is a plain asyncio server whose protocol, :class:`Handshake`, reads the HTTP upgrade request, refuses
+what is malformed, and asks its :class:`Admitter` (the hub's admission, :mod:`gateway.app.admission`) whether to
+admit the charger. Only then is the connection handed to picows (a Cython WebSocket implementation driven by
+callbacks) for the 101 answer and the frames. Every refusal is an HTTP status *before* the upgrade, logged
+(``charger_refused``) and counted in ``ocppgw_connections_total{outcome}``:
+
+1. draining -> 503; not ``GET`` -> 405; path not ``<path_prefix>/<one segment>`` -> 404; charger id not 1..48
+   printable characters without '/' after percent-decoding -> 400; a request head over 16 KiB -> 431;
+2. whatever the admitter refuses (no route, security profile, subprotocol, upstream link: see the admission).
+
+On a TLS listener the loop has done the TLS handshake before ``connection_made`` (``create_server(ssl=...)``); a
+failed one never gets here and is counted by the listener's context (see :mod:`gateway.edge.auth`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from picows import WSAutoPingStrategy, WSUpgradeResponse
+from picows.common import WSUpgradeResponseWithListener
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in the stub; pinned picows
+
+from gateway.config import ListenConfig
+from gateway.edge.charger import ChargerConnection, ChargerListener, ChargerSocket
+from gateway.edge.http import MAX_REQUEST_HEAD, http_error, parse_charger_id, parse_request_head
+from gateway.errors import ChargerRejected
+from gateway.metrics import Metrics
+from gateway.transport import PICOWS_LOG, READ_BUFFER, Ticker
+
+__all__ = ["HANDSHAKE_TIMEOUT_S", "Admitted", "Admitter", "Handshake", "UpgradeRequest"]
+
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeRequest:
+    """A well-formed upgrade request, as the admitter sees it."""
+
+    charger_id: str
+    raw_path: str
+    headers: Mapping[str, str]  # lower-case names
+    remote: str
+    #: the TLS connection (peer certificate), None on a plain listener
+    ssl_object: Any
+    listener: ListenConfig
+
+
+class Admitted(ChargerConnection, Protocol):
+    """An admitted charger: the subprotocol to answer with, and the connection the frames go to."""
+
+    @property
+    def subprotocol(self) -> str: ...
+
+    def upgraded(self) -> None:
+        """The 101 is on its way: the connection is live."""
+        ...
+
+
+class Admitter(Protocol):
+    """Decides about a charger (the hub's admission)."""
+
+    @property
+    def draining(self) -> bool:
+        """The gateway is shutting down: every new charger gets 503."""
+        ...
+
+    async def admit(self, request: UpgradeRequest, socket: ChargerSocket) -> Admitted:
+        """Admit the charger (``socket`` is its end of the connection once upgraded) or raise ChargerRejected."""
+        ...
+
+
+class Handshake(asyncio.Protocol):
+    """Reads the HTTP upgrade request, admits the charger asynchronously, then hands the socket to picows."""
+
+    def __init__(
+        self,
+        admitter: Admitter,
+        listener: ListenConfig,
+        *,
+        metrics: Metrics,
+        ticker: Ticker,
+        log: Any,
+        spawn: Callable[[Coroutine[Any, Any, None], str], None],
+    ) -> None:
+        self.admitter = admitter
+        self.listener = listener
+        self.metrics = metrics
+        self.ticker = ticker
+        self.log = log
+        self.spawn = spawn
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.started = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport
+        self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT_S, self.transport.abort)
+        if self.listener.tls is not None:
+            self.metrics.tls_handshakes.labels(self.listener.name, "ok").inc()
+
+    def data_received(self, data: bytes) -> None:
+        if self.started:
+            self.buf += data  # pipelined bytes after the request: replayed to picows
+            return
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > MAX_REQUEST_HEAD:
+                self._refuse(ChargerRejected(431, "bad_request", "request header too large"))
+            return
+        self.started = True
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.spawn(self._admit(bytes(self.buf[:end])), "handshake")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def _refuse(self, e: ChargerRejected, path: str = "") -> None:
+        self.metrics.connections.labels(e.outcome).inc()
+        self.log.info(
+            "charger_refused", reason=e.reason, outcome=e.outcome, status=e.http_status, remote=self._remote(),
+            path=path[:100],
+        )  # fmt: skip
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(http_error(e.http_status, e.reason, e.headers))
+            self.transport.close()
+
+    def _remote(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return str(peer[0]) if peer else ""
+
+    async def _admit(self, head: bytes) -> None:
+        path = ""
+        try:
+            req = parse_request_head(head)
+            path = req.raw_path
+            if self.admitter.draining:
+                raise ChargerRejected(503, "draining", "gateway is shutting down")
+            if req.method != "GET":
+                raise ChargerRejected(405, "bad_request", "WebSocket upgrade needs GET")
+            cid = parse_charger_id(req.raw_path, self.listener.path_prefix)
+            ssl_object = self.transport.get_extra_info("ssl_object") if self.transport is not None else None
+            remote = self._remote()
+            socket = ChargerSocket(remote, self.ticker.now)
+            request = UpgradeRequest(cid, req.raw_path, req.headers, remote, ssl_object, self.listener)
+            admitted = await self.admitter.admit(request, socket)
+        except ChargerRejected as e:
+            self._refuse(e, path)
+            return
+        if self.transport is None or self.transport.is_closing():
+            admitted.ended()  # the charger went away while it was being admitted
+            return
+        self._upgrade(admitted, socket)
+
+    def _upgrade(self, admitted: Admitted, socket: ChargerSocket) -> None:
+        transport = self.transport
+        assert transport is not None
+        if self.timer is not None:
+            self.timer.cancel()
+        max_frame = self.listener.max_frame_bytes
+        listener = ChargerListener(admitted, socket, self.ticker, self.metrics, max_frame)
+        response = WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": admitted.subprotocol})
+        proto = WSProtocol(
+            None, None, False,
+            lambda request: WSUpgradeResponseWithListener(response, listener),
+            PICOWS_LOG, True, HANDSHAKE_TIMEOUT_S,
+            False, 20, 10, WSAutoPingStrategy.PING_WHEN_IDLE,  # no ping task per charger: the hub's sweeper pings
+            True, max_frame, None, READ_BUFFER,
+        )  # fmt: skip
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        data = bytes(self.buf)
+        self.buf = bytearray()
+        # Replay the request (and anything pipelined after it) into picows, which answers 101 and parses frames.
+        while data:
+            buf = proto.get_buffer(len(data))
+            n = min(len(buf), len(data))
+            buf[:n] = data[:n]
+            proto.buffer_updated(n)
+            data = data[n:]
+        transport.resume_reading()
+        admitted.upgraded()

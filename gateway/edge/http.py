@@ -1,0 +1,73 @@
+"""The HTTP side of a charger's handshake, pure: the request head, the charger id in the path, refusals.
+
+Nothing here does I/O or knows OCPP beyond the path layout ``<path_prefix>/<charger id>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from urllib.parse import unquote
+
+from gateway.errors import ChargerRejected
+
+__all__ = ["MAX_CHARGER_ID", "MAX_REQUEST_HEAD", "HttpRequest", "http_error", "parse_charger_id", "parse_request_head"]
+
+MAX_CHARGER_ID = 48
+MAX_REQUEST_HEAD = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    raw_path: str
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+
+
+def parse_request_head(head: bytes) -> HttpRequest:
+    """Request line and headers of an HTTP/1.1 request (``head`` ends before the blank line)."""
+    try:
+        text = head.decode("latin-1")
+        lines = text.split("\r\n")
+        method, target, version = lines[0].split(" ")
+    except ValueError:
+        raise ChargerRejected(400, "bad_request", "malformed HTTP request line") from None
+    if not version.startswith("HTTP/1."):
+        raise ChargerRejected(400, "bad_request", "HTTP/1.1 required")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise ChargerRejected(400, "bad_request", "malformed HTTP header")
+        key = name.lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return HttpRequest(method, target, headers)
+
+
+def http_error(status: int, text: str, headers: Mapping[str, str] | None = None) -> bytes:
+    body = (text + "\n").encode()
+    reason = HTTPStatus(status).phrase
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n{extra}"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+def parse_charger_id(raw_path: str, prefix: str) -> str:
+    """The charger id from the request's raw (percent-encoded) path, or :class:`ChargerRejected`."""
+    path = raw_path.split("?", 1)[0]
+    if not path.startswith(prefix + "/"):
+        raise ChargerRejected(404, "bad_path", f"path must be {prefix}/<charger id>")
+    segment = path[len(prefix) + 1 :]
+    if not segment or "/" in segment:
+        raise ChargerRejected(404, "bad_path", f"path must be {prefix}/<charger id>")
+    try:
+        cid = unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise ChargerRejected(400, "bad_charger_id", "charger id is not valid UTF-8") from None
+    if not 1 <= len(cid) <= MAX_CHARGER_ID or "/" in cid or not cid.isprintable():
+        raise ChargerRejected(400, "bad_charger_id", "charger id must be 1..48 printable characters without '/'")
+    return cid

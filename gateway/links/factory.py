@@ -1,0 +1,72 @@
+"""The link factory: the one place an upstream link is opened.
+
+Every link the gateway opens toward a backend — a charger's primary at admission, a mirror feed's link, a cutover's
+new primary — comes from :meth:`LinkFactory.open`, from that backend's config: the subprotocol of its OCPP version,
+its client TLS context (CA, client certificate: one file or one per charger from ``cert_dir``), its Basic auth
+password per ``auth.password_from`` (profiles 1 and 2), its timeouts. A link's reconnects reuse what it was opened
+with (:mod:`gateway.links.link`), so nothing else ever builds a connection to a backend.
+
+Errors: :class:`~gateway.errors.NoUpstreamCredentials` (no certificate or password for this charger: the charger
+gets 502), ``StoreUnavailable`` (the password could not be read: 503), :class:`~gateway.errors.BackendUnavailable`
+(refused, failed, timed out: 502/503). Each names the backend and a reason that holds no secret.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from gateway.config import BackendConfig
+from gateway.errors import NoUpstreamCredentials
+from gateway.links.credentials import UpstreamCredentials
+from gateway.links.link import Link, open_link
+from gateway.metrics import Metrics
+from gateway.ocpp.versions import SUBPROTOCOLS
+from gateway.transport import Ticker
+
+__all__ = ["LinkFactory"]
+
+
+class LinkFactory:
+    """Opens links for one gateway process (its credentials, metrics, ticker and frame limit)."""
+
+    def __init__(self, credentials: UpstreamCredentials, metrics: Metrics, ticker: Ticker, max_frame: int) -> None:
+        self.credentials = credentials
+        self.metrics = metrics
+        self.ticker = ticker
+        self.max_frame = max_frame
+
+    async def open(
+        self,
+        backend: BackendConfig,
+        charger_id: str,
+        *,
+        charger_password: str | None = None,
+        credentials: tuple[ssl.SSLContext | None, str | None] | None = None,
+        log: Any = None,
+    ) -> Link:
+        """A link to ``backend`` for ``charger_id``, in the backend's OCPP version. ``charger_password``: the
+        password the charger presented to the gateway (for ``auth.password_from: charger``); ``credentials``: what
+        :meth:`credentials_for` gave, when the caller asked first (admission refuses early without them)."""
+        if credentials is None:
+            credentials = await self.credentials_for(backend, charger_id, charger_password)
+        ssl_context, password = credentials
+        return await open_link(
+            backend, charger_id, SUBPROTOCOLS[backend.ocpp], self.metrics, self.max_frame,
+            ssl_context=ssl_context, password=password, ticker=self.ticker, log=log,
+        )  # fmt: skip
+
+    async def credentials_for(
+        self, backend: BackendConfig, charger_id: str, charger_password: str | None
+    ) -> tuple[ssl.SSLContext | None, str | None]:
+        """(client TLS context, Basic auth password) toward ``backend`` for this charger."""
+        try:
+            ssl_context = self.credentials.client_tls(backend, charger_id)
+        except (OSError, ssl.SSLError):
+            raise NoUpstreamCredentials(backend.name, "no usable client certificate for this charger") from None
+        if backend.security_profile not in (1, 2):
+            return ssl_context, None
+        password = await self.credentials.password(backend, charger_id, charger_password)
+        if password is None:
+            raise NoUpstreamCredentials(backend.name, "no upstream password for this charger")
+        return ssl_context, password

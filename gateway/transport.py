@@ -1,0 +1,57 @@
+"""What the charger edge and the upstream links share about their sockets: the liveness clock, pausing a socket.
+
+Both sides run on picows; neither imports the other. Every frame received stores ``ticker.now`` on its socket, one
+sweeper task per process pings silent peers and closes dead ones (:meth:`gateway.app.hub.Hub.sweep`), and a full
+socket buffer on one side pauses reading on the other (back-pressure both ways).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from picows import WSTransport
+
+__all__ = ["PICOWS_LOG", "READ_BUFFER", "Ticker", "pause_transport"]
+
+#: picows logs every connection at INFO through stdlib logging; an adapter also stops it from creating a child
+#: logger per connection (memory per charger).
+PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("gateway.picows"), {})
+#: initial read buffer per connection (both sides); frames are ~0.5 KB, picows grows it when a bigger one arrives
+READ_BUFFER = 2048
+
+
+class Ticker:
+    """Whole seconds since the gateway started, advanced by the sweeper: the clock of pings and idle timeouts.
+
+    Each received frame stores ``ticker.now`` (an int) on its connection; one sweeper task per process sends pings
+    and closes silent peers, so there is no ping task and no timer per connection (about 4 KB each, measured).
+    :meth:`wall` turns a tick back into unix time (``last_seen`` in the admin API costs the frame path nothing).
+    """
+
+    __slots__ = ("now", "stamp")
+
+    def __init__(self) -> None:
+        self.now = 1
+        #: unix time when ``now`` was reached
+        self.stamp = time.time()
+
+    def advance(self) -> int:
+        """One more second (the sweeper calls it)."""
+        self.now += 1
+        self.stamp = time.time()
+        return self.now
+
+    def wall(self, tick: int) -> float:
+        """Unix time of ``tick``, to within a second or so (the sweeper ticks about once a second)."""
+        return self.stamp - (self.now - tick)
+
+
+def pause_transport(t: WSTransport | None, paused: bool) -> None:
+    """Stop (or resume) reading from a WebSocket's socket: back-pressure from the other side of the gateway."""
+    if t is not None:
+        u = t.underlying_transport
+        if paused:
+            u.pause_reading()
+        else:
+            u.resume_reading()
