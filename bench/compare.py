@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/compare.py                         # direct, gateway (memory), gateway-redis; N=100,1000
     .venv/bin/python bench/compare.py --ns 100,1000,5000 --reps 3 --idle 1000,5000
+    .venv/bin/python bench/compare.py --targets gateway,gateway-base --base-exe ../bench-base/.venv/bin/ocpp-gateway
 
 Every target is up at once; reps are the outer loop and targets the inner one, so slow drift of this shared machine
 hits all targets alike. Each load run is ``../shared/bench/load.py --mode load`` (N chargers, one outstanding CALL
@@ -17,6 +18,14 @@ Targets:
   gateway-mirror-down   the gateway with a mirror backend that is down (copies pile up in the outbox)
   gateway-redis-mirror-down   the same with the Redis store (the outbox is a Redis Stream)
   gateway-validate      the gateway validating every CALL and CALLRESULT against the official schemas
+  gateway-base    the ``gateway`` config, run by another ocpp-gateway executable: ``--base-exe PATH`` (default: env
+                  OCPPGW_BASE_GATEWAY). It is the code before a change, so that a restructured gateway and the code
+                  it replaces are measured in one batch. Build it once from the old commit in a second venv, NOT
+                  editable, so that later edits of the work tree never reach it:
+                      git worktree add --detach ../bench-base HEAD && python3 -m venv ../bench-base/.venv
+                      ../bench-base/.venv/bin/pip install '../bench-base[speed,bench]'
+                  The harness (load.py, the stub) and every other target run from this interpreter's venv (``gateway``
+                  is the ocpp-gateway next to it); run this script with the base venv's python for an A/A check.
 """
 
 from __future__ import annotations
@@ -118,8 +127,10 @@ def redis_server(work: Path) -> Iterator[str]:
         p.wait(10)
 
 
-def start_targets(procs: Procs, targets: list[str], redis_url: str) -> dict[str, tuple[str, int]]:
-    """Start the stub and every gateway target; name -> (charger URL, pid)."""
+def start_targets(
+    procs: Procs, targets: list[str], redis_url: str, base_exe: str | None = None
+) -> dict[str, tuple[str, int]]:
+    """Start the stub and every gateway target; name -> (charger URL, pid). ``gateway-base`` runs ``base_exe``."""
     stub = procs.start("stub", [PY, str(SHARED / "csms_stub.py"), "--port", str(STUB_PORT)], STUB_PORT)
     out: dict[str, tuple[str, int]] = {}
     for i, t in enumerate(targets):
@@ -134,7 +145,12 @@ def start_targets(procs: Procs, targets: list[str], redis_url: str) -> dict[str,
         cfg.write_text(
             CONFIG.format(port=port, admin=admin, store=store, stub=STUB_PORT, mirrors=mirrors, validate=validate)
         )
-        p = procs.start(t, [GATEWAY, "run", "--config", str(cfg)], port)
+        exe = GATEWAY
+        if t == "gateway-base":
+            if base_exe is None:
+                raise SystemExit("gateway-base needs --base-exe PATH or OCPPGW_BASE_GATEWAY")
+            exe = base_exe
+        p = procs.start(t, [exe, "run", "--config", str(cfg)], port)
         out[t] = (f"ws://127.0.0.1:{port}/ocpp", p.pid)
     return out
 
@@ -187,8 +203,26 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=6)
     ap.add_argument("--quiet-wait", type=float, default=10)
+    ap.add_argument(
+        "--base-exe",
+        default=os.environ.get("OCPPGW_BASE_GATEWAY") or None,
+        help="the ocpp-gateway executable of the gateway-base target (default: env OCPPGW_BASE_GATEWAY)",
+    )
     args = ap.parse_args()
     targets = args.targets.split(",")
+    base_exe = None
+    if "gateway-base" in targets:
+        if not args.base_exe:
+            ap.error(
+                "target gateway-base needs the ocpp-gateway executable of the code before the change: "
+                "--base-exe PATH or env OCPPGW_BASE_GATEWAY (see this script's --help for how to build it)"
+            )
+        base_exe = shutil.which(args.base_exe)
+        if base_exe is None:
+            ap.error(f"--base-exe {args.base_exe}: not an executable file")
+        base_exe = str(Path(base_exe).resolve())
+        if base_exe == str(Path(GATEWAY).resolve()):
+            print(f"# gateway-base runs {base_exe}, the same executable as gateway: an A/A check", file=sys.stderr)
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     out = ROOT / "bench" / "results" / (time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime()) + ".jsonl")
     import aiohttp
@@ -202,6 +236,8 @@ def main() -> None:
         "aiohttp": aiohttp.__version__,
         "picows": picows.__version__,
         "nginx": "nginx not in this batch",
+        "gateway_exe": GATEWAY,
+        "base_exe": base_exe,
         "ncpu": os.cpu_count(),
         "loadavg_at_start": os.getloadavg(),
         "env": {"NS": args.ns, "REPS": args.reps, "DURATION": args.duration, "IDLE_NS": args.idle},
@@ -215,7 +251,7 @@ def main() -> None:
         with redis_server(work) as redis_url:
             procs = Procs(work)
             try:
-                urls = start_targets(procs, targets, redis_url)
+                urls = start_targets(procs, targets, redis_url, base_exe)
                 stub_pid = urls["direct"][1] if "direct" in urls else procs.procs["stub"].pid
                 for rep in range(1, args.reps + 1):
                     for n in (int(x) for x in args.ns.split(",") if x):
@@ -231,7 +267,7 @@ def main() -> None:
                         print(f"idle rep={rep} n={n} target={t}", file=sys.stderr)
                         procs = Procs(work)
                         try:
-                            urls = start_targets(procs, [t], redis_url)
+                            urls = start_targets(procs, [t], redis_url, base_exe)
                             time.sleep(0.5)
                             load(out, t, urls[t][0], urls[t][1], procs.procs["stub"].pid, n, args, rep, "idle")
                         finally:
