@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import time
 
-from picows import WSTransport
+from picows import WSFrame, WSMsgType, WSTransport
 
-__all__ = ["PICOWS_LOG", "READ_BUFFER", "Ticker", "pause_transport"]
+__all__ = ["PICOWS_LOG", "READ_BUFFER", "Fragments", "MessageTooBig", "Ticker", "pause_transport"]
 
 #: picows logs every connection at INFO through stdlib logging; an adapter also stops it from creating a child
 #: logger per connection (memory per charger).
@@ -55,3 +55,34 @@ def pause_transport(t: WSTransport | None, paused: bool) -> None:
             u.pause_reading()
         else:
             u.resume_reading()
+
+
+class MessageTooBig(Exception):
+    """A fragmented message grew past ``max_frame_bytes`` (the peer is closed with 1009)."""
+
+
+class Fragments:
+    """A text message sent in fragments (TEXT without FIN, then CONTINUATION frames), put back together."""
+
+    __slots__ = ("max_bytes", "partial")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.partial: bytearray | None = None
+
+    def add(self, frame: WSFrame) -> bytes | None:
+        """The whole message once ``frame`` is its last fragment, else None; MessageTooBig past the bound (the
+        fragments so far are dropped). A CONTINUATION with no message started is ignored."""
+        if frame.msg_type is WSMsgType.TEXT:
+            self.partial = bytearray(frame.get_payload_as_memoryview())
+        elif self.partial is not None:
+            self.partial += frame.get_payload_as_memoryview()
+        else:
+            return None
+        if len(self.partial) > self.max_bytes:
+            self.partial = None
+            raise MessageTooBig
+        if not frame.fin:
+            return None
+        data, self.partial = bytes(self.partial), None
+        return data

@@ -261,16 +261,7 @@ class Session:
                 self.tap("from_charger", "call", action, frame.unique_id, frame.payload)
             if action == "StatusNotification":
                 self._remember_status(frame.payload)
-            job: Job = frame if self.translator is None else _Planned(frame)
-            offered = self.up.offer(job)
-            if offered == START:
-                if not self._start(self.up, job):
-                    self._next(self.up)
-            elif offered == FULL:
-                self.metrics.queue_overflows.labels("up").inc()
-                self.fx.to_charger(
-                    call_error_text(frame.unique_id, busy_code(self.version), "too many CALLs outstanding")
-                )
+            self._offer(self.up, frame)
             return
         assert type(frame) is CallResult or type(frame) is CallError
         self._answered(self.down, frame, "from_charger")
@@ -293,16 +284,7 @@ class Session:
                 return
             if self.tap is not None:
                 self.tap("from_backend", "call", action, frame.unique_id, frame.payload)
-            job: Job = frame if self.translator is None else _Planned(frame)
-            offered = self.down.offer(job)
-            if offered == START:
-                if not self._start(self.down, job):
-                    self._next(self.down)
-            elif offered == FULL:
-                self.metrics.queue_overflows.labels("down").inc()
-                self._send_backend(
-                    call_error_text(frame.unique_id, busy_code(self.backend_version), "too many CALLs outstanding")
-                )
+            self._offer(self.down, frame)
             return
         assert type(frame) is CallResult or type(frame) is CallError
         self._answered(self.up, frame, "from_backend")
@@ -409,6 +391,19 @@ class Session:
             self._persist()
 
     # ------------------------------------------------------------------ the lanes' jobs
+
+    def _offer(self, lane: Lane[Job], call: Call) -> None:
+        """An origin's CALL onto ``lane``: started when the lane is free, queued, or refused when the queue is full."""
+        job: Job = call if self.translator is None else _Planned(call)
+        offered = lane.offer(job)
+        if offered == START:
+            if not self._start(lane, job):
+                self._next(lane)
+        elif offered == FULL:
+            up = lane is self.up
+            self.metrics.queue_overflows.labels("up" if up else "down").inc()
+            code = busy_code(self.version if up else self.backend_version)
+            self._to_origin(lane, call_error_text(call.unique_id, code, "too many CALLs outstanding"))
 
     def _start(self, lane: Lane[Job], job: Job) -> bool:
         """``job`` is current on ``lane``: send its (first) CALL. False when it ended at once (answered locally,

@@ -14,7 +14,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from gateway.metrics import Metrics
 from gateway.ocpp.frames import Raw
-from gateway.transport import Ticker, pause_transport
+from gateway.transport import Fragments, MessageTooBig, Ticker, pause_transport
 
 __all__ = ["ChargerConnection", "ChargerListener", "ChargerSocket"]
 
@@ -77,7 +77,7 @@ class ChargerConnection(Protocol):
 class ChargerListener(WSListener):
     """picows callbacks of one charger connection."""
 
-    __slots__ = ("conn", "deliver", "max_frame", "metrics", "partial", "socket", "ticker")
+    __slots__ = ("conn", "deliver", "fragments", "metrics", "socket", "ticker")
 
     def __init__(self, conn: ChargerConnection, socket: ChargerSocket, ticker: Ticker, metrics: Metrics,
                  max_frame: int) -> None:  # fmt: skip
@@ -86,8 +86,7 @@ class ChargerListener(WSListener):
         self.socket = socket
         self.ticker = ticker
         self.metrics = metrics
-        self.partial: bytearray | None = None
-        self.max_frame = max_frame
+        self.fragments = Fragments(max_frame)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.socket.transport = transport
@@ -96,7 +95,7 @@ class ChargerListener(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         mt = frame.msg_type
         self.socket.seen = self.ticker.now
-        if mt is WSMsgType.TEXT and frame.fin and self.partial is None:
+        if mt is WSMsgType.TEXT and frame.fin and self.fragments.partial is None:
             self.deliver(frame.get_payload_as_bytes())
             return
         if mt is WSMsgType.CLOSE:
@@ -106,22 +105,14 @@ class ChargerListener(WSListener):
             self.metrics.frame_errors.labels("charger", "binary").inc()
             self.socket.close(1003, "binary frames are not OCPP-J", "binary_frame")
         elif mt is WSMsgType.TEXT or mt is WSMsgType.CONTINUATION:
-            self._fragment(frame)
-
-    def _fragment(self, frame: WSFrame) -> None:
-        if frame.msg_type is WSMsgType.TEXT:
-            self.partial = bytearray(frame.get_payload_as_memoryview())
-        elif self.partial is not None:
-            self.partial += frame.get_payload_as_memoryview()
-        else:
-            return
-        if len(self.partial) > self.max_frame:
-            self.partial = None
-            self.metrics.frame_errors.labels("charger", "too_big").inc()
-            self.socket.close(1009, "frame too big", "frame_too_big")
-        elif frame.fin:
-            data, self.partial = bytes(self.partial), None
-            self.deliver(data)
+            try:
+                data = self.fragments.add(frame)
+            except MessageTooBig:
+                self.metrics.frame_errors.labels("charger", "too_big").inc()
+                self.socket.close(1009, "frame too big", "frame_too_big")
+                return
+            if data is not None:
+                self.deliver(data)
 
     def pause_writing(self) -> None:
         self.conn.backpressure(True)

@@ -422,9 +422,7 @@ class MirrorFeed(DurableFeed):
         if not self.board.may_probe(name, loop.time()):
             return False
         try:
-            link = await self.ctx.links.open(
-                self.backend, self.cid, charger_password=self.charger_password, log=self.log
-            )
+            link = await self.ctx.links.open(self.backend, self.cid, charger_password=self.charger_password)
         except (BackendUnavailable, NoUpstreamCredentials) as e:
             self.board.probe_failed(name, loop.time(), e.reason)
             return False

@@ -26,12 +26,11 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from gateway.config import BackendConfig
 from gateway.errors import BackendUnavailable
-from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.ocpp.frames import Raw
 from gateway.security import basic_auth_header
 from gateway.tasks import stop_task
-from gateway.transport import PICOWS_LOG, READ_BUFFER, Ticker, pause_transport
+from gateway.transport import PICOWS_LOG, READ_BUFFER, Fragments, MessageTooBig, Ticker, pause_transport
 
 __all__ = ["Link", "LinkSink", "open_link", "upstream_url"]
 
@@ -54,18 +53,18 @@ def upstream_url(backend: BackendConfig, charger_id: str) -> str:
 class _BackendListener(WSListener):
     """Feeds backend frames to the link's sink."""
 
-    __slots__ = ("link", "partial", "ticker")
+    __slots__ = ("fragments", "link", "ticker")
 
     def __init__(self, link: Link) -> None:
         self.link = link
-        self.partial: bytearray | None = None
+        self.fragments = Fragments(link.max_frame)
         self.ticker = link.ticker
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         mt = frame.msg_type
         self.link.seen = self.ticker.now
         sink = self.link.sink
-        if mt is WSMsgType.TEXT and frame.fin and self.partial is None:
+        if mt is WSMsgType.TEXT and frame.fin and self.fragments.partial is None:
             if sink is not None:
                 sink.from_backend(frame.get_payload_as_bytes())
             return
@@ -73,26 +72,17 @@ class _BackendListener(WSListener):
             transport.send_close(frame.get_close_code())
             transport.disconnect()
         elif mt is WSMsgType.TEXT or mt is WSMsgType.CONTINUATION:
-            self._fragment(transport, frame)
+            try:
+                data = self.fragments.add(frame)
+            except MessageTooBig:
+                self.link.metrics.frame_errors.labels("backend", "too_big").inc()
+                transport.send_close(WSCloseCode.MESSAGE_TOO_BIG)
+                transport.disconnect()
+                return
+            if data is not None and sink is not None:
+                sink.from_backend(data)
         elif mt is WSMsgType.BINARY:
             self.link.metrics.frame_errors.labels("backend", "binary").inc()
-
-    def _fragment(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type is WSMsgType.TEXT:
-            self.partial = bytearray(frame.get_payload_as_memoryview())
-        elif self.partial is not None:
-            self.partial += frame.get_payload_as_memoryview()
-        else:
-            return
-        if len(self.partial) > self.link.max_frame:
-            self.partial = None
-            self.link.metrics.frame_errors.labels("backend", "too_big").inc()
-            transport.send_close(WSCloseCode.MESSAGE_TOO_BIG)
-            transport.disconnect()
-        elif frame.fin:
-            data, self.partial = bytes(self.partial), None
-            if self.link.sink is not None:
-                self.link.sink.from_backend(data)
 
     def pause_writing(self) -> None:
         # The backend cannot take more: stop reading from the charger.
@@ -192,7 +182,9 @@ class Link:
         self.metrics = metrics
         self.max_frame = max_frame
         self.ssl_context = ssl_context
-        self.log = log if log is not None else get_logger(charger_id=charger_id, backend=backend.name)
+        #: state changes (lost, restored) are logged here; None: not logged (a mirror's link: its board logs an
+        #: outage once for every charger, not once per charger)
+        self.log = log
         self.transport: WSTransport | None = None
         self.sink: LinkSink | None = None
         self.closing = False
@@ -255,10 +247,12 @@ class Link:
             return
         rotating, self._rotating = self._rotating, False
         if rotating:
-            self.log.info("backend_link_reconnecting", why="password_rotated")
+            if self.log is not None:
+                self.log.info("backend_link_reconnecting", why="password_rotated")
         else:
             self.metrics.backend_link_lost.labels(self.backend.name).inc()
-            self.log.warning("backend_link_lost")
+            if self.log is not None:
+                self.log.warning("backend_link_lost")
         if self.sink is not None:
             self.sink.link_lost()
         self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect(), name="link-reconnect")
@@ -289,7 +283,8 @@ class Link:
             self.seen, self.ping_at = self.ticker.now, 0
             self.gauge.inc()
             self.metrics.backend_reconnects.labels(self.backend.name).inc()
-            self.log.info("backend_link_restored")
+            if self.log is not None:
+                self.log.info("backend_link_restored")
             if self.sink is not None:
                 self.sink.link_restored()
             return
