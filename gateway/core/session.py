@@ -151,6 +151,7 @@ class Session:
         "_on_quiet",
         "_rotation",
         "_session_id",
+        "_stale",
         "_terrors",
         "backend",
         "backend_version",
@@ -236,6 +237,8 @@ class Session:
         self._session_id = session_id or secrets.token_hex(4)  # message ids never repeat across connections
         #: (unique id, password) of a CALL to the charger that sets its Basic auth password, until answered
         self._rotation: tuple[str, str] | None = None
+        #: a CALL of the previous primary still with the charger when a cutover switched: its answer is dropped
+        self._stale: Job | None = None
         self._local = metrics.translation_local_answers
         self._dropped = metrics.translation_dropped
         self._terrors = metrics.translation_errors
@@ -338,7 +341,18 @@ class Session:
         self._release_up()
 
     def retarget(self, backend: str, to_backend: Send) -> None:
-        """A cutover moved the charger to another primary (same OCPP version): frames go there from now on."""
+        """A cutover moved the charger to another primary (same OCPP version): frames go there from now on. CALLs
+        the previous primary sent that the charger has not answered yet are forgotten (counted): their answers
+        belong to a party that is gone, and never go to the new one."""
+        down = self.down
+        stale = [job for job in down.queue if type(job) is Call]
+        for job in stale:
+            down.queue.remove(job)
+        if type(down.current) is Call:
+            self._stale = down.current
+            stale.append(down.current)
+        if stale:
+            self.metrics.dropped_results.labels("from_charger", "retargeted").inc(len(stale))
         self.backend = backend
         self.fx.to_backend = to_backend
 
@@ -455,7 +469,9 @@ class Session:
             else:
                 if self.validate and type(frame) is CallResult:
                     self._check_result(action, frame.payload, "charger")
-                if self.link_up:
+                if job is self._stale:
+                    self._stale = None  # counted when the cutover switched
+                elif self.link_up:
                     self.fx.to_backend(frame.raw)
                 else:
                     self.metrics.dropped_results.labels("from_charger", "link_down").inc()
@@ -588,6 +604,18 @@ class Session:
     def _plan_answered(self, lane: Lane[Job], job: _Planned, frame: CallResult | CallError) -> None:
         run = job.run
         assert run is not None
+        if type(frame) is CallResult and not self._valid_answer(lane, run.call.action, frame.payload):
+            self._persist()
+            self._to_origin(
+                lane,
+                call_error_text(
+                    job.origin.unique_id,
+                    "InternalError",
+                    f"the {run.call.action} answer failed its schema: not translated",
+                ),
+            )
+            self._next(lane)
+            return
         if type(frame) is CallResult:
             more: bool | None = run.answered(frame.payload)
         else:
@@ -608,6 +636,21 @@ class Session:
                 self._next(lane)
             return
         self._plan_finished(lane, job)
+
+    def _valid_answer(self, lane: Lane[Job], action: str, payload: JsonDict) -> bool:
+        """A CALLRESULT to a translated CALL, checked against its sender's schema before the plan reads it (the
+        translator only ever sees valid input); an invalid one is counted and logged."""
+        try:
+            schemas.validate(self._target_version(lane), action, "response", payload)
+        except schemas.UnknownAction:
+            return True
+        except schemas.SchemaViolation as e:
+            side = "backend" if lane is self.up else "charger"
+            self.metrics.frame_errors.labels(side, "schema_result").inc()
+            if self.log is not None:
+                self.log.warning("invalid_callresult", side=side, action=action, path=e.path)
+            return False
+        return True
 
     def _plan_failed(self, lane: Lane[Job], job: _Planned, code: str, description: str) -> None:
         """No answer (timeout, link lost): the plan may substitute one; else the origin gets none."""
@@ -717,11 +760,14 @@ class Session:
         return self.backend_version if lane is self.up else self.version
 
     def _to_origin(self, lane: Lane[Job], data: bytes) -> None:
-        """To the side whose CALLs ``lane`` carries: the charger for ``up``, the backend for ``down``."""
+        """To the side whose CALLs ``lane`` carries: the charger for ``up``, the backend for ``down`` (while the
+        backend link is down, the answer is dropped and counted: the backend's CALL is gone with the link)."""
         if lane is self.up:
             self.fx.to_charger(data)
+        elif self.link_up:
+            self.fx.to_backend(data)
         else:
-            self._send_backend(data)
+            self.metrics.dropped_results.labels("from_charger", "link_down").inc()
 
     def _send_backend(self, data: Raw) -> None:
         if self.link_up:
