@@ -1,4 +1,5 @@
-"""In-memory harness for translator table tests: drives a plan as the session would, checking every schema.
+"""In-memory harness for translator table tests: drives a plan through the session's own plan driver
+(:class:`gateway.core.plan.PlanRun`), checking every schema.
 
 ``exchange`` validates the incoming CALL against the origin's schema, every translated CALL and every answer given
 to it against the other side's schemas, the answer to the origin against the origin's response schema, and the
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.core.plan import PlanRun
 from gateway.ocpp import schemas
 from gateway.translate.base import JsonDict, OutCall, Plan, Side
 from gateway.translate.v16_to_v201 import V16ChargerToV201Csms
@@ -119,23 +121,24 @@ def exchange(
     error = isinstance(answers, tuple) and len(answers) == 2 and all(isinstance(x, str) for x in answers)
     single = isinstance(answers, dict) or callable(answers) or error
     queue: list[Answer] = [answers] if single else list(answers)  # type: ignore[list-item]
-    got: list[JsonDict] = []
-    for index, call in enumerate(plan.calls):
+    run = PlanRun(plan)  # the session's plan driver: the same order, answers and on_error substitution
+    more: bool | None = True
+    while more:
+        index, call = run.index, run.call
         schemas.validate(dst, call.action, "request", call.payload)
         out.calls.append(call)
         spec = queue[index] if index < len(queue) else (queue[-1] if queue else {})
         if isinstance(spec, tuple):
-            substitute = plan.on_error(index, spec[0], spec[1]) if plan.on_error else None
+            more = run.failed(spec[0], spec[1])
             _check_state(tr)
-            if substitute is None:
+            if more is None:
                 out.error = (tr.map_error(spec[0], origin), spec[1])
                 return out
-            got.append(substitute)
             continue
         answer = spec(call) if callable(spec) else spec
         schemas.validate(dst, call.action, "response", answer)
-        got.append(answer)
-    out.answer = plan.finish(got)
+        more = run.answered(answer)
+    out.answer = run.finish()
     schemas.validate(src, action, "response", out.answer)
     _check_state(tr)
     _check_then(tr, plan)
