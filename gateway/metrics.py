@@ -111,7 +111,7 @@ class Metrics:
         )
         self.internal_errors = Counter(
             "ocppgw_internal_errors_total",
-            "Unexpected exceptions (bugs) that closed one session",
+            "Unexpected exceptions (bugs) caught: a session closed, or a feed started again",
             ["where"],
             registry=r,
         )

@@ -99,6 +99,7 @@ class DurableFeed(abc.ABC):
             if self._store_down:
                 self.log.info(f"{self.kind}_outbox_recovered")
                 self._store_down = False
+                delay = self.retry_initial_s
             if not entries:
                 if self.closing:
                     return

@@ -178,6 +178,8 @@ class Spool:
                     await self.write(copies)
             except StoreUnavailable as e:
                 self.store_failed(e)
+            else:
+                self.store_ok()
 
     def store_failed(self, e: Exception) -> None:
         self.metrics.store_errors.labels("outbox").inc()

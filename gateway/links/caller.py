@@ -138,7 +138,9 @@ class LinkCaller:
 
     def _expire(self) -> None:
         self._timer = None
-        job = self.lane.expire(asyncio.get_running_loop().time())
+        # the timer is the authority: a loop may run it a hair before the deadline by its own clock (uvloop counts
+        # whole milliseconds), and the CALL must not then wait forever
+        job = self.lane.expire(max(asyncio.get_running_loop().time(), self.lane.deadline))
         if job is not None:
             self._finish(job, Reply("timeout"))
 
