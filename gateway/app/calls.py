@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.app.connection import Conn
-from gateway.core.session import AdminAnswer
+from gateway.core.jobs import AdminAnswer
 from gateway.metrics import Metrics
 
 __all__ = ["call_local"]

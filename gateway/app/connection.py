@@ -17,8 +17,9 @@ from typing import Any, Protocol
 from gateway.app.credentials import set_charger_password
 from gateway.app.routing import Route
 from gateway.config import Config
+from gateway.core.jobs import Effects, SessionSettings
 from gateway.core.rotation import rejected_answer
-from gateway.core.session import Effects, Session, SessionSettings
+from gateway.core.session import Session
 from gateway.edge.charger import ChargerSocket
 from gateway.fanout.mirror import MirrorContext, MirrorFeed, MirrorSet
 from gateway.fanout.taps import Taps

@@ -25,7 +25,7 @@ from gateway.app.connection import Conn
 from gateway.app.fleet import Fleet
 from gateway.app.routing import Router, RouteResolver
 from gateway.config import Config
-from gateway.core.session import SessionSettings
+from gateway.core.jobs import SessionSettings
 from gateway.edge.auth import EdgeSecurity
 from gateway.fanout.board import MirrorBoard
 from gateway.fanout.mirror import MirrorContext

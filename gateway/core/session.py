@@ -43,101 +43,30 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from gateway.core.jobs import AdminAnswer, Effects, Forward, Job, Own, Planned, Receiver, Send, SessionSettings
 from gateway.core.lane import FULL, START, Lane
-from gateway.core.plan import PlanRun
+from gateway.core.relay import Translating
 from gateway.core.rotation import ROTATION_ACTIONS, intercept_csms_call, rotation_accepted, rotation_offer
 from gateway.metrics import Metrics
 from gateway.ocpp import schemas
 from gateway.ocpp.actions import action_label
-from gateway.ocpp.errors import FrameError, busy_code, normalise_code
+from gateway.ocpp.errors import FrameError, busy_code
 from gateway.ocpp.frames import (
     Call,
     CallError,
     CallResult,
     Raw,
     call_error_text,
-    call_result_text,
     call_text,
     parse_frame,
 )
 from gateway.ocpp.versions import OcppVersion
 from gateway.store.base import Write
-from gateway.translate.base import JsonDict, OutCall, Plan, Side, Translator
+from gateway.translate.base import JsonDict, Translator
 
 __all__ = ["AdminAnswer", "Effects", "Receiver", "Session", "SessionSettings", "answer_payload"]
-
-Send = Callable[[Raw], None]
-
-
-@dataclass(slots=True)
-class AdminAnswer:
-    """What the charger answered to a CALL of the gateway's own."""
-
-    result: dict[str, Any] | None = None
-    error: tuple[str, str, dict[str, Any]] | None = None
-
-
-#: gets the answer of a CALL of the gateway's own: an :class:`AdminAnswer`, or ``TimeoutError`` (no answer in time)
-#: / ``ConnectionError`` (the charger went away)
-Receiver = Callable[[AdminAnswer | BaseException], None]
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSettings:
-    call_timeout_s: float = 60.0
-    max_queued_calls: int = 20
-    #: pass-through: check every CALL against its version's schema (refused with the version's CALLERROR) and every
-    #: CALLRESULT (an invalid answer is counted and logged, then forwarded: OCPP-J has no error channel for
-    #: answers). Translated sessions always validate (see the module docstring).
-    validate: bool = False
-
-
-def _ignore(password: str) -> None:
-    return None
-
-
-@dataclass(slots=True)
-class Effects:
-    """What a session does to the world; its driver carries each out without blocking."""
-
-    to_charger: Send
-    to_backend: Send
-    #: a state write (write-behind, coalesced by key)
-    persist: Callable[[Write], None]
-    #: the charger accepted a new Basic auth password the CSMS (or the admin API) sent it (policy ``passthrough``)
-    password_accepted: Callable[[str], None] = _ignore
-    #: policy ``terminate``: a CSMS CALL sets the charger's password: (its unique id, the answer the charger would
-    #: give, the new password) -> True when the driver takes it over (the CALL then never reaches the charger)
-    rotate_upstream: Callable[[str, JsonDict, str], bool] | None = None
-
-
-class _Own:
-    """A CALL of the gateway's own: an admin CALL or a mirror's allowed CALL (``receiver`` set; in the charger's
-    version, sent as the operator wrote it), or a translator's ``then_to_*`` CALL (validated; answer dropped)."""
-
-    __slots__ = ("action", "payload", "receiver")
-
-    def __init__(self, action: str, payload: JsonDict, receiver: Receiver | None) -> None:
-        self.action = action
-        self.payload = payload
-        self.receiver = receiver
-
-
-class _Planned:
-    """A CALL to translate: planned when its turn on the lane comes (``run`` is set from then on)."""
-
-    __slots__ = ("origin", "run")
-
-    def __init__(self, origin: Call) -> None:
-        self.origin = origin
-        self.run: PlanRun | None = None
-
-
-#: a job on a lane: a Call forwarded as it is (pass-through), a CALL to translate, or one of the gateway's own
-Job = Call | _Planned | _Own
 
 
 class Session:
@@ -145,14 +74,11 @@ class Session:
 
     __slots__ = (
         "_boot",
-        "_dropped",
         "_ids",
-        "_local",
         "_on_quiet",
         "_rotation",
         "_session_id",
         "_stale",
-        "_terrors",
         "backend",
         "backend_version",
         "charger_id",
@@ -169,6 +95,7 @@ class Session:
         "mirror_spool",
         "mirror_tag",
         "observe",
+        "relay",
         "remote",
         "settings",
         "tap",
@@ -189,7 +116,7 @@ class Session:
         metrics: Metrics,
         clock: Callable[[], float],
         wall: Callable[[], float],
-        settings: SessionSettings = SessionSettings(),
+        settings: SessionSettings | None = None,
         translator: Translator | None = None,
         backend_version: OcppVersion | None = None,
         log: Any = None,
@@ -205,7 +132,7 @@ class Session:
         self.metrics = metrics
         self.clock = clock
         self.wall = wall
-        self.settings = settings
+        settings = self.settings = settings or SessionSettings()
         self.translator = translator
         self.validate = settings.validate and translator is None  # translated sessions always validate
         self.log = log
@@ -239,9 +166,8 @@ class Session:
         self._rotation: tuple[str, str] | None = None
         #: a CALL of the previous primary still with the charger when a cutover switched: its answer is dropped
         self._stale: Job | None = None
-        self._local = metrics.translation_local_answers
-        self._dropped = metrics.translation_dropped
-        self._terrors = metrics.translation_errors
+        #: the translated half (None in pass-through): plans and their answers (gateway/core/relay.py)
+        self.relay = Translating(self, translator) if translator is not None else None
 
     # ------------------------------------------------------------------ frames in
 
@@ -297,7 +223,7 @@ class Session:
     def call_charger(self, action: str, payload: JsonDict, receiver: Receiver) -> None:
         """Queue a CALL of the gateway's own to the charger (in the charger's version, as given); ``receiver`` gets
         its answer. It takes its turn behind the backend's CALLs. Raises OverflowError when the queue is full."""
-        job = _Own(action, payload, receiver)
+        job = Own(action, payload, receiver)
         offered = self.down.offer(job)
         if offered == FULL:
             self.metrics.queue_overflows.labels("down").inc()
@@ -315,10 +241,10 @@ class Session:
         if job is None:
             return
         self.metrics.dropped_results.labels("from_backend", "link_lost").inc()
-        if type(job) is _Planned:
-            self._plan_failed(self.up, job, "Timeout", "backend link lost")
+        if type(job) is Planned:
+            self._relay().failed(self.up, job, "Timeout", "backend link lost")
         else:
-            if type(job) is _Own and job.receiver is not None:
+            if type(job) is Own and job.receiver is not None:
                 job.receiver(ConnectionError("backend link lost"))
             self._next(self.up)
 
@@ -345,10 +271,10 @@ class Session:
         the previous primary sent that the charger has not answered yet are forgotten (counted): their answers
         belong to a party that is gone, and never go to the new one."""
         down = self.down
-        stale = [job for job in down.queue if type(job) is Call]
+        stale = [job for job in down.queue if type(job) is Forward]
         for job in stale:
             down.queue.remove(job)
-        if type(down.current) is Call:
+        if type(down.current) is Forward:
             self._stale = down.current
             stale.append(down.current)
         if stale:
@@ -372,13 +298,13 @@ class Session:
             self.metrics.call_timeouts.labels(direction, self.backend).inc()
             if self.log is not None:
                 self.log.warning("call_timed_out", direction=direction, action=lane.action, unique_id=lane.last_id)
-            if type(job) is _Planned:
-                self._plan_failed(lane, job, "Timeout", "no answer in time")
+            if type(job) is Planned:
+                self._relay().failed(lane, job, "Timeout", "no answer in time")
                 continue
-            if type(job) is Call:
+            if type(job) is Forward:
                 if lane is self.up and self.mirror is not None:
                     self.mirror(job.action, job.raw, None)
-            elif type(job) is _Own and job.receiver is not None:
+            elif type(job) is Own and job.receiver is not None:
                 job.receiver(TimeoutError(f"{job.action}: no answer from the charger"))
             self._next(lane)
 
@@ -399,16 +325,21 @@ class Session:
         """The session ended: the gateway's own CALLs get ``ConnectionError``; a translator's state is persisted."""
         for lane in (self.up, self.down):
             for job in lane.clear():
-                if type(job) is _Own and job.receiver is not None:
+                if type(job) is Own and job.receiver is not None:
                     job.receiver(ConnectionError("charger disconnected"))
-        if self.translator is not None:
-            self._persist()
+        if self.relay is not None:
+            self.relay.persist()
 
     # ------------------------------------------------------------------ the lanes' jobs
 
     def _offer(self, lane: Lane[Job], call: Call) -> None:
         """An origin's CALL onto ``lane``: started when the lane is free, queued, or refused when the queue is full."""
-        job: Job = call if self.translator is None else _Planned(call)
+        if self.translator is not None:
+            job: Job = Planned(call)
+        else:
+            action = call.action
+            keep = action == "BootNotification" or action in ROTATION_ACTIONS
+            job = Forward(call.unique_id, action, call.raw, call.payload if keep else None)
         offered = lane.offer(job)
         if offered == START:
             if not self._start(lane, job):
@@ -422,7 +353,7 @@ class Session:
     def _start(self, lane: Lane[Job], job: Job) -> bool:
         """``job`` is current on ``lane``: send its (first) CALL. False when it ended at once (answered locally,
         refused): the caller then takes the next job."""
-        if type(job) is Call:  # pass-through
+        if type(job) is Forward:  # pass-through
             now = self.clock()
             if lane is self.up:
                 if job.action == "BootNotification":
@@ -431,18 +362,18 @@ class Session:
                 self.fx.to_backend(job.raw)
             else:
                 lane.sent(job.unique_id, job.action, now)
-                if job.action in ROTATION_ACTIONS:
+                if job.payload is not None and job.action in ROTATION_ACTIONS:
                     self._watch_rotation(job.unique_id, job.action, job.payload)
                 self.fx.to_charger(job.raw)
             return True
-        if type(job) is _Planned:
-            return self._plan(lane, job)
-        assert type(job) is _Own
+        if type(job) is Planned:
+            return self._relay().start(lane, job)
+        assert type(job) is Own
         if job.receiver is None:  # a translator's CALL: checked like every translated CALL
             try:
                 schemas.validate(self._target_version(lane), job.action, "request", job.payload)
             except (schemas.SchemaViolation, schemas.UnknownAction) as e:
-                self._translation_invalid(job.action, "request", e)
+                self._relay().invalid(job.action, "request", e)
                 return False
         self._send_own(lane, job.action, job.payload)
         return True
@@ -463,7 +394,7 @@ class Session:
             self.tap(direction, kind, action, frame.unique_id, answer_payload(frame))
         if lane is self.down and self._rotation is not None:
             self._rotation_answered(frame)
-        if type(job) is Call:
+        if type(job) is Forward:
             if lane is self.up:
                 self._relay_up_answer(job, frame, result)
             else:
@@ -477,10 +408,10 @@ class Session:
                     self.metrics.dropped_results.labels("from_charger", "link_down").inc()
             self._next(lane)
             return
-        if type(job) is _Planned:
-            self._plan_answered(lane, job, frame)
+        if type(job) is Planned:
+            self._relay().answered(lane, job, frame)
             return
-        assert type(job) is _Own
+        assert type(job) is Own
         if job.receiver is not None:
             if type(frame) is CallResult:
                 job.receiver(AdminAnswer(result=frame.payload))
@@ -491,7 +422,7 @@ class Session:
             self.log.warning("gateway_call_failed", action=action, code=frame.code)
         self._next(lane)
 
-    def _relay_up_answer(self, call: Call, frame: CallResult | CallError, result: bool) -> None:
+    def _relay_up_answer(self, call: Forward, frame: CallResult | CallError, result: bool) -> None:
         """Pass-through: the primary answered a charger CALL."""
         if result:
             assert type(frame) is CallResult
@@ -513,8 +444,8 @@ class Session:
             if self._start(lane, job):
                 return
             job = lane.done()
-        if self.translator is not None:
-            self._count_dropped()
+        if self.relay is not None:
+            self.relay.count_dropped()
         if self._on_quiet is not None:
             self._check_quiet()
 
@@ -542,186 +473,13 @@ class Session:
                 self._watch_rotation(uid, action, payload)
             self.fx.to_charger(call_text(uid, action, payload))
 
-    # ------------------------------------------------------------------ translation
+    def _relay(self) -> Translating:
+        relay = self.relay
+        assert relay is not None, "only a translated session has planned jobs"
+        return relay
 
-    def _plan(self, lane: Lane[Job], job: _Planned) -> bool:
-        """Plan an origin CALL (its turn came) and send the plan's first CALL."""
-        call = job.origin
-        from_charger = lane is self.up
-        origin = "charger" if from_charger else "backend"
-        src = self.version if from_charger else self.backend_version
-        try:
-            schemas.validate(src, call.action, "request", call.payload)
-        except schemas.UnknownAction:
-            pass  # the translator answers NotImplemented for actions it does not know
-        except schemas.SchemaViolation as e:
-            self.metrics.frame_errors.labels(origin, "schema").inc()
-            self._to_origin(
-                lane, call_error_text(call.unique_id, schemas.schema_error_code(e, src), f"{e.path}: {e.message}")
-            )
-            return False
-        if from_charger and call.action == "BootNotification":
-            self._boot = call.payload  # the boot record stores the charger's own request with its answer
-        tr = self.translator
-        assert tr is not None
-        plan = tr.from_charger(call.action, call.payload) if from_charger else tr.from_csms(call.action, call.payload)
-        self._persist()
-        if plan.error is not None:
-            code, desc = plan.error
-            self._local.labels(action_label(call.action), plan.reason or "error").inc()
-            self._to_origin(lane, call_error_text(call.unique_id, normalise_code(code, src), desc))
-            self._then(plan)
-            return False
-        if plan.reply is not None:
-            self._local.labels(action_label(call.action), plan.reason or "local").inc()
-            self._answer_origin(lane, call, plan.reply)
-            self._then(plan)
-            return False
-        job.run = PlanRun(plan)
-        return self._step(lane, job)
-
-    def _step(self, lane: Lane[Job], job: _Planned) -> bool:
-        """Send the plan's next CALL (checked against the target's schema first)."""
-        run = job.run
-        assert run is not None
-        call = run.call
-        try:
-            schemas.validate(self._target_version(lane), call.action, "request", call.payload)
-        except (schemas.SchemaViolation, schemas.UnknownAction) as e:
-            path = getattr(e, "path", "")
-            self._translation_invalid(call.action, "request", e)
-            self._to_origin(
-                lane,
-                call_error_text(
-                    job.origin.unique_id, "InternalError", f"translation to {call.action} failed schema at {path}",
-                    {"action": call.action, "path": str(path)},
-                ),
-            )  # fmt: skip
-            return False
-        self._send_own(lane, call.action, call.payload)
-        return True
-
-    def _plan_answered(self, lane: Lane[Job], job: _Planned, frame: CallResult | CallError) -> None:
-        run = job.run
-        assert run is not None
-        if type(frame) is CallResult and not self._valid_answer(lane, run.call.action, frame.payload):
-            self._persist()
-            self._to_origin(
-                lane,
-                call_error_text(
-                    job.origin.unique_id,
-                    "InternalError",
-                    f"the {run.call.action} answer failed its schema: not translated",
-                ),
-            )
-            self._next(lane)
-            return
-        if type(frame) is CallResult:
-            more: bool | None = run.answered(frame.payload)
-        else:
-            assert type(frame) is CallError
-            more = run.failed(frame.code, frame.description)
-            self._persist()
-            if more is None:
-                tr = self.translator
-                assert tr is not None
-                origin: Side = "charger" if lane is self.up else "csms"
-                self._to_origin(
-                    lane, call_error_text(job.origin.unique_id, tr.map_error(frame.code, origin), frame.description)
-                )
-                self._next(lane)
-                return
-        if more:
-            if not self._step(lane, job):
-                self._next(lane)
-            return
-        self._plan_finished(lane, job)
-
-    def _valid_answer(self, lane: Lane[Job], action: str, payload: JsonDict) -> bool:
-        """A CALLRESULT to a translated CALL, checked against its sender's schema before the plan reads it (the
-        translator only ever sees valid input); an invalid one is counted and logged."""
-        try:
-            schemas.validate(self._target_version(lane), action, "response", payload)
-        except schemas.UnknownAction:
-            return True
-        except schemas.SchemaViolation as e:
-            side = "backend" if lane is self.up else "charger"
-            self.metrics.frame_errors.labels(side, "schema_result").inc()
-            if self.log is not None:
-                self.log.warning("invalid_callresult", side=side, action=action, path=e.path)
-            return False
-        return True
-
-    def _plan_failed(self, lane: Lane[Job], job: _Planned, code: str, description: str) -> None:
-        """No answer (timeout, link lost): the plan may substitute one; else the origin gets none."""
-        run = job.run
-        more = run.failed(code, description) if run is not None else None
-        self._persist()
-        if more is None:
-            self._next(lane)
-        elif more:
-            if not self._step(lane, job):
-                self._next(lane)
-        else:
-            self._plan_finished(lane, job)
-
-    def _plan_finished(self, lane: Lane[Job], job: _Planned) -> None:
-        run = job.run
-        assert run is not None
-        answer = run.finish()
-        self._persist()
-        call = job.origin
-        if lane is self.up:
-            if call.action == "BootNotification":
-                self._record_boot(answer)
-            self._answer_origin(lane, call, answer)
-            if self.mirror is not None:
-                self.mirror(call.action, call.payload, answer)
-        else:
-            self._answer_origin(lane, call, answer)
-        self._then(run.plan)
-        self._next(lane)
-
-    def _answer_origin(self, lane: Lane[Job], call: Call, payload: JsonDict) -> None:
-        version = self.version if lane is self.up else self.backend_version
-        try:
-            schemas.validate(version, call.action, "response", payload)
-        except (schemas.SchemaViolation, schemas.UnknownAction) as e:
-            self._translation_invalid(call.action, "response", e)
-            self._to_origin(
-                lane,
-                call_error_text(call.unique_id, "InternalError", f"translation of {call.action} answer failed schema"),
-            )
-            return
-        self._to_origin(lane, call_result_text(call.unique_id, payload))
-
-    def _then(self, plan: Plan) -> None:
-        """The gateway's own CALLs a plan asks for after the origin's answer, each on its lane's queue."""
-        for calls, lane in ((plan.then_to_csms, self.up), (plan.then_to_charger, self.down)):
-            for c in calls:
-                self._push_own(lane, c)
-
-    def _push_own(self, lane: Lane[Job], call: OutCall) -> None:
-        job = lane.push(_Own(call.action, call.payload, None))
-        if job is not None and not self._start(lane, job):
-            self._next(lane)
-
-    def _translation_invalid(self, action: str, kind: str, e: Exception) -> None:
-        self._terrors.labels(action_label(action), f"invalid_{'call' if kind == 'request' else 'answer'}").inc()
-        if self.log is not None:
-            self.log.error("translation_invalid", action=action, kind=kind, path=getattr(e, "path", ""))
-
-    def _persist(self) -> None:
-        tr = self.translator
-        assert tr is not None
-        self.fx.persist(Write("tx", self.charger_id, self.backend, tr.snapshot()))
-
-    def _count_dropped(self) -> None:
-        take = getattr(self.translator, "take_dropped", None)
-        if take is None:
-            return
-        for action, what in take():
-            self._dropped.labels(action_label(action), what[:40]).inc()
+    def _note_boot(self, request: JsonDict) -> None:
+        self._boot = request
 
     # ------------------------------------------------------------------ password rotation
 

@@ -37,8 +37,8 @@ from typing import Any
 import orjson
 
 from gateway.config import BackendConfig
+from gateway.core.jobs import AdminAnswer, Receiver
 from gateway.core.plan import PlanRun
-from gateway.core.session import AdminAnswer, Receiver
 from gateway.errors import BackendUnavailable, NoUpstreamCredentials
 from gateway.fanout.board import MirrorBoard
 from gateway.fanout.feed import DurableFeed

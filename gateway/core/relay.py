@@ -1,0 +1,269 @@
+"""The translating relay: a session's CALLs planned by a translator, and each plan carried out on the lanes.
+
+A translated session (:class:`gateway.core.session.Session` with a translator) puts each origin CALL on its lane
+as a :class:`~gateway.core.jobs.Planned` job. When the job's turn comes, :meth:`Translating.start` validates the
+CALL against the origin's schema and asks the translator for a plan: answered at once (``reply``/``error``), or
+CALLs toward the other side that :class:`~gateway.core.plan.PlanRun` carries out one at a time with the gateway's
+own unique ids, every one validated against the target's schema first (an invalid one is a translation bug: the
+origin gets ``InternalError``, it is logged and counted, and nothing is sent). Every answer is validated against
+its sender's schema before the plan reads it. The translator's state is persisted (write-behind) after every step
+that changes it, before the translated frame leaves. A timeout is reported to the plan; the origin then gets no
+answer (it times out on its own): the gateway never invents an answer. The plan's ``then_to_*`` CALLs queue on their
+lanes as the gateway's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from gateway.core.jobs import Effects, Job, Own, Planned
+from gateway.core.lane import Lane
+from gateway.core.plan import PlanRun
+from gateway.metrics import Metrics
+from gateway.ocpp import schemas
+from gateway.ocpp.actions import action_label
+from gateway.ocpp.errors import normalise_code
+from gateway.ocpp.frames import Call, CallError, CallResult, Raw, call_error_text, call_result_text
+from gateway.ocpp.versions import OcppVersion
+from gateway.store.base import Write
+from gateway.translate.base import JsonDict, OutCall, Plan, Side, Translator
+
+__all__ = ["RelayHost", "Translating"]
+
+
+class RelayHost(Protocol):
+    """What the relay uses of its session (:class:`gateway.core.session.Session`)."""
+
+    @property
+    def charger_id(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def version(self) -> OcppVersion: ...
+    @property
+    def backend_version(self) -> OcppVersion: ...
+    @property
+    def up(self) -> Lane[Job]: ...
+    @property
+    def down(self) -> Lane[Job]: ...
+    @property
+    def fx(self) -> Effects: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def log(self) -> Any: ...
+    @property
+    def mirror(self) -> Callable[[str, Raw | JsonDict, Raw | JsonDict | None], None] | None: ...
+
+    def _note_boot(self, request: JsonDict) -> None: ...
+    def _record_boot(self, response: JsonDict) -> None: ...
+    def _to_origin(self, lane: Lane[Job], data: bytes) -> None: ...
+    def _send_own(self, lane: Lane[Job], action: str, payload: JsonDict) -> None: ...
+    def _start(self, lane: Lane[Job], job: Job) -> bool: ...
+    def _next(self, lane: Lane[Job]) -> None: ...
+    def _target_version(self, lane: Lane[Job]) -> str: ...
+
+
+class Translating:
+    """The translated half of one session (``s``): its plans and their answers."""
+
+    __slots__ = ("_dropped", "_local", "_terrors", "s", "translator")
+
+    def __init__(self, session: RelayHost, translator: Translator) -> None:
+        self.s = session
+        self.translator = translator
+        m = session.metrics
+        self._local = m.translation_local_answers
+        self._dropped = m.translation_dropped
+        self._terrors = m.translation_errors
+
+    def start(self, lane: Lane[Job], job: Planned) -> bool:
+        """Plan an origin CALL (its turn came) and send the plan's first CALL."""
+        s = self.s
+        call = job.origin
+        from_charger = lane is s.up
+        origin = "charger" if from_charger else "backend"
+        src = s.version if from_charger else s.backend_version
+        try:
+            schemas.validate(src, call.action, "request", call.payload)
+        except schemas.UnknownAction:
+            pass  # the translator answers NotImplemented for actions it does not know
+        except schemas.SchemaViolation as e:
+            s.metrics.frame_errors.labels(origin, "schema").inc()
+            s._to_origin(
+                lane, call_error_text(call.unique_id, schemas.schema_error_code(e, src), f"{e.path}: {e.message}")
+            )
+            return False
+        if from_charger and call.action == "BootNotification":
+            s._note_boot(call.payload)  # the boot record stores the charger's own request with its answer
+        tr = self.translator
+        assert tr is not None
+        plan = tr.from_charger(call.action, call.payload) if from_charger else tr.from_csms(call.action, call.payload)
+        self.persist()
+        if plan.error is not None:
+            code, desc = plan.error
+            self._local.labels(action_label(call.action), plan.reason or "error").inc()
+            s._to_origin(lane, call_error_text(call.unique_id, normalise_code(code, src), desc))
+            self._then(plan)
+            return False
+        if plan.reply is not None:
+            self._local.labels(action_label(call.action), plan.reason or "local").inc()
+            self._answer_origin(lane, call, plan.reply)
+            self._then(plan)
+            return False
+        job.run = PlanRun(plan)
+        return self._step(lane, job)
+
+    def _step(self, lane: Lane[Job], job: Planned) -> bool:
+        """Send the plan's next CALL (checked against the target's schema first)."""
+        s = self.s
+        run = job.run
+        assert run is not None
+        call = run.call
+        try:
+            schemas.validate(s._target_version(lane), call.action, "request", call.payload)
+        except (schemas.SchemaViolation, schemas.UnknownAction) as e:
+            path = getattr(e, "path", "")
+            self.invalid(call.action, "request", e)
+            s._to_origin(
+                lane,
+                call_error_text(
+                    job.origin.unique_id, "InternalError", f"translation to {call.action} failed schema at {path}",
+                    {"action": call.action, "path": str(path)},
+                ),
+            )  # fmt: skip
+            return False
+        s._send_own(lane, call.action, call.payload)
+        return True
+
+    def answered(self, lane: Lane[Job], job: Planned, frame: CallResult | CallError) -> None:
+        s = self.s
+        run = job.run
+        assert run is not None
+        if type(frame) is CallResult and not self._valid_answer(lane, run.call.action, frame.payload):
+            self.persist()
+            s._to_origin(
+                lane,
+                call_error_text(
+                    job.origin.unique_id,
+                    "InternalError",
+                    f"the {run.call.action} answer failed its schema: not translated",
+                ),
+            )
+            s._next(lane)
+            return
+        if type(frame) is CallResult:
+            more: bool | None = run.answered(frame.payload)
+        else:
+            assert type(frame) is CallError
+            more = run.failed(frame.code, frame.description)
+            self.persist()
+            if more is None:
+                tr = self.translator
+                assert tr is not None
+                origin: Side = "charger" if lane is s.up else "csms"
+                s._to_origin(
+                    lane, call_error_text(job.origin.unique_id, tr.map_error(frame.code, origin), frame.description)
+                )
+                s._next(lane)
+                return
+        if more:
+            if not self._step(lane, job):
+                s._next(lane)
+            return
+        self._finished(lane, job)
+
+    def _valid_answer(self, lane: Lane[Job], action: str, payload: JsonDict) -> bool:
+        """A CALLRESULT to a translated CALL, checked against its sender's schema before the plan reads it (the
+        translator only ever sees valid input); an invalid one is counted and logged."""
+        s = self.s
+        try:
+            schemas.validate(s._target_version(lane), action, "response", payload)
+        except schemas.UnknownAction:
+            return True
+        except schemas.SchemaViolation as e:
+            side = "backend" if lane is s.up else "charger"
+            s.metrics.frame_errors.labels(side, "schema_result").inc()
+            if s.log is not None:
+                s.log.warning("invalid_callresult", side=side, action=action, path=e.path)
+            return False
+        return True
+
+    def failed(self, lane: Lane[Job], job: Planned, code: str, description: str) -> None:
+        """No answer (timeout, link lost): the plan may substitute one; else the origin gets none."""
+        s = self.s
+        run = job.run
+        more = run.failed(code, description) if run is not None else None
+        self.persist()
+        if more is None:
+            s._next(lane)
+        elif more:
+            if not self._step(lane, job):
+                s._next(lane)
+        else:
+            self._finished(lane, job)
+
+    def _finished(self, lane: Lane[Job], job: Planned) -> None:
+        s = self.s
+        run = job.run
+        assert run is not None
+        answer = run.finish()
+        self.persist()
+        call = job.origin
+        if lane is s.up:
+            if call.action == "BootNotification":
+                s._record_boot(answer)
+            self._answer_origin(lane, call, answer)
+            if s.mirror is not None:
+                s.mirror(call.action, call.payload, answer)
+        else:
+            self._answer_origin(lane, call, answer)
+        self._then(run.plan)
+        s._next(lane)
+
+    def _answer_origin(self, lane: Lane[Job], call: Call, payload: JsonDict) -> None:
+        s = self.s
+        version = s.version if lane is s.up else s.backend_version
+        try:
+            schemas.validate(version, call.action, "response", payload)
+        except (schemas.SchemaViolation, schemas.UnknownAction) as e:
+            self.invalid(call.action, "response", e)
+            s._to_origin(
+                lane,
+                call_error_text(call.unique_id, "InternalError", f"translation of {call.action} answer failed schema"),
+            )
+            return
+        s._to_origin(lane, call_result_text(call.unique_id, payload))
+
+    def _then(self, plan: Plan) -> None:
+        """The gateway's own CALLs a plan asks for after the origin's answer, each on its lane's queue."""
+        s = self.s
+        for calls, lane in ((plan.then_to_csms, s.up), (plan.then_to_charger, s.down)):
+            for c in calls:
+                self._push_own(lane, c)
+
+    def _push_own(self, lane: Lane[Job], call: OutCall) -> None:
+        s = self.s
+        job = lane.push(Own(call.action, call.payload, None))
+        if job is not None and not s._start(lane, job):
+            s._next(lane)
+
+    def invalid(self, action: str, kind: str, e: Exception) -> None:
+        s = self.s
+        self._terrors.labels(action_label(action), f"invalid_{'call' if kind == 'request' else 'answer'}").inc()
+        if s.log is not None:
+            s.log.error("translation_invalid", action=action, kind=kind, path=getattr(e, "path", ""))
+
+    def persist(self) -> None:
+        s = self.s
+        tr = self.translator
+        assert tr is not None
+        s.fx.persist(Write("tx", s.charger_id, s.backend, tr.snapshot()))
+
+    def count_dropped(self) -> None:
+        take = getattr(self.translator, "take_dropped", None)
+        if take is None:
+            return
+        for action, what in take():
+            self._dropped.labels(action_label(action), what[:40]).inc()
