@@ -10,6 +10,7 @@ clock. Pure: no frames, sockets, tasks or clock of its own; its users send the C
 States and moves (anything else is a bug in the caller, not a peer's fault)::
 
     free ──offer──▶ current          START: the caller starts the job now (sends its first CALL, then sent())
+    free ──begin(uid, action)──▶ waiting   offer and sent in one step (a job of one CALL); False when not free
     free/current ──offer──▶ queued   QUEUED: behind the current job, or the lane is held
                    offer at max_queued: FULL (the caller answers the version's "busy" CALLERROR; nothing is queued)
     current ──sent(uid, action)──▶ waiting   a CALL of the current job is on the wire, deadline = now + timeout_s
@@ -71,6 +72,19 @@ class Lane(Generic[J]):
             return FULL
         self.queue.append(job)
         return QUEUED
+
+    def begin(self, job: J, unique_id: str, action: str, now: float) -> bool:
+        """:meth:`offer` and :meth:`sent` in one step, for a job of one CALL that goes out at once: True when the
+        lane was free (``job`` is current, its CALL on the wire); False, and nothing done, otherwise (then
+        :meth:`offer` it)."""
+        if self.current is not None or self.held or self.queue:
+            return False
+        self.current = job
+        self.unique_id = self.last_id = unique_id
+        self.action = action
+        self.started = now
+        self.deadline = now + self.timeout_s
+        return True
 
     def push(self, job: J) -> J | None:
         """Queue a job of the gateway's own, unbounded (it follows one the queue already admitted); the job to start

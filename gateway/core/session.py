@@ -51,7 +51,6 @@ from gateway.core.relay import Translating
 from gateway.core.rotation import ROTATION_ACTIONS, intercept_csms_call, rotation_accepted, rotation_offer
 from gateway.metrics import Metrics
 from gateway.ocpp import schemas
-from gateway.ocpp.actions import action_label
 from gateway.ocpp.errors import FrameError, busy_code
 from gateway.ocpp.frames import (
     Call,
@@ -183,7 +182,7 @@ class Session:
             return
         if type(frame) is Call:
             action = frame.action
-            self.metrics.message_counter("from_charger", "call", action_label(action), self.backend).inc()
+            self.metrics.count_message("from_charger", "call", action, self.backend)
             if self.validate and not self._valid_call(frame, "charger"):
                 return
             if self.tap is not None:
@@ -206,7 +205,7 @@ class Session:
             return
         if type(frame) is Call:
             action = frame.action
-            self.metrics.message_counter("from_backend", "call", action_label(action), self.backend).inc()
+            self.metrics.count_message("from_backend", "call", action, self.backend)
             if self.validate and not self._valid_call(frame, "backend"):
                 return
             if action in ROTATION_ACTIONS and self.fx.rotate_upstream is not None and self._rotated_upstream(frame):
@@ -334,12 +333,18 @@ class Session:
 
     def _offer(self, lane: Lane[Job], call: Call) -> None:
         """An origin's CALL onto ``lane``: started when the lane is free, queued, or refused when the queue is full."""
-        if self.translator is not None:
+        if self.relay is not None:
             job: Job = Planned(call)
         else:
             action = call.action
             keep = action == "BootNotification" or action in ROTATION_ACTIONS
             job = Forward(call.unique_id, action, call.raw, call.payload if keep else None)
+            if not keep and lane.begin(job, call.unique_id, action, self.clock()):  # the common case, in one step
+                if lane is self.up:
+                    self.fx.to_backend(call.raw)
+                else:
+                    self.fx.to_charger(call.raw)
+                return
         offered = lane.offer(job)
         if offered == START:
             if not self._start(lane, job):
@@ -387,17 +392,28 @@ class Session:
         action = lane.action
         result = type(frame) is CallResult
         kind = "callresult" if result else "callerror"
-        label = action_label(action)
-        self.metrics.message_counter(direction, kind, label, self.backend).inc()
-        self.metrics.rtt("up" if lane is self.up else "down", label, self.backend).observe(self.clock() - lane.started)
+        metrics, backend = self.metrics, self.backend
+        metrics.count_message(direction, kind, action, backend)
+        metrics.observe_rtt("up" if lane is self.up else "down", action, backend, self.clock() - lane.started)
         if self.tap is not None:
             self.tap(direction, kind, action, frame.unique_id, answer_payload(frame))
         if lane is self.down and self._rotation is not None:
             self._rotation_answered(frame)
         if type(job) is Forward:
-            if lane is self.up:
-                self._relay_up_answer(job, frame, result)
-            else:
+            if lane is self.up:  # the primary answered a charger CALL
+                if result:
+                    assert type(frame) is CallResult
+                    if self.validate:
+                        self._check_result(action, frame.payload, "backend")
+                    if action == "BootNotification":
+                        self._record_boot(frame.payload)
+                self.fx.to_charger(frame.raw)
+                spool = self.mirror_spool
+                if spool is not None and type(job.raw) is bytes and type(frame.raw) is bytes:
+                    spool += (self.mirror_tag, action, job.raw, frame.raw if result else b"")
+                elif self.mirror is not None:
+                    self.mirror(action, job.raw, frame.raw if result else None)
+            else:  # the charger answered the backend's CALL
                 if self.validate and type(frame) is CallResult:
                     self._check_result(action, frame.payload, "charger")
                 if job is self._stale:
@@ -406,7 +422,10 @@ class Session:
                     self.fx.to_backend(frame.raw)
                 else:
                     self.metrics.dropped_results.labels("from_charger", "link_down").inc()
-            self._next(lane)
+            if lane.queue or self._on_quiet is not None:
+                self._next(lane)
+            else:
+                lane.done()  # nothing waits: the common case
             return
         if type(job) is Planned:
             self._relay().answered(lane, job, frame)
@@ -421,21 +440,6 @@ class Session:
         elif type(frame) is CallError and self.log is not None:
             self.log.warning("gateway_call_failed", action=action, code=frame.code)
         self._next(lane)
-
-    def _relay_up_answer(self, call: Forward, frame: CallResult | CallError, result: bool) -> None:
-        """Pass-through: the primary answered a charger CALL."""
-        if result:
-            assert type(frame) is CallResult
-            if self.validate:
-                self._check_result(call.action, frame.payload, "backend")
-            if call.action == "BootNotification":
-                self._record_boot(frame.payload)
-        self.fx.to_charger(frame.raw)
-        spool = self.mirror_spool
-        if spool is not None and type(call.raw) is bytes and type(frame.raw) is bytes:
-            spool += (self.mirror_tag, call.action, call.raw, frame.raw if result else b"")
-        elif self.mirror is not None:
-            self.mirror(call.action, call.raw, frame.raw if result else None)
 
     def _next(self, lane: Lane[Job]) -> None:
         """The current job of ``lane`` ended: start the next ones until one is in flight or none waits."""
