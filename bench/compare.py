@@ -273,7 +273,33 @@ def main() -> None:
                         finally:
                             procs.stop_all()
     subprocess.run([PY, str(SHARED / "summarize.py"), str(out)], check=False, stdout=open(out.with_suffix(".md"), "w"))
+    if "gateway" in targets and "gateway-base" in targets:
+        with open(out.with_suffix(".md"), "a") as md:
+            md.write(paired_ratios(out))
     print(out.with_suffix(".md").read_text())
+
+
+def paired_ratios(path: Path) -> str:
+    """gateway / gateway-base CPU per round trip, rep by rep (the two ran seconds apart, so a drift of this shared
+    machine hits both): less noisy than the ratio of the medians."""
+    import json
+    import statistics
+
+    by: dict[tuple[int, str], dict[str, float]] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("mode") == "load" and not r.get("failed") and r.get("msgs_per_s"):
+            by.setdefault((r["n"], r["tag"]), {})[r["target"]] = 1e4 * r["cpu_pct"]["target"] / r["msgs_per_s"]
+    out = []
+    for n in sorted({n for n, _ in by}):
+        ratios = [v["gateway"] / v["gateway-base"] for (m, _), v in by.items() if m == n and len(v) >= 2 and
+                  "gateway" in v and "gateway-base" in v]  # fmt: skip
+        if ratios:
+            out.append(
+                f"\nN = {n}: gateway / gateway-base CPU per round trip, per rep: "
+                f"{', '.join(f'{x:.3f}' for x in ratios)}; median {statistics.median(ratios):.3f}\n"
+            )
+    return "".join(out)
 
 
 if __name__ == "__main__":
