@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from gateway.app.calls import call_local
+from gateway.app.calls import call_local, failure
 from gateway.app.connection import Conn
 from gateway.metrics import Metrics
 from gateway.store import StateWriter, Store, StoreUnavailable, Subscription
@@ -138,18 +138,18 @@ class Fleet:
         try:
             owner = await self.gw.store.get_owner(cid)
         except StoreUnavailable:
-            return 503, {"error": "store unreachable: cannot find the charger's node"}
+            return 503, failure("StoreUnavailable", "store unreachable: cannot find the charger's node")
         if owner is None or owner == self.node:
-            return 404, {"error": "charger not connected"}
+            return 404, failure("NotConnected", "charger not connected")
         msg = {"t": "call", "cid": cid, "action": action, "payload": payload, "timeout_s": timeout}
         reply = await self.request(owner, msg, timeout + FORWARD_MARGIN_S)
         if reply is None:
             m.admin_calls.labels("forward_failed").inc()
-            return 504, {"error": f"no answer from node {owner} in time"}
+            return 504, failure("NodeUnreachable", f"no answer from node {owner} in time")
         m.admin_calls.labels("forwarded").inc()
         status, body = reply.get("status"), reply.get("body")
         if not isinstance(status, int) or not isinstance(body, dict):
-            return 502, {"error": f"malformed reply from node {owner}"}
+            return 502, failure("BadReply", f"malformed reply from node {owner}")
         return status, {**body, "node": owner}
 
     # ----------------------------------------------------------------------------------------- messages
@@ -242,7 +242,7 @@ class Fleet:
     async def _on_call(self, msg: dict[str, Any]) -> None:
         action, payload, timeout = msg.get("action"), msg.get("payload"), msg.get("timeout_s")
         if not isinstance(action, str) or not isinstance(payload, dict) or not isinstance(timeout, int | float):
-            status, body = 400, {"error": "malformed forwarded call"}
+            status, body = 400, failure("BadRequest", "malformed forwarded call")
         else:
             gw = self.gw
             status, body = await call_local(gw.conns, gw.metrics, gw.log, msg["cid"], action, payload, float(timeout))

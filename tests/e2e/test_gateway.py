@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from typing import Any
 
@@ -343,10 +344,37 @@ async def test_admin_api_lists_chargers_and_sends_a_call(redis_url: str) -> None
                 await task
                 async with http.post(gw.admin_url() + "/api/chargers/NOPE/call", json=req, headers=auth) as r:
                     assert r.status == 404
+                    assert (await r.json())["error"]["code"] == "NotConnected"
                 req["timeout_s"] = 0.3
                 async with http.post(gw.admin_url() + "/api/chargers/CP-A/call", json=req, headers=auth) as r:
                     assert r.status == 504  # the charger does not answer this time
+                    error = (await r.json())["error"]
+                    assert error == {"code": "Timeout", "description": error["description"], "details": {}}
             assert csms.actions() == ["BootNotification"]  # the admin CALL never went to the CSMS
+
+
+async def test_an_admin_call_that_timed_out_leaves_nothing_unretrieved_when_the_charger_goes() -> None:
+    """The charger disconnects after the API answered 504: its ConnectionError reaches no abandoned future (asyncio
+    would print "Future exception was never retrieved" outside the JSON log)."""
+    loop = asyncio.get_running_loop()
+    problems: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: problems.append(context))
+    try:
+        async with stub_csms(lambda c, a, p: {"currentTime": "t"}) as csms, gateway(make_config({"a": csms.url})) as gw:
+            async with raw_charger(gw.charger_url(), "CP-T") as ws, aiohttp.ClientSession() as http:
+                req = {"action": "ClearCache", "payload": {}, "timeout_s": 0.2}
+                async with http.post(gw.admin_url() + "/api/chargers/CP-T/call", json=req) as r:
+                    assert r.status == 504
+                assert (await recv_json(ws))[2] == "ClearCache"  # it reached the charger, which never answers
+            async with asyncio.timeout(5):
+                while "CP-T" in gw.hub.conns:
+                    await asyncio.sleep(0.01)
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert problems == []
 
 
 async def test_metrics_and_health_endpoints() -> None:

@@ -4,9 +4,10 @@
   process, with the session's live state when local.
 * ``GET /api/chargers/{id}``: one charger: owner node, connection, last boot, connector statuses.
 * ``POST /api/chargers/{id}/call`` ``{"action": ..., "payload": {...}, "timeout_s": 30}``: send a CALL to the charger
-  and return ``{"result": {...}}`` or ``{"error": {"code", "description", "details"}}``; 504 on timeout, 404 when
-  the charger is not connected anywhere, 409 when its queue is full. A charger on another node (worker, replica)
-  is reached through the store's node channel (gateway/app/fleet.py); the answer then names that ``node``.
+  and return ``{"result": {...}}`` or ``{"error": {"code", "description", "details"}}`` (its CALLERROR); when no
+  answer comes, the same ``error`` object with the gateway's code (gateway/app/calls.py): 504 ``Timeout``, 404
+  ``NotConnected``, 409 ``QueueFull``, 502 ``Disconnected``. A charger on another node (worker, replica) is reached
+  through the store's node channel (gateway/app/fleet.py); the answer then names that ``node``.
 * ``PUT /api/chargers/{id}/credentials`` ``{"password": "...", "upstream": {"<backend>": "..."}}`` (either or both):
   store the hash of the charger's Basic auth password (16..40 printable ASCII) and/or the password the gateway
   presents for it to a backend. 204; nothing is ever echoed or readable back. 400 on a bad body, 503 when the
