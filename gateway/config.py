@@ -415,6 +415,15 @@ def _server_tls(c: _Checker, node: Any, path: str, mtls: bool = True) -> ServerT
     )
 
 
+def _ambiguous_version(c: _Checker, value: Any, path: str) -> bool:
+    """An unquoted ``2.0`` is the YAML number 2.0: it reads as "2.0", which is rarely what was meant (OCPP 2.0.1
+    is). Say so rather than guess. (1.6 and 2.1 as numbers are unambiguous and accepted.)"""
+    if isinstance(value, float) and value == 2.0:
+        c.err(path, 'the YAML number 2.0: write "2.0.1" for OCPP 2.0.1, or "2.0" quoted for OCPP 2.0')
+        return True
+    return False
+
+
 def _listener(c: _Checker, node: Any, path: str, index: int) -> ListenConfig:
     d = c.mapping(node, path, _LISTEN_KEYS)
     dl = ListenConfig()
@@ -424,6 +433,8 @@ def _listener(c: _Checker, node: Any, path: str, index: int) -> ListenConfig:
         c.err(f"{path}.ocpp_versions", "must be a non-empty list of OCPP versions")
     else:
         for i, v in enumerate(versions_raw):
+            if _ambiguous_version(c, v, f"{path}.ocpp_versions[{i}]"):
+                continue
             if str(v) not in SUBPROTOCOLS:
                 c.err(f"{path}.ocpp_versions[{i}]", f"must be one of {', '.join(SUBPROTOCOLS)}; got {v!r}")
             else:
@@ -779,6 +790,8 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             )
             db = BackendConfig(name=name, url="")
             ocpp_v = b.get("ocpp", db.ocpp)
+            if _ambiguous_version(c, ocpp_v, f"{p}.ocpp"):
+                ocpp_v = db.ocpp
             url = c.get(b, "url", p, str, "", _ws_url).rstrip("/")
             profile = c.get(b, "security_profile", p, int, 0, _profile)
             tls = _backend_tls(c, b.get("tls"), f"{p}.tls")

@@ -6,7 +6,7 @@ extras="${1:-}"
 py="${PYTHON:-}"
 if [[ -z "$py" ]]; then
   for cand in python3.13 python3.12 python3.11 python3; do
-    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
       py=$cand; break
     fi
   done
@@ -16,4 +16,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 spec="."
 [[ -n "$extras" ]] && spec=".[$extras]"
-.venv/bin/python -m pip install -q -e "$spec"
+# -qq: the build backend's notices about editable installs are not ours to act on; errors still show
+.venv/bin/python -m pip install -qq -e "$spec"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.config import ConfigError, load_config, parse_config
 
@@ -85,3 +86,28 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(bad))
     assert "line" in info.value.problems[0][1]
+
+
+@pytest.mark.parametrize("where", ["backend", "listener"])
+def test_an_unquoted_2_0_is_named_rather_than_read_as_ocpp_2_0(where: str) -> None:
+    raw = yaml.safe_load(
+        "backends: {a: {url: 'ws://127.0.0.1:9100/ocpp', ocpp: 2.0}}\nroutes: [{match: '*', primary: a}]\n"
+        if where == "backend"
+        else "listen: {ocpp_versions: [1.6, 2.0]}\nbackends: {a: {url: 'ws://127.0.0.1:9100/ocpp'}}\n"
+        "routes: [{match: '*', primary: a}]\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    path = "backends.a.ocpp" if where == "backend" else "listen.ocpp_versions[1]"
+    assert [(p, m) for p, m in e.value.problems if p == path] == [
+        (path, 'the YAML number 2.0: write "2.0.1" for OCPP 2.0.1, or "2.0" quoted for OCPP 2.0')
+    ]
+
+
+def test_unquoted_1_6_and_quoted_versions_are_accepted() -> None:
+    raw = yaml.safe_load(
+        "listen: {ocpp_versions: [1.6, '2.0.1', '2.0']}\nbackends: {a: {url: 'ws://127.0.0.1:9100/ocpp', ocpp: 1.6}}\n"
+        "routes: [{match: '*', primary: a}]\n"
+    )
+    cfg = parse_config(raw)
+    assert cfg.backends["a"].ocpp == "1.6" and cfg.listen.ocpp_versions == ("1.6", "2.0.1", "2.0")
