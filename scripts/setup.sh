@@ -12,6 +12,7 @@ if [[ -z "$py" ]]; then
   done
 fi
 [[ -n "$py" ]] || { echo "need Python >= 3.11 (set PYTHON=...)" >&2; exit 1; }
+[[ "${SETUP_PROBE_ONLY:-}" == 1 ]] && { echo "$py"; exit 0; }  # which interpreter it would use (tests/unit/test_packaging.py)
 [[ -x .venv/bin/python ]] || "$py" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 spec="."
