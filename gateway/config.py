@@ -183,7 +183,7 @@ class RouteConfig:
 
 
 TAP_DIRECTIONS = ("from_charger", "from_backend")
-TAP_MESSAGE_TYPES = ("call", "callresult", "callerror")
+TAP_MESSAGE_TYPES = ("call", "callresult", "callerror", "send", "callresulterror")  # the last two: OCPP 2.1
 
 
 @dataclass(frozen=True, slots=True)
