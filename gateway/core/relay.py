@@ -83,7 +83,7 @@ class RelayHost(Protocol):
 class Translating:
     """The translated half of one session (``s``): its plans and their answers."""
 
-    __slots__ = ("_dropped", "_local", "_terrors", "s", "translator")
+    __slots__ = ("_dropped", "_local", "_terrors", "last_answered", "s", "translator")
 
     def __init__(self, session: RelayHost, translator: Translator) -> None:
         self.s = session
@@ -92,6 +92,8 @@ class Translating:
         self._local = m.translation_local_answers
         self._dropped = m.translation_dropped
         self._terrors = m.translation_errors
+        #: per lane (up, down): (unique id, action) of the origin CALL answered last, for a CALLRESULTERROR (2.1)
+        self.last_answered: dict[bool, tuple[str, str]] = {}
 
     def start(self, lane: Lane[Job], job: Planned) -> bool:
         """Plan an origin CALL (its turn came) and send the plan's first CALL."""
@@ -297,6 +299,7 @@ class Translating:
                 call_error_text(call.unique_id, "InternalError", f"translation of {call.action} answer failed schema"),
             )
             return
+        self.last_answered[lane is s.up] = (call.unique_id, call.action)
         s._to_origin(lane, call_result_text(call.unique_id, payload))
 
     def _then(self, plan: Plan) -> None:

@@ -276,13 +276,19 @@ class Session:
         """A CALLRESULTERROR: ``side`` could not process the CALLRESULT with that unique id, which answered the last
         CALL it sent (the charger's on ``up``, the backend's on ``down``). In pass-through that answer came from the
         other side, which gets the CALLRESULTERROR as it is; in a translated session the answer was the gateway's
-        translation and the other side (2.0.1) has no such frame: logged and counted. An id that is not the last
-        answered CALL of that lane cannot be placed: dropped and counted (``unknown_id``). Never answered."""
+        translation of the last origin CALL answered on that lane, and the other side (2.0.1) has no such frame:
+        logged and counted dropped. An id that is not the last answered CALL of that lane cannot be placed: dropped
+        and counted (``unknown_id``). Never answered."""
         direction = "from_" + side
         lane = self.up if side == "charger" else self.down
         uid = frame.unique_id
-        known = uid == lane.last_id and lane.unique_id != uid
-        action = lane.action if known else "other"
+        if self.relay is not None:  # the origin's id, not the gateway's, is what the refusing side knows
+            last = self.relay.last_answered.get(lane is self.up)
+            known = last is not None and last[0] == uid
+            action = last[1] if last is not None and known else "other"
+        else:
+            known = uid == lane.last_id and lane.unique_id != uid
+            action = lane.action if known else "other"
         self.metrics.count_message(direction, "callresulterror", action, self.backend)
         if self.log is not None:
             self.log.warning("callresult_refused", side=side, action=action, unique_id=uid, code=frame.code)

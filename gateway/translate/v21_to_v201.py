@@ -22,7 +22,7 @@ other translators'): the periodic event streams the CSMS accepted.
 Values 2.0.1 cannot carry and no rule maps (a string longer than 2.0.1 allows, such as an idToken over 36
 characters; a fractional number where 2.0.1 wants an integer; a charging schedule period without ``limit``) make
 the translated CALL fail 2.0.1's schema: the session then answers the charger ``InternalError`` and sends nothing
-(counted ``ocppgw_translation_errors_total{reason="invalid_call"}``): nothing invalid reaches the CSMS.
+(counted ``ocppgw_translation_errors_total{kind="invalid_call"}``): nothing invalid reaches the CSMS.
 """
 
 from __future__ import annotations

@@ -162,3 +162,120 @@ class TestCallResultError:
         pair.charger_sends([5, "c1", "GenericError", "", {}])
         pair.assert_error_to_charger("c1", "MessageTypeNotSupported")
         pair.assert_to_backend(hb("c1"))
+
+
+# ------------------------------------------------------------------------------------------------------- set-up C
+
+OPEN = {"constantStreamData": {"id": 1, "variableMonitoringId": 3, "params": {"interval": 10}}}
+VENDOR = "org.openchargealliance.ocpp21"
+
+
+def wrapped(action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"vendorId": VENDOR, "messageId": action, "data": payload}
+
+
+class TestTranslatedToV201:
+    def test_a_charger_offering_only_ocpp2_1_to_a_v201_backend_is_translated(self) -> None:
+        from gateway.app.admission import choose_subprotocol
+        from gateway.app.routing import Route
+        from gateway.config import BackendConfig
+        from gateway.errors import ChargerRejected
+
+        route = Route(primary=BackendConfig(name="csms", url="ws://x/ocpp", ocpp="2.0.1"), origin="config:routes[0]")
+        assert choose_subprotocol(["ocpp2.1"], route, ("1.6", "2.0.1", "2.1")) == "ocpp2.1"
+        assert choose_subprotocol(["ocpp2.1", "ocpp2.0.1"], route, ("2.0.1", "2.1")) == "ocpp2.0.1"  # its own first
+        with pytest.raises(ChargerRejected):
+            choose_subprotocol(["ocpp2.1"], route, ("1.6", "2.0.1"))  # 2.1 not offered on this listener
+
+    def test_a_call_both_versions_have_goes_less_its_2_1_fields_with_the_gateways_id(self) -> None:
+        pair = SessionPair("2.1", "2.0.1")
+        event = {
+            "eventType": "Updated", "timestamp": T0, "triggerReason": "MeterValuePeriodic", "seqNo": 1,
+            "transactionInfo": {"transactionId": "tx-1", "operationMode": "ChargingOnly"}, "evseSleep": False,
+        }  # fmt: skip
+        pair.charger_sends([2, "c1", "TransactionEvent", event])
+        to_csms = {k: v for k, v in event.items() if k != "evseSleep"} | {"transactionInfo": {"transactionId": "tx-1"}}
+        pair.assert_to_backend([2, "g1.s1", "TransactionEvent", to_csms])
+        pair.backend_sends([3, "g1.s1", {}])
+        pair.assert_to_charger([3, "c1", {}])
+        dropped = {"action": "TransactionEvent"}
+        assert pair.counter("ocppgw_translation_dropped_total", what="evseSleep", **dropped) == 1
+        assert pair.counter("ocppgw_translation_dropped_total", what="operationMode", **dropped) == 1
+
+    def test_a_csms_call_reaches_the_2_1_charger_checked_against_2_1(self) -> None:
+        pair = SessionPair("2.1", "2.0.1")
+        pair.backend_sends([2, "b1", "Reset", {"type": "Immediate"}])
+        pair.assert_to_charger([2, "g1.s1", "Reset", {"type": "Immediate"}])
+        pair.charger_sends([3, "g1.s1", {"status": "Accepted"}])
+        pair.assert_to_backend([3, "b1", {"status": "Accepted"}])
+
+    def test_a_2_1_only_call_reaches_the_csms_wrapped(self) -> None:
+        pair = SessionPair("2.1", "2.0.1")
+        pair.charger_sends([2, "c1", "OpenPeriodicEventStream", OPEN])
+        pair.assert_to_backend([2, "g1.s1", "DataTransfer", wrapped("OpenPeriodicEventStream", OPEN)])
+        pair.backend_sends([3, "g1.s1", {"status": "Accepted"}])
+        pair.assert_to_charger([3, "c1", {"status": "Accepted"}])
+        assert pair.writes_of("tx")[-1].value == {"streams": [1]}  # persisted, as every translator's state
+
+    def test_a_send_of_an_accepted_stream_is_wrapped_into_a_call_and_gets_no_answer(self) -> None:
+        pair = SessionPair("2.1", "2.0.1")
+        pair.charger_sends([2, "c1", "OpenPeriodicEventStream", OPEN])
+        pair.backend_sends([3, "g1.s1", {"status": "Accepted"}])
+        pair.assert_to_charger([3, "c1", {"status": "Accepted"}])
+        pair.assert_to_backend([2, "g1.s1", "DataTransfer", wrapped("OpenPeriodicEventStream", OPEN)])
+        pair.charger_sends(hb("c2"))  # a CALL in flight: the wrapped SEND waits its turn toward the 2.0.1 CSMS
+        pair.charger_sends(send("s1"))
+        pair.assert_to_backend([2, "g2.s1", "Heartbeat", {}])
+        pair.backend_sends([3, "g2.s1", NOW])
+        pair.assert_to_backend([2, "g3.s1", "DataTransfer", wrapped("NotifyPeriodicEventStream", STREAM)])
+        pair.backend_sends([3, "g3.s1", {"status": "Accepted"}])
+        pair.assert_to_charger([3, "c2", NOW])  # the SEND itself is never answered
+        assert messages(pair, "from_charger", "send", "NotifyPeriodicEventStream") == 1
+
+    def test_a_send_of_an_unknown_stream_is_dropped_and_counted(self) -> None:
+        pair = SessionPair("2.1", "2.0.1")
+        pair.charger_sends(send("s1"))
+        pair.assert_nothing_sent()
+        labels = {"action": "NotifyPeriodicEventStream", "what": "send"}
+        assert pair.counter("ocppgw_translation_dropped_total", **labels) == 1
+
+    def test_an_invalid_send_is_dropped_and_counted(self) -> None:
+        pair = SessionPair("2.1", "2.0.1")
+        pair.charger_sends(send("s1", {"id": 1}))
+        pair.assert_nothing_sent()
+        assert pair.counter("ocppgw_frame_errors_total", side="charger", kind="schema") == 1
+
+    def test_the_csms_cannot_send_a_send(self) -> None:
+        pair = SessionPair("2.1", "2.0.1")
+        pair.backend_sends(send("b1"))
+        pair.assert_error_to_backend("b1", "MessageTypeNotSupported")
+        pair.assert_to_charger()
+
+    def test_a_chargers_callresulterror_is_not_for_the_v201_csms_and_is_counted(self) -> None:
+        pair = SessionPair("2.1", "2.0.1")
+        pair.charger_sends(hb("c1"))
+        pair.backend_sends([3, "g1.s1", NOW])
+        pair.assert_to_charger([3, "c1", NOW])
+        pair.assert_to_backend([2, "g1.s1", "Heartbeat", {}])
+        pair.charger_sends([5, "c1", "FormatViolation", "", {}])
+        pair.assert_nothing_sent()
+        labels = {"action": "Heartbeat", "what": "callresulterror"}
+        assert pair.counter("ocppgw_translation_dropped_total", **labels) == 1
+
+    def test_an_invalid_answer_of_the_2_1_charger_gets_a_callresulterror(self) -> None:
+        # OCPP 2.1 Part 2 FR.06: the receiver of an invalid CALLRESULT answers it with a CALLRESULTERROR; the CSMS
+        # whose CALL it answered gets InternalError, as in set-ups A and B
+        pair = SessionPair("2.1", "2.0.1")
+        pair.backend_sends([2, "b1", "Reset", {"type": "Immediate"}])
+        pair.assert_to_charger([2, "g1.s1", "Reset", {"type": "Immediate"}])
+        pair.charger_sends([3, "g1.s1", {"status": "Maybe"}])
+        got = pair.charger.unread()
+        assert [f[:3] for f in got] == [[5, "g1.s1", "PropertyConstraintViolation"]]
+        pair.assert_error_to_backend("b1", "InternalError")
+
+    def test_a_value_2_0_1_cannot_carry_is_refused_internal_error_and_never_sent(self) -> None:
+        pair = SessionPair("2.1", "2.0.1")
+        pair.charger_sends([2, "c1", "Authorize", {"idToken": {"idToken": "x" * 40, "type": "ISO14443"}}])
+        pair.assert_error_to_charger("c1", "InternalError")
+        pair.assert_to_backend()
+        assert pair.counter("ocppgw_translation_errors_total", action="Authorize", kind="invalid_call") == 1
