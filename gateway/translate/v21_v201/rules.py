@@ -259,3 +259,46 @@ def _array(items: list[Any], rule: Tree, path: str, dropped: list[str]) -> objec
     if rule[_REQUIRED]:
         raise _DropItem(path.rsplit(".", 1)[-1] + " emptied")  # 2.0.1 requires the array: its element goes too
     return _GONE
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what README shows (tests/unit/test_readme.py keeps it in step)
+
+
+def _to_csms(action: str, kind: str) -> bool:
+    from gateway.translate.v21_v201.policy import V201_STATION_ACTIONS
+
+    return action == "DataTransfer" or (kind == "request") == (action in V201_STATION_ACTIONS)
+
+
+def field_rows() -> list[tuple[str, str]]:
+    """(message, the 2.1 fields dropped from it) for every message that travels from the charger to the CSMS."""
+    rows = []
+    for (action, kind), paths in ADDED_FIELDS.items():
+        if not _to_csms(action, kind):
+            continue
+        groups: dict[str, list[str]] = {}
+        for path in paths:
+            parent, _, name = path.rpartition(".")
+            groups.setdefault(parent, []).append(name)
+        said = [(f"{parent}: " if parent else "") + ", ".join(names) for parent, names in groups.items()]
+        rows.append((f"{action} ({kind})", "; ".join(said)))
+    return rows
+
+
+def value_rows() -> list[tuple[str, str]]:
+    """(message, what becomes of its 2.1 values) for every message with a :data:`VALUE_RULES` entry."""
+    rows = []
+    for (action, kind), per_path in VALUE_RULES.items():
+        parts = []
+        for path, rule in per_path.items():
+            said = [f"{v} -> {m}" for v, m in rule.mapping.items()]
+            new = NEW_VALUES[(action, kind)][path]
+            if rule.fallback is not None:
+                said.append(f"any other -> {rule.fallback}")
+            elif "*" in new or set(new) - set(rule.mapping):
+                rest = {"item": "its element dropped", "parent": "its object dropped", "message": "not translatable"}
+                said.append(f"{'other 2.1 values' if said else '2.1 values'}: {rest[rule.unmapped]}")
+            parts.append(f"{path}: {', '.join(said)}")
+        rows.append((f"{action} ({kind})", "; ".join(parts)))
+    return rows
