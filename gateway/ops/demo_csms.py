@@ -242,13 +242,22 @@ class Csms201Point(_Csms2x, _Cp201):  # type: ignore[misc]
 
 
 class Csms21Point(_Csms2x, _Cp21):  # type: ignore[misc]
-    """The CSMS side of one OCPP 2.1 charging station."""
+    """The CSMS side of one OCPP 2.1 charging station. It accepts periodic event streams (the ``ocpp`` package, 2.1.0,
+    answers nothing at all to a 2.1 CALL that has no handler, where it answers NotImplemented in 1.6 and 2.0.1)."""
 
     C, R = call21, result21
 
     def __init__(self, cid: str, conn: OcppWs, csms: DemoCsms) -> None:
         super().__init__(cid, conn, response_timeout=15)
         self._csms_init(csms)
+
+    @on("OpenPeriodicEventStream")
+    def on_open_periodic_event_stream(self, **_: Any) -> Any:
+        return self.R.OpenPeriodicEventStream(status="Accepted")
+
+    @on("ClosePeriodicEventStream")
+    def on_close_periodic_event_stream(self, **_: Any) -> Any:
+        return self.R.ClosePeriodicEventStream()
 
 
 #: subprotocol -> the CSMS side of a charger speaking it
