@@ -218,20 +218,11 @@ class Translating:
         return True
 
     def send(self, frame: Send, side: str) -> None:
-        """A SEND (OCPP 2.1) from ``side``: checked against its sender's schema, then wrapped or dropped as the
-        translator says (``send_from_charger``: an :class:`OutCall` toward the CSMS, or None). Never answered."""
+        """A SEND (OCPP 2.1) from ``side``, already checked against 2.1's schema by the session: wrapped or dropped
+        as the translator says (``send_from_charger``: an :class:`OutCall` toward the CSMS, or None). Never
+        answered."""
         s = self.s
         action = frame.action
-        src = s.version if side == "charger" else s.backend_version
-        try:
-            schemas.validate(src, action, "request", frame.payload)
-        except schemas.UnknownAction:
-            pass
-        except schemas.SchemaViolation as e:
-            s.metrics.frame_errors.labels(side, "schema").inc()
-            if s.log is not None:
-                s.log.warning("invalid_send", side=side, action=action, path=e.path)
-            return
         hook = getattr(self.translator, "send_from_charger", None) if side == "charger" else None
         out: OutCall | None = hook(action, frame.payload) if hook is not None else None
         self.persist()

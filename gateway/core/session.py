@@ -250,12 +250,9 @@ class Session:
         direction = "from_" + side
         action = frame.action
         self.metrics.count_message(direction, "send", action, self.backend)
-        if self.relay is not None:
-            self.relay.send(frame, side)
-            return
-        if self.validate:
+        if self.validate or self.relay is not None:  # translated sessions always validate
             try:
-                schemas.validate(self.version, action, "request", frame.payload)
+                schemas.validate("2.1", action, "request", frame.payload)
             except schemas.UnknownAction:
                 pass
             except schemas.SchemaViolation as e:
@@ -265,7 +262,9 @@ class Session:
                 return
         if self.tap is not None:
             self.tap(direction, "send", action, frame.unique_id, frame.payload)
-        if side == "backend":
+        if self.relay is not None:
+            self.relay.send(frame, side)
+        elif side == "backend":
             self.fx.to_charger(frame.raw)
         elif self.link_up:
             self.fx.to_backend(frame.raw)

@@ -85,6 +85,20 @@ class TestSend:
         pair.assert_to_backend([3, "b1", {"status": "Accepted"}])
         assert messages(pair, "from_backend", "send", "NotifyPeriodicEventStream") == 1
 
+    @pytest.mark.parametrize("backend_version", ["2.1", "2.0.1"])
+    def test_a_tap_sees_sends_and_callresulterrors(self, backend_version: str) -> None:
+        pair = SessionPair("2.1", backend_version)  # type: ignore[arg-type]
+        seen: list[tuple[str, str, str, str]] = []
+        pair.session.tap = lambda direction, kind, action, uid, payload: seen.append((direction, kind, action, uid))
+        pair.charger_sends(send("s1"))
+        pair.charger_sends(hb("c1"))
+        pair.backend_sends([3, pair.backend.last_call()[1], NOW])
+        pair.charger_sends([5, "c1", "FormatViolation", "", {}])
+        assert [x for x in seen if x[1] in ("send", "callresulterror")] == [
+            ("from_charger", "send", "NotifyPeriodicEventStream", "s1"),
+            ("from_charger", "callresulterror", "Heartbeat", "c1"),
+        ]
+
     def test_an_invalid_send_is_dropped_and_counted_when_validating(self) -> None:
         pair = SessionPair("2.1", validate=True)
         pair.charger_sends(send("s1", {"id": 1}))
