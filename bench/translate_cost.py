@@ -14,6 +14,12 @@ Heartbeat — goes through
 * ``Session`` (pass-through, a 2.0.1 backend), and
 * ``Session`` with a translator (the real ``V201ChargerToV16Csms`` with default options, a 1.6 backend).
 
+Set-up C: set-up B's traffic from a 2.1 charger (the same messages are 2.1 messages), through
+
+* ``Session`` (pass-through, a 2.1 backend), and
+* ``Session`` with a translator (the real ``V21ChargerToV201Csms``, a 2.0.1 backend: pass-through less 2.1's fields,
+  of which this traffic has none, checked against 2.0.1's schemas).
+
 Both use the gateway's real classes (metrics, schema validation of translated messages, translator, state
 snapshots for the store) and no network: the charger's send callable appends bytes, the backend's records the CALL,
 and a fake CSMS answers each CALL synchronously (a callable building the CALLRESULT the backend's version expects).
@@ -23,7 +29,7 @@ Only the time spent inside the session's ``from_charger``/``from_backend`` is co
 not the gateway's).
 
 Output, per set-up: one JSON line, then one line for humans.
-Run: ``.venv/bin/python bench/translate_cost.py [--setup A|B|both] [--iterations N]``.
+Run: ``.venv/bin/python bench/translate_cost.py [--setup A|B|C|both|all] [--iterations N]`` (both: A and B).
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ HEARTBEAT_SHARE = 0.2  # load.py's default
 WARM_UP = 2000  # round trips before timing (caches, metric children)
 
 #: set-up -> (charger version, backend version when translated)
-SETUPS = {"A": ("1.6", "2.0.1"), "B": ("2.0.1", "1.6")}
+SETUPS = {"A": ("1.6", "2.0.1"), "B": ("2.0.1", "1.6"), "C": ("2.1", "2.0.1")}
 
 
 def _ts(offset_s: int) -> str:
@@ -398,13 +404,15 @@ def measure(setup_name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--setup", choices=("A", "B", "both"), default="both",
-                    help="A: 1.6 charger -> 2.0.1 CSMS; B: 2.0.1 charger -> 1.6 CSMS; both: A then B")  # fmt: skip
+    ap.add_argument("--setup", choices=("A", "B", "C", "both", "all"), default="both",
+                    help="A: 1.6 charger -> 2.0.1 CSMS; B: 2.0.1 charger -> 1.6 CSMS; C: 2.1 charger -> 2.0.1 CSMS; "
+                         "both: A then B; all: A, B, C")  # fmt: skip
     ap.add_argument("--iterations", type=int, default=5000, help="round trips per repeat")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per mode (the median is reported)")
     ap.add_argument("--history", type=int, default=0, help="finished transactions in the state before timing")
     args = ap.parse_args()
-    for setup_name in ("A", "B") if args.setup == "both" else (args.setup,):
+    names = {"both": ("A", "B"), "all": ("A", "B", "C")}.get(args.setup, (args.setup,))
+    for setup_name in names:
         measure(setup_name, args)
     return 0
 

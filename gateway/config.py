@@ -20,6 +20,7 @@ import yaml
 from gateway.ocpp.versions import SUBPROTOCOLS, OcppVersion, parse_version
 
 __all__ = [
+    "config_warnings",
     "AdminConfig",
     "BackendAuthConfig",
     "BackendConfig",
@@ -183,7 +184,7 @@ class RouteConfig:
 
 
 TAP_DIRECTIONS = ("from_charger", "from_backend")
-TAP_MESSAGE_TYPES = ("call", "callresult", "callerror")
+TAP_MESSAGE_TYPES = ("call", "callresult", "callerror", "send", "callresulterror")  # the last two: OCPP 2.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +266,24 @@ class Config:
 
     def all_listeners(self) -> tuple[ListenConfig, ...]:
         return self.listeners or (self.listen,)
+
+
+def config_warnings(config: Config) -> list[tuple[str, str]]:
+    """``(yaml path, message)`` of what is valid but probably not meant (``check-config`` prints them, the gateway
+    logs them at start): ``session.validate_schemas`` with OCPP 2.0 offered or spoken, which has no official schemas
+    in the gateway (2.0.1's are not 2.0's, see gateway/ocpp/schemas.py): 2.0 sessions are not validated."""
+    if not config.session.validate_schemas:
+        return []
+    out: list[tuple[str, str]] = []
+    msg = "OCPP 2.0 has no schemas in the gateway: session.validate_schemas does not apply to 2.0 sessions"
+    listeners = config.all_listeners()
+    for i, lc in enumerate(listeners):
+        if "2.0" in lc.ocpp_versions:
+            out.append((f"listen[{i}].ocpp_versions" if len(listeners) > 1 else "listen.ocpp_versions", msg))
+    for name, b in config.backends.items():
+        if b.ocpp == "2.0":
+            out.append((f"backends.{name}.ocpp", msg))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -70,7 +70,8 @@ class Metrics:
         )
         self.dropped_results = Counter(
             "ocppgw_dropped_results_total",
-            "CALLRESULT/CALLERROR frames dropped because no pending CALL matched (late or unknown id)",
+            "Answers dropped: no pending CALL matched (late or unknown id; a CALLRESULTERROR that no answered CALL "
+            "matches), or the link they were for was down (also SEND frames)",
             ["direction", "reason"],
             registry=r,
         )

@@ -10,6 +10,11 @@ its sender's schema before the plan reads it. The translator's state is persiste
 that changes it, before the translated frame leaves. A timeout is reported to the plan; the origin then gets no
 answer (it times out on its own): the gateway never invents an answer. The plan's ``then_to_*`` CALLs queue on their
 lanes as the gateway's own.
+
+OCPP 2.1 (set-up C, a 2.1 charger): a SEND from the charger goes to the translator's ``send_from_charger``, which
+wraps it into a CALL of the gateway's own toward the CSMS (bounded by the lane's queue; its answer is dropped) or
+drops it (counted); it is never answered. An answer from a 2.1 party that fails its schema gets a CALLRESULTERROR
+back (2.1 Part 2 FR.06), as well as the origin's ``InternalError``.
 """
 
 from __future__ import annotations
@@ -18,13 +23,22 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from gateway.core.jobs import Effects, Job, Own, Planned
-from gateway.core.lane import Lane
+from gateway.core.lane import FULL, START, Lane
 from gateway.core.plan import PlanRun
 from gateway.metrics import Metrics
 from gateway.ocpp import schemas
 from gateway.ocpp.actions import action_label
 from gateway.ocpp.errors import normalise_code
-from gateway.ocpp.frames import Call, CallError, CallResult, Raw, call_error_text, call_result_text
+from gateway.ocpp.frames import (
+    Call,
+    CallError,
+    CallResult,
+    Raw,
+    Send,
+    call_error_text,
+    call_result_error_text,
+    call_result_text,
+)
 from gateway.ocpp.versions import OcppVersion
 from gateway.store.base import Write
 from gateway.translate.base import JsonDict, OutCall, Plan, Side, Translator
@@ -59,6 +73,7 @@ class RelayHost(Protocol):
     def _note_boot(self, request: JsonDict) -> None: ...
     def _record_boot(self, response: JsonDict) -> None: ...
     def _to_origin(self, lane: Lane[Job], data: bytes) -> None: ...
+    def _send_backend(self, data: Raw) -> None: ...
     def _send_own(self, lane: Lane[Job], action: str, payload: JsonDict) -> None: ...
     def _start(self, lane: Lane[Job], job: Job) -> bool: ...
     def _next(self, lane: Lane[Job]) -> None: ...
@@ -68,7 +83,7 @@ class RelayHost(Protocol):
 class Translating:
     """The translated half of one session (``s``): its plans and their answers."""
 
-    __slots__ = ("_dropped", "_local", "_terrors", "s", "translator")
+    __slots__ = ("_dropped", "_local", "_terrors", "last_answered", "s", "translator")
 
     def __init__(self, session: RelayHost, translator: Translator) -> None:
         self.s = session
@@ -77,6 +92,8 @@ class Translating:
         self._local = m.translation_local_answers
         self._dropped = m.translation_dropped
         self._terrors = m.translation_errors
+        #: per lane (up, down): (unique id, action) of the origin CALL answered last, for a CALLRESULTERROR (2.1)
+        self.last_answered: dict[bool, tuple[str, str]] = {}
 
     def start(self, lane: Lane[Job], job: Planned) -> bool:
         """Plan an origin CALL (its turn came) and send the plan's first CALL."""
@@ -141,7 +158,7 @@ class Translating:
         s = self.s
         run = job.run
         assert run is not None
-        if type(frame) is CallResult and not self._valid_answer(lane, run.call.action, frame.payload):
+        if type(frame) is CallResult and not self._valid_answer(lane, run.call.action, frame):
             self.persist()
             s._to_origin(
                 lane,
@@ -174,12 +191,14 @@ class Translating:
             return
         self._finished(lane, job)
 
-    def _valid_answer(self, lane: Lane[Job], action: str, payload: JsonDict) -> bool:
+    def _valid_answer(self, lane: Lane[Job], action: str, frame: CallResult) -> bool:
         """A CALLRESULT to a translated CALL, checked against its sender's schema before the plan reads it (the
-        translator only ever sees valid input); an invalid one is counted and logged."""
+        translator only ever sees valid input); an invalid one is counted and logged, and a 2.1 sender gets a
+        CALLRESULTERROR for it (2.1 Part 2 FR.06)."""
         s = self.s
+        version = s._target_version(lane)
         try:
-            schemas.validate(s._target_version(lane), action, "response", payload)
+            schemas.validate(version, action, "response", frame.payload)
         except schemas.UnknownAction:
             return True
         except schemas.SchemaViolation as e:
@@ -187,8 +206,45 @@ class Translating:
             s.metrics.frame_errors.labels(side, "schema_result").inc()
             if s.log is not None:
                 s.log.warning("invalid_callresult", side=side, action=action, path=e.path)
+            if version == "2.1":
+                refusal = call_result_error_text(
+                    frame.unique_id, schemas.schema_error_code(e, version), f"{e.path}: {e.message}"
+                )
+                if lane is s.up:
+                    s._send_backend(refusal)
+                else:
+                    s.fx.to_charger(refusal)
             return False
         return True
+
+    def send(self, frame: Send, side: str) -> None:
+        """A SEND (OCPP 2.1) from ``side``, already checked against 2.1's schema by the session: wrapped or dropped
+        as the translator says (``send_from_charger``: an :class:`OutCall` toward the CSMS, or None). Never
+        answered."""
+        s = self.s
+        action = frame.action
+        hook = getattr(self.translator, "send_from_charger", None) if side == "charger" else None
+        out: OutCall | None = hook(action, frame.payload) if hook is not None else None
+        self.persist()
+        if out is None:
+            if hook is None:
+                self._dropped.labels(action_label(action), "send").inc()
+            self.count_dropped()
+            return
+        self.count_dropped()
+        lane = s.up if side == "charger" else s.down
+        job = Own(out.action, out.payload, None)
+        offered = lane.offer(job)
+        if offered == START:
+            if not s._start(lane, job):
+                s._next(lane)
+        elif offered == FULL:
+            s.metrics.queue_overflows.labels("up" if lane is s.up else "down").inc()
+            self._dropped.labels(action_label(action), "send_queue_full").inc()
+
+    def count_dropped_frame(self, action: str, what: str) -> None:
+        """A frame the other side's version cannot carry (a CALLRESULTERROR toward 2.0.1), counted as dropped."""
+        self._dropped.labels(action_label(action), what).inc()
 
     def failed(self, lane: Lane[Job], job: Planned, code: str, description: str) -> None:
         """No answer (timeout, link lost): the plan may substitute one; else the origin gets none."""
@@ -234,6 +290,7 @@ class Translating:
                 call_error_text(call.unique_id, "InternalError", f"translation of {call.action} answer failed schema"),
             )
             return
+        self.last_answered[lane is s.up] = (call.unique_id, call.action)
         s._to_origin(lane, call_result_text(call.unique_id, payload))
 
     def _then(self, plan: Plan) -> None:

@@ -51,16 +51,18 @@ from gateway.core.relay import Translating
 from gateway.core.rotation import ROTATION_ACTIONS, intercept_csms_call, rotation_accepted, rotation_offer
 from gateway.metrics import Metrics
 from gateway.ocpp import schemas
-from gateway.ocpp.errors import FrameError, busy_code
+from gateway.ocpp.errors import ErrorKind, FrameError, busy_code
 from gateway.ocpp.frames import (
     Call,
     CallError,
     CallResult,
+    CallResultError,
     Raw,
     call_error_text,
     call_text,
     parse_frame,
 )
+from gateway.ocpp.frames import Send as SendFrame
 from gateway.ocpp.versions import OcppVersion
 from gateway.store.base import Write
 from gateway.translate.base import JsonDict, Translator
@@ -133,7 +135,8 @@ class Session:
         self.wall = wall
         settings = self.settings = settings or SessionSettings()
         self.translator = translator
-        self.validate = settings.validate and translator is None  # translated sessions always validate
+        # translated sessions always validate; "2.0" has no schemas (gateway/ocpp/schemas.py): never validated
+        self.validate = settings.validate and translator is None and schemas.validates(version)
         self.log = log
         self.remote = remote
         self.connected_at = wall()
@@ -191,8 +194,11 @@ class Session:
                 self._remember_status(frame.payload)
             self._offer(self.up, frame)
             return
-        assert type(frame) is CallResult or type(frame) is CallError
-        self._answered(self.down, frame, "from_charger")
+        if type(frame) is CallResult or type(frame) is CallError:
+            self._answered(self.down, frame, "from_charger")
+            return
+        assert type(frame) is SendFrame or type(frame) is CallResultError
+        self._v21_frame(frame, "charger")
 
     def from_backend(self, text: bytes) -> None:
         """One text frame from the primary backend."""
@@ -214,8 +220,90 @@ class Session:
                 self.tap("from_backend", "call", action, frame.unique_id, frame.payload)
             self._offer(self.down, frame)
             return
-        assert type(frame) is CallResult or type(frame) is CallError
-        self._answered(self.up, frame, "from_backend")
+        if type(frame) is CallResult or type(frame) is CallError:
+            self._answered(self.up, frame, "from_backend")
+            return
+        assert type(frame) is SendFrame or type(frame) is CallResultError
+        self._v21_frame(frame, "backend")
+
+    # ------------------------------------------------------------------ OCPP 2.1: SEND, CALLRESULTERROR
+
+    def _v21_frame(self, frame: SendFrame | CallResultError, side: str) -> None:
+        """A SEND or CALLRESULTERROR from ``side``. Versions before 2.1 have neither: refused as an unknown message
+        type, as before 2.1 existed (2.0.1 MessageTypeNotSupported, 1.6 ProtocolError). Neither is ever answered,
+        and neither takes a turn on a lane."""
+        version = self.version if side == "charger" else self.backend_version
+        if version != "2.1":
+            kind = "SEND" if type(frame) is SendFrame else "CALLRESULTERROR"
+            detail = f"{kind} is not an OCPP {version} message type"
+            self._refuse_frame(FrameError(ErrorKind.UNKNOWN_MESSAGE_TYPE, detail, frame.unique_id), side)
+            return
+        if type(frame) is SendFrame:
+            self._send_frame(frame, side)
+        else:
+            assert type(frame) is CallResultError
+            self._call_result_error(frame, side)
+
+    def _send_frame(self, frame: SendFrame, side: str) -> None:
+        """A SEND: relayed at once, byte for byte, to the other side (pass-through), or as the translator says. It
+        gets no answer, whatever happens to it; an invalid one (``validate_schemas``) is dropped and counted."""
+        direction = "from_" + side
+        action = frame.action
+        self.metrics.count_message(direction, "send", action, self.backend)
+        if self.validate or self.relay is not None:  # translated sessions always validate
+            try:
+                schemas.validate("2.1", action, "request", frame.payload)
+            except schemas.UnknownAction:
+                pass
+            except schemas.SchemaViolation as e:
+                self.metrics.frame_errors.labels(side, "schema").inc()
+                if self.log is not None:
+                    self.log.warning("invalid_send", side=side, action=action, path=e.path)
+                return
+        if self.tap is not None:
+            self.tap(direction, "send", action, frame.unique_id, frame.payload)
+        if self.relay is not None:
+            self.relay.send(frame, side)
+        elif side == "backend":
+            self.fx.to_charger(frame.raw)
+        elif self.link_up:
+            self.fx.to_backend(frame.raw)
+        else:
+            self.metrics.dropped_results.labels(direction, "link_down").inc()
+
+    def _call_result_error(self, frame: CallResultError, side: str) -> None:
+        """A CALLRESULTERROR: ``side`` could not process the CALLRESULT with that unique id, which answered the last
+        CALL it sent (the charger's on ``up``, the backend's on ``down``). In pass-through that answer came from the
+        other side, which gets the CALLRESULTERROR as it is; in a translated session the answer was the gateway's
+        translation of the last origin CALL answered on that lane, and the other side (2.0.1) has no such frame:
+        logged and counted dropped. An id that is not the last answered CALL of that lane cannot be placed: dropped
+        and counted (``unknown_id``). Never answered."""
+        direction = "from_" + side
+        lane = self.up if side == "charger" else self.down
+        uid = frame.unique_id
+        if self.relay is not None:  # the origin's id, not the gateway's, is what the refusing side knows
+            last = self.relay.last_answered.get(lane is self.up)
+            known = last is not None and last[0] == uid
+            action = last[1] if last is not None and known else "other"
+        else:
+            known = uid == lane.last_id and lane.unique_id != uid
+            action = lane.action if known else "other"
+        self.metrics.count_message(direction, "callresulterror", action, self.backend)
+        if self.log is not None:
+            self.log.warning("callresult_refused", side=side, action=action, unique_id=uid, code=frame.code)
+        if not known:
+            self.metrics.dropped_results.labels(direction, "unknown_id").inc()
+            return
+        if self.tap is not None:
+            self.tap(direction, "callresulterror", action, uid, answer_payload(frame))
+        if self.relay is not None:
+            self.relay.count_dropped_frame(action, "callresulterror")
+        elif side == "backend":
+            self.fx.to_charger(frame.raw)
+        elif self.link_up:
+            self.fx.to_backend(frame.raw)
+        else:
+            self.metrics.dropped_results.labels(direction, "link_down").inc()
 
     # ------------------------------------------------------------------ gateway-originated CALLs
 
@@ -591,9 +679,9 @@ def _on_wire(lane: Lane[Job]) -> str | None:
     return lane.action if lane.unique_id is not None else None
 
 
-def answer_payload(frame: Call | CallResult | CallError) -> JsonDict:
+def answer_payload(frame: Call | CallResult | CallError | CallResultError) -> JsonDict:
     """The payload of a frame as a tap event carries it (a CALLERROR's code, description and details)."""
-    if type(frame) is CallError:
+    if type(frame) is CallError or type(frame) is CallResultError:
         return {"errorCode": frame.code, "errorDescription": frame.description, "errorDetails": frame.details}
     assert type(frame) is CallResult or type(frame) is Call
     return frame.payload

@@ -8,6 +8,11 @@ The codes differ between versions (OCPP-J 1.6 §4.2.3 and OCPP 2.0.1 Part 4 §4.
   OccurrenceConstraintViolation, PropertyConstraintViolation, ProtocolError, RpcFrameworkError, SecurityError,
   TypeConstraintViolation.
 
+* 2.1: the same twelve as 2.0.1 (OCPP 2.1 Part 4 keeps 2.0.1's table of RPC framework error codes and adds no
+  code; what 2.1 adds to error handling is a frame type, CALLRESULTERROR, which carries these same codes). The
+  ``ocpp`` package's 2.1 module defines no further code either. :data:`V21_CODES` is its own name so that a code
+  added by a later 2.1 edition has one place to go.
+
 The occurrence code is spelled with one "r" in the 1.6 specification text (OCPP-J 1.6 §4.2.3 table) and with two
 in 2.0.1 Part 4 Table 8; the OCPP-J 1.6 errata v1.0 §5 allows two on 1.6 as well. We accept both spellings on
 input (:func:`normalise_code`) and emit the one each version's base document prints (:func:`code_for`).
@@ -19,7 +24,10 @@ from enum import StrEnum
 
 from gateway.ocpp.versions import is_v16
 
-__all__ = ["ErrorKind", "FrameError", "busy_code", "code_for", "normalise_code", "V16_CODES", "V201_CODES"]
+__all__ = [
+    "ErrorKind", "FrameError", "busy_code", "code_for", "codes_of", "normalise_code", "V16_CODES", "V201_CODES",
+    "V21_CODES",
+]  # fmt: skip
 
 V16_CODES = frozenset(
     {
@@ -51,6 +59,16 @@ V201_CODES = frozenset(
         "TypeConstraintViolation",
     }
 )
+
+#: OCPP 2.1 Part 4: 2.0.1's codes, none added (see the module docstring)
+V21_CODES = V201_CODES
+
+
+def codes_of(version: str) -> frozenset[str]:
+    """The CALLERROR (and, in 2.1, CALLRESULTERROR) codes ``version`` defines ("2.0" has 2.0.1's)."""
+    if is_v16(version):
+        return V16_CODES
+    return V21_CODES if version == "2.1" else V201_CODES
 
 
 class ErrorKind(StrEnum):
@@ -110,8 +128,7 @@ def normalise_code(code: str, version: str) -> str:
         return "FormationViolation" if v16 else "FormatViolation"
     if code in ("RpcFrameworkError", "MessageTypeNotSupported") and v16:
         return "ProtocolError"
-    known = V16_CODES if v16 else V201_CODES
-    return code if code in known else "GenericError"
+    return code if code in codes_of(version) else "GenericError"
 
 
 class FrameError(Exception):

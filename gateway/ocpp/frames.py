@@ -3,6 +3,13 @@
     [2, "<uniqueId>", "<Action>", {payload}]                       CALL
     [3, "<uniqueId>", {payload}]                                   CALLRESULT
     [4, "<uniqueId>", "<errorCode>", "<errorDescription>", {details}] CALLERROR
+    [5, "<uniqueId>", "<errorCode>", "<errorDescription>", {details}] CALLRESULTERROR  (OCPP 2.1)
+    [6, "<uniqueId>", "<Action>", {payload}]                       SEND             (OCPP 2.1)
+
+OCPP 2.1 adds the last two: a CALLRESULTERROR answers a CALLRESULT its receiver could not process (2.1 Part 2
+FR.06: a response that fails its schema), under that CALLRESULT's unique id; a SEND is a message that expects no
+answer at all (``NotifyPeriodicEventStream``). Nothing answers either of them. The codec parses both whatever the
+version; which versions may send them is the session's business (1.6 and 2.0.1 have neither).
 
 Every frame keeps the text it was parsed from (``raw``) so that pass-through forwards it byte for byte.
 """
@@ -22,13 +29,17 @@ __all__ = [
     "Call",
     "CallError",
     "CallResult",
+    "CallResultError",
     "Frame",
     "MAX_UNIQUE_ID",
     "MessageType",
     "call_error_text",
     "call_result_text",
+    "call_result_error_text",
     "call_text",
     "parse_frame",
+    "send_text",
+    "Send",
 ]
 
 MAX_UNIQUE_ID = 36
@@ -39,6 +50,8 @@ class MessageType(IntEnum):
     CALL = 2
     CALLRESULT = 3
     CALLERROR = 4
+    CALLRESULTERROR = 5
+    SEND = 6
 
 
 Raw = bytes | str
@@ -68,7 +81,28 @@ class CallError:
     raw: Raw
 
 
-Frame = Call | CallResult | CallError
+@dataclass(frozen=True, slots=True)
+class CallResultError:
+    """OCPP 2.1: the receiver of the CALLRESULT with ``unique_id`` could not process it (never answered)."""
+
+    unique_id: str
+    code: str
+    description: str
+    details: dict[str, Any]
+    raw: Raw
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """OCPP 2.1: a message that expects no answer (never answered, takes no turn of the one-CALL-at-a-time rule)."""
+
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+    raw: Raw
+
+
+Frame = Call | CallResult | CallError | CallResultError | Send
 
 # Best effort to read a unique id out of a frame that is not valid JSON, so that it can still be answered.
 _ID_IN_BROKEN = re.compile(r'^\s*\[\s*([234])\s*,\s*"([^"\\]{1,36})"')
@@ -131,7 +165,29 @@ def parse_frame(text: Raw) -> Frame:
                 ErrorKind.BAD_SHAPE, "CALLERROR code/description must be strings, details an object", uid, False
             )
         return CallError(uid, code, desc, details, text)
+    if mt == 5 or mt == 6:
+        return _parse_v21(msg, mt, n, uid, text)
     raise FrameError(ErrorKind.UNKNOWN_MESSAGE_TYPE, f"unknown message type {mt!r}", uid, True)
+
+
+def _parse_v21(msg: list[Any], mt: int, n: int, uid: str, text: Raw) -> CallResultError | Send:
+    """The two frame types OCPP 2.1 adds; a malformed one is never answered (``is_call`` False)."""
+    if mt == 6:
+        action, payload = (msg[2], msg[3]) if n == 4 else (None, None)
+        if type(action) is not str or not action or len(action) > MAX_ACTION:
+            raise FrameError(ErrorKind.BAD_SHAPE, "SEND must be [6, id, action, {payload}]", uid, False)
+        if type(payload) is not dict:
+            raise FrameError(ErrorKind.PAYLOAD_NOT_OBJECT, "payload must be a JSON object", uid, False)
+        return Send(uid, action, payload, text)
+    if n not in (4, 5):
+        raise FrameError(ErrorKind.BAD_SHAPE, f"CALLRESULTERROR must have 5 elements, got {n}", uid, False)
+    code, desc = msg[2], msg[3]
+    details = msg[4] if n == 5 else {}
+    if type(code) is not str or type(desc) is not str or type(details) is not dict:
+        raise FrameError(
+            ErrorKind.BAD_SHAPE, "CALLRESULTERROR code/description must be strings, details an object", uid, False
+        )
+    return CallResultError(uid, code, desc, details, text)
 
 
 _dumps = orjson.dumps
@@ -150,3 +206,13 @@ def call_result_text(unique_id: str, payload: dict[str, Any]) -> bytes:
 def call_error_text(unique_id: str, code: str, description: str, details: dict[str, Any] | None = None) -> bytes:
     """A CALLERROR frame, UTF-8 (description cut to 255 characters)."""
     return _dumps([4, unique_id, code, description[:255], details or {}])
+
+
+def call_result_error_text(unique_id: str, code: str, description: str, details: dict[str, Any] | None = None) -> bytes:
+    """A CALLRESULTERROR frame (OCPP 2.1), UTF-8 (description cut to 255 characters)."""
+    return _dumps([5, unique_id, code, description[:255], details or {}])
+
+
+def send_text(unique_id: str, action: str, payload: dict[str, Any]) -> bytes:
+    """A SEND frame (OCPP 2.1), UTF-8."""
+    return _dumps([6, unique_id, action, payload])

@@ -8,7 +8,7 @@ import signal
 import sys
 
 from gateway.config import _ID_TOKEN_TYPES as ID_TOKEN_TYPES  # 2.0.1 IdTokenEnumType (part of the alias)
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, config_warnings, load_config
 from gateway.logging import configure_logging
 
 __all__ = ["main"]
@@ -63,6 +63,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.ops.certs import check_files
 
     files, _ = check_files(config)
+    files.warnings.extend(config_warnings(config))
     for where, msg in files.warnings:
         print(f"  warning: {where}: {msg}", file=sys.stderr)
     if files.errors:

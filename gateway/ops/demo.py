@@ -1,8 +1,10 @@
 """``ocpp-gateway demo``: the gateway, a built-in CSMS and simulated chargers in one process, frames printed live.
 
-Chargers ``CP16-001``, ``CP201-002``, ... (alternating OCPP 1.6 and 2.0.1, written with the ``ocpp`` package)
-connect through the gateway, which routes ``CP16-*`` to the backend ``csms-16`` and ``CP201-*`` to ``csms-201``,
-both served by :class:`gateway.demo_csms.DemoCsms`. Each charger boots and then loops through a charging session;
+Chargers ``CP16-001``, ``CP201-002``, ``CP21-003``, ... (OCPP 1.6, 2.0.1 and 2.1 in turn, written with the ``ocpp``
+package) connect through the gateway, which routes ``CP16-*`` to the backend ``csms-16``, ``CP201-*`` and ``CP21-*``
+to ``csms-201`` (the 2.1 chargers translated, set-up C), both served by :class:`gateway.demo_csms.DemoCsms`. A 2.1
+charger also opens a periodic event stream and sends its NotifyPeriodicEventStream SENDs, which reach the 2.0.1
+CSMS wrapped in DataTransfer. Each charger boots and then loops through a charging session;
 the CSMS reads each charger's configuration after boot and remote-starts a charge now and then. ``hub.observe``
 prints one line per frame as it passes through the gateway.
 """
@@ -17,6 +19,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -25,6 +28,9 @@ from ocpp.exceptions import OCPPError
 from ocpp.v16 import ChargePoint as _Cp16
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
+from ocpp.v21 import ChargePoint as _Cp21
+from ocpp.v21 import call as call21
+from ocpp.v21 import call_result as result21
 from ocpp.v201 import ChargePoint as _Cp201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
@@ -34,7 +40,7 @@ from gateway.config import Config, parse_config
 from gateway.ops.demo_csms import ConnectionClosed, DemoCsms, OcppWs, now_iso, on
 from gateway.ops.lifecycle import running_gateway
 
-__all__ = ["Charger16", "Charger201", "ConnectionClosed", "FrameLog", "OcppWs", "demo_config", "run_demo"]
+__all__ = ["Charger16", "Charger201", "Charger21", "ConnectionClosed", "FrameLog", "OcppWs", "demo_config", "run_demo"]
 
 ENERGY, POWER = "Energy.Active.Import.Register", "Power.Active.Import"
 
@@ -153,13 +159,15 @@ class Charger16(_Cp16, _Sim):  # type: ignore[misc]
             await self.pause(random.uniform(3.0, 6.0))
 
 
-class Charger201(_Cp201, _Sim):  # type: ignore[misc]
-    """A simulated OCPP 2.0.1 charging station (one EVSE, one connector)."""
+class _Charger2x(_Sim):
+    """A simulated OCPP 2.0.1 or 2.1 charging station (one EVSE, one connector): the same story, each version's own
+    message classes (``C``, ``R``)."""
 
-    subprotocol = "ocpp2.0.1"
+    C: Any
+    R: Any
+    call: Callable[..., Any]
 
-    def __init__(self, cid: str, conn: OcppWs) -> None:
-        super().__init__(cid, conn, response_timeout=15)
+    def _init_2x(self) -> None:
         self._sim_init()
         self.remote_start_id: int | None = None
 
@@ -168,12 +176,12 @@ class Charger201(_Cp201, _Sim):  # type: ignore[misc]
         self._handled("RequestStartTransaction", {"id_token": id_token, "remote_start_id": remote_start_id, **kw})
         self.remote_start_id = remote_start_id
         self._remote(id_token["id_token"])
-        return result201.RequestStartTransaction(status="Accepted")
+        return self.R.RequestStartTransaction(status="Accepted")
 
     @on("Reset")
     def on_reset(self, type: str, **kw: Any) -> Any:
         self._handled("Reset", {"type": type, **kw})
-        return result201.Reset(status="Accepted")
+        return self.R.Reset(status="Accepted")
 
     @on("GetVariables")
     def on_get_variables(self, get_variable_data: list[dict[str, Any]], **kw: Any) -> Any:
@@ -185,11 +193,11 @@ class Charger201(_Cp201, _Sim):  # type: ignore[misc]
             answer = {"attributeStatus": "Accepted" if value is not None else "UnknownVariable"}
             answer |= {"component": d["component"], "variable": d["variable"]}
             results.append(answer if value is None else {**answer, "attributeValue": value})
-        return result201.GetVariables(get_variable_result=results)
+        return self.R.GetVariables(get_variable_result=results)
 
     async def status(self, status: str) -> None:
         await self.call(
-            call201.StatusNotification(timestamp=now_iso(), connector_status=status, evse_id=1, connector_id=1),
+            self.C.StatusNotification(timestamp=now_iso(), connector_status=status, evse_id=1, connector_id=1),
             suppress=False,
         )
 
@@ -203,22 +211,29 @@ class Charger201(_Cp201, _Sim):  # type: ignore[misc]
 
     async def event(self, event: str, trigger: str, tx: dict[str, Any], seq: int, **kw: Any) -> Any:
         return await self.call(
-            call201.TransactionEvent(
+            self.C.TransactionEvent(
                 event_type=event, timestamp=now_iso(), trigger_reason=trigger, seq_no=seq, transaction_info=tx, **kw
             ),
             suppress=False,
         )
 
+    async def booted(self) -> None:
+        """After the boot and the first status (a 2.1 charger opens its stream)."""
+
+    async def charging(self, tx: dict[str, Any], power: float) -> None:
+        """Between two meter values of a transaction (a 2.1 charger streams its power)."""
+
     async def story(self) -> None:
         """Boot, then charging sessions until cancelled."""
         station = {"model": "DemoWall 22", "vendorName": "Gateway Demo"}
-        await self.call(call201.BootNotification(charging_station=station, reason="PowerUp"), suppress=False)
+        await self.call(self.C.BootNotification(charging_station=station, reason="PowerUp"), suppress=False)
         await self.status("Available")
+        await self.booted()
         while True:
-            await self.call(call201.Heartbeat(), suppress=False)
+            await self.call(self.C.Heartbeat(), suppress=False)
             tag, remote = self.next_tag()
             id_token = {"idToken": tag, "type": "Central" if remote else "ISO14443"}
-            auth = await self.call(call201.Authorize(id_token=id_token), suppress=False)
+            auth = await self.call(self.C.Authorize(id_token=id_token), suppress=False)
             if auth.id_token_info["status"] == "Accepted":
                 tx: dict[str, Any] = {"transactionId": uuid.uuid4().hex[:8], "chargingState": "Charging"}
                 if remote and self.remote_start_id is not None:
@@ -233,11 +248,52 @@ class Charger201(_Cp201, _Sim):  # type: ignore[misc]
                     await asyncio.sleep(dt)
                     power = self.charge(dt)
                     tx = {"transactionId": tx["transactionId"]}
+                    await self.charging(tx, power)
                     await self.event("Updated", "MeterValuePeriodic", tx, seq, meter_value=self.meter(power))
                 tx["stoppedReason"] = "Local"
                 await self.event("Ended", "StopAuthorized", tx, seq + 1, meter_value=self.meter())
                 await self.status("Available")
             await self.pause(random.uniform(3.0, 6.0))
+
+
+class Charger201(_Charger2x, _Cp201):  # type: ignore[misc]
+    """A simulated OCPP 2.0.1 charging station (one EVSE, one connector)."""
+
+    subprotocol = "ocpp2.0.1"
+    C, R = call201, result201
+
+    def __init__(self, cid: str, conn: OcppWs) -> None:
+        super().__init__(cid, conn, response_timeout=15)
+        self._init_2x()
+
+
+class Charger21(_Charger2x, _Cp21):  # type: ignore[misc]
+    """A simulated OCPP 2.1 charging station: the 2.0.1 story, plus a periodic event stream of its power, opened
+    after boot (OpenPeriodicEventStream) and fed with NotifyPeriodicEventStream SEND frames while it charges (the
+    ``ocpp`` package has no SEND: the frame is written as it is)."""
+
+    subprotocol = "ocpp2.1"
+    C, R = call21, result21
+    STREAM_ID = 1
+
+    def __init__(self, cid: str, conn: OcppWs) -> None:
+        super().__init__(cid, conn, response_timeout=15)
+        self._init_2x()
+        self.streaming = False
+        self.sends = 0
+
+    async def booted(self) -> None:
+        stream = {"id": self.STREAM_ID, "variableMonitoringId": 1, "params": {"interval": 1}}
+        answer = await self.call(self.C.OpenPeriodicEventStream(constant_stream_data=stream), suppress=False)
+        self.streaming = answer.status == "Accepted"
+
+    async def charging(self, tx: dict[str, Any], power: float) -> None:
+        if not self.streaming:
+            return
+        self.sends += 1
+        data = [{"t": 0, "v": str(int(power))}]
+        payload = {"id": self.STREAM_ID, "pending": 0, "basetime": now_iso(), "data": data}
+        await self._send(json.dumps([6, f"s{self.sends}-{uuid.uuid4().hex[:6]}", "NotifyPeriodicEventStream", payload]))
 
 
 # ----------------------------------------------------------------------------------------------------- the live view
@@ -293,6 +349,12 @@ def _fields(node: Any, key: str, out: list[str]) -> None:
         out.append(f"{_SHORT.get(key, key)}={node}")
 
 
+def _unknown(uid: str) -> str:
+    """The action shown for an answer whose CALL the log did not see: the gateway's own (``g<n>.<session>``: a
+    translated CALL, sent under the gateway's unique id) or really unknown."""
+    return "(translated)" if uid.startswith("g") and "." in uid else "?"
+
+
 class FrameLog:
     """``hub.observe``: one line per frame passing through the gateway."""
 
@@ -325,11 +387,16 @@ class FrameLog:
                 self._actions[(cid, uid)] = action
                 _fields(frame[3], "", details)
             elif kind_id == 3:
-                kind, action, details = "CALLRESULT", self._actions.pop((cid, uid), "?"), []
+                kind, action, details = "CALLRESULT", self._actions.pop((cid, uid), _unknown(uid)), []
                 _fields(frame[2], "", details)
             elif kind_id == 4:
-                kind, action = "CALLERROR", self._actions.pop((cid, uid), "?")
+                kind, action = "CALLERROR", self._actions.pop((cid, uid), _unknown(uid))
                 details = [str(frame[2]), repr(frame[3])]
+            elif kind_id == 6:  # OCPP 2.1: no answer follows
+                kind, action, details = "SEND", str(frame[2]), []
+                _fields(frame[3], "", details)
+            elif kind_id == 5:
+                kind, action, details = "CALLRESULTERROR", "", [str(frame[2]), repr(frame[3])]
         except (ValueError, TypeError, IndexError, KeyError, AttributeError):
             pass
         now = datetime.now().strftime("%H:%M:%S.%f")[:-3]
@@ -351,14 +418,18 @@ class FrameLog:
 def demo_config(csms_url: str, port: int, admin_port: int) -> Config:
     return parse_config(
         {
-            "listen": {"host": "127.0.0.1", "port": port},
+            "listen": {"host": "127.0.0.1", "port": port, "ocpp_versions": ["1.6", "2.0.1", "2.1"]},
             "admin": {"host": "127.0.0.1", "port": admin_port},
             "store": {"url": "memory://"},
             "backends": {
                 "csms-16": {"url": csms_url, "ocpp": "1.6"},
                 "csms-201": {"url": csms_url, "ocpp": "2.0.1"},
             },
-            "routes": [{"match": "CP16-*", "primary": "csms-16"}, {"match": "CP201-*", "primary": "csms-201"}],
+            "routes": [
+                {"match": "CP16-*", "primary": "csms-16"},
+                {"match": "CP201-*", "primary": "csms-201"},
+                {"match": "CP21-*", "primary": "csms-201"},  # translated: set-up C
+            ],
             "logging": {"level": "warning", "format": "console"},
             "session": {"shutdown_grace_s": 1, "call_timeout_s": 20},
         },
@@ -366,7 +437,12 @@ def demo_config(csms_url: str, port: int, admin_port: int) -> Config:
     )
 
 
-async def run_charger(cid: str, kind: type[Charger16] | type[Charger201], url: str, out: TextIO) -> None:
+ChargerKind = type[Charger16] | type[Charger201] | type[Charger21]
+#: the demo's chargers in turn: CP16-001, CP201-002, CP21-003, CP16-004, ...
+KINDS: tuple[tuple[str, ChargerKind], ...] = (("16", Charger16), ("201", Charger201), ("21", Charger21))
+
+
+async def run_charger(cid: str, kind: ChargerKind, url: str, out: TextIO) -> None:
     """One simulated charger, reconnecting after a drop, until cancelled."""
     while True:
         try:
@@ -407,7 +483,7 @@ async def run_csms_only(port: int = 9100) -> int:
     csms = DemoCsms()
     try:
         url = await csms.start(port=port)
-        print(f"built-in CSMS (OCPP 1.6 + 2.0.1) at {url}/<charger id>; Ctrl-C to stop", flush=True)
+        print(f"built-in CSMS (OCPP 1.6 + 2.0.1 + 2.1) at {url}/<charger id>; Ctrl-C to stop", flush=True)
         await stop.wait()
     finally:
         await csms.stop()
@@ -431,7 +507,8 @@ async def run_demo(chargers: int = 3, duration: float = 0, port: int = 9000, adm
             url, admin = running.charger_url(), running.admin_url()
             print(
                 f"OCPP gateway demo: {chargers} simulated charger(s) -> gateway -> built-in CSMS (OCPP 1.6 + 2.0.1)\n"
-                f"  routes               CP16-* -> csms-16, CP201-* -> csms-201 (both at {csms_url})\n"
+                f"  routes               CP16-* -> csms-16, CP201-* and CP21-* (2.1, translated) -> csms-201 "
+                f"(both at {csms_url})\n"
                 f"  chargers connect to  {url}/<charger id>\n"
                 f"  metrics              {admin}/metrics\n"
                 f"  chargers API         {admin}/api/chargers\n"
@@ -441,8 +518,8 @@ async def run_demo(chargers: int = 3, duration: float = 0, port: int = 9000, adm
             )
             tasks = [loop.create_task(csms.operate(), name="csms-operator")]
             for i in range(1, chargers + 1):
-                kind: type[Charger16] | type[Charger201] = Charger16 if i % 2 else Charger201
-                cid = f"CP{'16' if kind is Charger16 else '201'}-{i:03d}"
+                tag, kind = KINDS[(i - 1) % len(KINDS)]
+                cid = f"CP{tag}-{i:03d}"
                 tasks.append(loop.create_task(run_charger(cid, kind, url, out), name=f"charger:{cid}"))
             try:
                 with contextlib.suppress(TimeoutError):

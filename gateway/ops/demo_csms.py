@@ -2,9 +2,12 @@
 
 :class:`DemoCsms` is a small CSMS written with the ``ocpp`` package (its v16 and v201 ChargePoint classes on the
 CSMS side, payloads validated against the official schemas by the package). It serves ``/ocpp/<charger id>`` with
-the subprotocols ``ocpp1.6`` and ``ocpp2.0.1``, records every CALL it receives (:attr:`DemoCsms.received`) and
-answers like a permissive CSMS: Boot Accepted with an interval, Authorize Accepted (tags starting with ``BLOCK`` are
-Blocked), StartTransaction with an incrementing transactionId, TransactionEvent with the total cost when it ends.
+the subprotocols ``ocpp1.6``, ``ocpp2.0.1`` and ``ocpp2.1``, records every CALL it receives
+(:attr:`DemoCsms.received`) and every SEND and CALLRESULTERROR frame as it came (:attr:`DemoCsms.frames_v21`;
+the ``ocpp`` package itself ignores both), and answers like a permissive CSMS: Boot Accepted with an interval,
+Authorize Accepted (tags starting with ``BLOCK`` are Blocked), StartTransaction with an incrementing transactionId,
+TransactionEvent with the total cost when it ends, a DataTransfer of vendorId ``org.openchargealliance.ocpp21``
+(a 2.1 message the gateway wrapped for a 2.0.1 CSMS) Accepted, any other UnknownVendorId.
 The demo and the end-to-end tests share it, and :class:`OcppWs`.
 """
 
@@ -27,11 +30,20 @@ from ocpp.routing import on as _ocpp_on
 from ocpp.v16 import ChargePoint as _Cp16
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
+from ocpp.v21 import ChargePoint as _Cp21
+from ocpp.v21 import call as call21
+from ocpp.v21 import call_result as result21
 from ocpp.v201 import ChargePoint as _Cp201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 
-__all__ = ["ConnectionClosed", "Csms16Point", "Csms201Point", "DemoCsms", "OcppWs", "Received", "now_iso", "on"]
+__all__ = [
+    "ConnectionClosed", "Csms16Point", "Csms201Point", "Csms21Point", "DemoCsms", "OcppWs", "Received", "now_iso",
+    "on",
+]  # fmt: skip
+
+#: the DataTransfer vendorId under which the gateway wraps 2.1 messages for a 2.0.1 CSMS
+V21_VENDOR = "org.openchargealliance.ocpp21"
 
 F = TypeVar("F", bound=Callable[..., Any])
 WebSocket = aiohttp.ClientWebSocketResponse | web.WebSocketResponse
@@ -149,30 +161,35 @@ class Csms16Point(_Cp16):  # type: ignore[misc]
         return await self.call(call16.RemoteStartTransaction(id_tag=id_tag, connector_id=1))
 
 
-class Csms201Point(_Cp201):  # type: ignore[misc]
-    """The CSMS side of one OCPP 2.0.1 charging station."""
+class _Csms2x:
+    """The CSMS side of one OCPP 2.0.1 or 2.1 charging station (2.1 is a superset: the same handlers, each
+    version's own message classes, ``C`` and ``R``)."""
 
-    def __init__(self, cid: str, conn: OcppWs, csms: DemoCsms) -> None:
-        super().__init__(cid, conn, response_timeout=15)
+    C: Any
+    R: Any
+    id: str
+    call: Callable[..., Any]
+
+    def _csms_init(self, csms: DemoCsms) -> None:
         self.csms = csms
         self.start_wh: dict[str, float] = {}
 
     @on("BootNotification")
     def on_boot_notification(self, **_: Any) -> Any:
         self.csms.booted.put_nowait(self.id)
-        return result201.BootNotification(current_time=now_iso(), interval=self.csms.interval, status="Accepted")
+        return self.R.BootNotification(current_time=now_iso(), interval=self.csms.interval, status="Accepted")
 
     @on("Heartbeat")
     def on_heartbeat(self, **_: Any) -> Any:
-        return result201.Heartbeat(current_time=now_iso())
+        return self.R.Heartbeat(current_time=now_iso())
 
     @on("StatusNotification")
     def on_status_notification(self, **_: Any) -> Any:
-        return result201.StatusNotification()
+        return self.R.StatusNotification()
 
     @on("Authorize")
     def on_authorize(self, id_token: dict[str, Any], **_: Any) -> Any:
-        return result201.Authorize(id_token_info={"status": self.csms.authorize(id_token["id_token"])})
+        return self.R.Authorize(id_token_info={"status": self.csms.authorize(id_token["id_token"])})
 
     @on("TransactionEvent")
     def on_transaction_event(
@@ -190,32 +207,75 @@ class Csms201Point(_Cp201):  # type: ignore[misc]
             start = self.start_wh.pop(tx, 0.0)
             cost = round(max(0.0, (wh if wh is not None else start) - start) / 1000 * PRICE_PER_KWH, 2)
         info = None if id_token is None else {"status": self.csms.authorize(id_token["id_token"])}
-        return result201.TransactionEvent(total_cost=cost, id_token_info=info)
+        return self.R.TransactionEvent(total_cost=cost, id_token_info=info)
 
     @on("MeterValues")
     def on_meter_values(self, **_: Any) -> Any:
-        return result201.MeterValues()
+        return self.R.MeterValues()
+
+    @on("DataTransfer")
+    def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
+        return self.R.DataTransfer(status="Accepted" if vendor_id == V21_VENDOR else "UnknownVendorId")
 
     async def read_config(self) -> Any:
         wanted = [("OCPPCommCtrlr", "HeartbeatInterval"), ("SampledDataCtrlr", "TxUpdatedInterval")]
         data = [{"component": {"name": c}, "variable": {"name": v}} for c, v in wanted]
-        return await self.call(call201.GetVariables(get_variable_data=data))
+        return await self.call(self.C.GetVariables(get_variable_data=data))
 
     async def remote_start(self, id_tag: str = "REMOTE01") -> Any:
         self.csms.remote_start_ids += 1
         return await self.call(
-            call201.RequestStartTransaction(
+            self.C.RequestStartTransaction(
                 id_token={"idToken": id_tag, "type": "Central"}, remote_start_id=self.csms.remote_start_ids, evse_id=1
             )
         )
 
 
+class Csms201Point(_Csms2x, _Cp201):  # type: ignore[misc]
+    """The CSMS side of one OCPP 2.0.1 charging station."""
+
+    C, R = call201, result201
+
+    def __init__(self, cid: str, conn: OcppWs, csms: DemoCsms) -> None:
+        super().__init__(cid, conn, response_timeout=15)
+        self._csms_init(csms)
+
+
+class Csms21Point(_Csms2x, _Cp21):  # type: ignore[misc]
+    """The CSMS side of one OCPP 2.1 charging station. It accepts periodic event streams (the ``ocpp`` package, 2.1.0,
+    answers nothing at all to a 2.1 CALL that has no handler, where it answers NotImplemented in 1.6 and 2.0.1)."""
+
+    C, R = call21, result21
+
+    def __init__(self, cid: str, conn: OcppWs, csms: DemoCsms) -> None:
+        super().__init__(cid, conn, response_timeout=15)
+        self._csms_init(csms)
+
+    @on("OpenPeriodicEventStream")
+    def on_open_periodic_event_stream(self, **_: Any) -> Any:
+        return self.R.OpenPeriodicEventStream(status="Accepted")
+
+    @on("ClosePeriodicEventStream")
+    def on_close_periodic_event_stream(self, **_: Any) -> Any:
+        return self.R.ClosePeriodicEventStream()
+
+
+#: subprotocol -> the CSMS side of a charger speaking it
+_POINTS: dict[str, type[Csms16Point] | type[Csms201Point] | type[Csms21Point]] = {
+    "ocpp1.6": Csms16Point,
+    "ocpp2.0.1": Csms201Point,
+    "ocpp2.1": Csms21Point,
+}
+
+
 class DemoCsms:
-    """A CSMS on loopback serving ``/ocpp/<charger id>`` for OCPP 1.6 and 2.0.1."""
+    """A CSMS on loopback serving ``/ocpp/<charger id>`` for OCPP 1.6, 2.0.1 and 2.1."""
 
     def __init__(self, interval: int = 300) -> None:
         self.interval = interval
         self.received: list[Received] = []
+        #: (charger id, frame text) of every SEND and CALLRESULTERROR received (OCPP 2.1), as it came
+        self.frames_v21: list[tuple[str, str]] = []
         #: connected chargers, CSMS side (Csms16Point or Csms201Point): ``await point.call(...)`` to talk to one
         self.points: dict[str, Any] = {}
         #: charger ids, as their BootNotification arrives (the demo reads their configuration then)
@@ -267,15 +327,17 @@ class DemoCsms:
             frame = json.loads(text)
             if isinstance(frame, list) and len(frame) == 4 and frame[0] == 2:
                 self.received.append(Received(cid, str(frame[2]), dict(frame[3])))
+            elif isinstance(frame, list) and frame and frame[0] in (5, 6):
+                self.frames_v21.append((cid, text))
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         cid = request.match_info["cid"]
-        ws = web.WebSocketResponse(protocols=("ocpp1.6", "ocpp2.0.1"))
+        ws = web.WebSocketResponse(protocols=tuple(_POINTS))
         await ws.prepare(request)
-        if ws.ws_protocol not in ("ocpp1.6", "ocpp2.0.1"):
+        kind = _POINTS.get(ws.ws_protocol or "")
+        if kind is None:
             await ws.close(code=1002, message=b"no OCPP subprotocol in common")
             return ws
-        kind = Csms201Point if ws.ws_protocol == "ocpp2.0.1" else Csms16Point
         point = kind(cid, OcppWs(ws, lambda d, t: self._tap(cid, d, t)), self)
         await self._set_point(cid, point)
         try:

@@ -32,7 +32,7 @@ from gateway.app.admission import Admission
 from gateway.app.credentials import CredentialsFileError, import_credentials
 from gateway.app.hub import Hub
 from gateway.app.reload import reload_config
-from gateway.config import Config, ConfigError
+from gateway.config import Config, ConfigError, config_warnings
 from gateway.edge.handshake import HANDSHAKE_TIMEOUT_S, Handshake
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
@@ -138,6 +138,8 @@ async def running_gateway(
     (listeners with SO_REUSEPORT, admin app on that unix socket only). Otherwise one process does everything."""
     log = get_logger()
     schemas.load_all()  # every schema compiled before the first frame (none is compiled on the event loop later)
+    for where, msg in config_warnings(config):
+        log.warning("config_warning", path=where, problem=msg)
     metrics = Metrics()
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:

@@ -10,7 +10,7 @@ from gateway.translate.base import Translator
 __all__ = ["TRANSLATABLE", "translator_for"]
 
 #: (charger version, backend version) pairs the gateway can translate
-TRANSLATABLE = frozenset({("1.6", "2.0.1"), ("2.0.1", "1.6")})
+TRANSLATABLE = frozenset({("1.6", "2.0.1"), ("2.0.1", "1.6"), ("2.1", "2.0.1")})
 
 
 def translator_for(
@@ -22,6 +22,7 @@ def translator_for(
     """A fresh translator for this pair (KeyError when there is none).
 
     ``options`` is the backend's ``translation`` section of the config (set-up B: 2.0.1 chargers, 1.6 backend).
+    Set-up C (2.1 chargers, 2.0.1 backend) takes no options.
     """
     if (charger_version, backend_version) == ("1.6", "2.0.1"):
         from gateway.translate.v16_to_v201 import V16ChargerToV201Csms
@@ -31,4 +32,8 @@ def translator_for(
         from gateway.translate.v201_to_v16 import Options, V201ChargerToV16Csms
 
         return V201ChargerToV16Csms(Options.from_mapping(options), session_started_at=session_started_at)
+    if (charger_version, backend_version) == ("2.1", "2.0.1"):
+        from gateway.translate.v21_to_v201 import V21ChargerToV201Csms
+
+        return V21ChargerToV201Csms(session_started_at=session_started_at)
     raise KeyError((charger_version, backend_version))

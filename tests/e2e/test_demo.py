@@ -24,9 +24,9 @@ def _lines(out: str, cid: str, arrow: str, backend: str, kind: str, action: str)
     return [line for line in out.splitlines() if pattern.match(line)]
 
 
-async def test_demo_prints_frames_both_ways_for_both_versions(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_demo_prints_frames_both_ways_for_every_version(capsys: pytest.CaptureFixture[str]) -> None:
     async with asyncio.timeout(30):
-        rc = await run_demo(chargers=2, duration=4, port=0, admin_port=0)
+        rc = await run_demo(chargers=3, duration=5, port=0, admin_port=0)
     assert rc == 0
     out = capsys.readouterr().out
 
@@ -51,7 +51,17 @@ async def test_demo_prints_frames_both_ways_for_both_versions(capsys: pytest.Cap
         "event=Started" in line for line in _lines(out, "CP201-002", "──▶", "csms-201", "CALL", "TransactionEvent")
     )
 
-    # CSMS -> charger, both versions (the CSMS reads the configuration after each boot), with the chargers' answers
+    # a 2.1 charger, translated for the 2.0.1 CSMS (set-up C): answers come back under the gateway's ids; its
+    # stream is opened through a wrapped DataTransfer the CSMS accepts, and its SENDs are shown (and never answered)
+    assert _lines(out, "CP21-003", "──▶", "csms-201", "CALL", "BootNotification")
+    assert _lines(out, "CP21-003", "◀──", "csms-201", "CALLRESULT", r"\(translated")
+    assert _lines(out, "CP21-003", "──▶", "csms-201", "CALL", "OpenPeriodicEventStream")
+    assert _lines(out, "CP21-003", "──▶", "csms-201", "SEND", "NotifyPeriodicEventStream")[0].count("id=1 pending=0")
+    assert any(
+        "event=Started" in line for line in _lines(out, "CP21-003", "──▶", "csms-201", "CALL", "TransactionEvent")
+    )
+
+    # CSMS -> charger, every version (the CSMS reads the configuration after each boot), with the chargers' answers
     assert _lines(out, "CP16-001", "◀──", "csms-16", "CALL", "GetConfiguration")
     assert _lines(out, "CP16-001", "──▶", "csms-16", "CALLRESULT", "GetConfiguration")[0].endswith(
         "HeartbeatInterval=300 MeterValueSampleInterval=60"

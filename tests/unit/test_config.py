@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config import ConfigError, load_config, parse_config
+from gateway.config import ConfigError, config_warnings, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = {"backends": {"a": {"url": "ws://127.0.0.1:9100/ocpp"}}, "routes": [{"match": "*", "primary": "a"}]}
@@ -111,3 +111,20 @@ def test_unquoted_1_6_and_quoted_versions_are_accepted() -> None:
     )
     cfg = parse_config(raw)
     assert cfg.backends["a"].ocpp == "1.6" and cfg.listen.ocpp_versions == ("1.6", "2.0.1", "2.0")
+
+
+def test_check_config_warns_that_ocpp_2_0_is_not_validated(tmp_path: Path) -> None:
+    # 2.0 has no schemas (2.0.1's are not 2.0's): validate_schemas does not apply to it, and check-config says so
+    raw = {**MINIMAL, "listen": {"ocpp_versions": ["2.0", "2.0.1", "2.1"]}, "session": {"validate_schemas": True}}
+    c = parse_config({**raw, "backends": {"a": {"url": "ws://127.0.0.1:9100/ocpp", "ocpp": "2.0"}}}, env={})
+    assert [p for p, _ in config_warnings(c)] == ["listen.ocpp_versions", "backends.a.ocpp"]
+    assert config_warnings(parse_config({**raw, "session": {"validate_schemas": False}}, env={})) == []
+    assert config_warnings(parse_config({**raw, "listen": {"ocpp_versions": ["2.1"]}}, env={})) == []
+    f = tmp_path / "v20.yaml"
+    f.write_text(
+        "listen: {ocpp_versions: ['2.0', '2.1']}\nsession: {validate_schemas: true}\n"
+        "backends: {a: {url: 'ws://127.0.0.1:9100/ocpp', ocpp: '2.1'}}\nroutes: [{match: '*', primary: a}]\n"
+    )
+    out = subprocess.run([sys.executable, "-m", "gateway", "check-config", str(f)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "warning: listen.ocpp_versions: OCPP 2.0 has no schemas" in out.stderr and "1 warning(s)" in out.stdout

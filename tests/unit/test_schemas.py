@@ -12,14 +12,40 @@ T0 = "2025-03-01T12:00:00Z"
 
 
 def test_every_version_loads_requests_and_responses() -> None:
-    for version in ("1.6", "2.0.1"):
+    assert schemas.SCHEMA_VERSIONS == ("1.6", "2.0.1", "2.1")
+    for version in schemas.SCHEMA_VERSIONS:
         table = schemas.load(version)
         assert table is schemas.load(version)  # compiled once
         requests = {a for a, k in table if k == "request"}
-        assert requests == {a for a, k in table if k == "response"}
+        responses = {a for a, k in table if k == "response"}
+        # a 2.1 SEND message (NotifyPeriodicEventStream.json, no suffix) has a request and no response
+        assert requests - responses == ({"NotifyPeriodicEventStream"} if version == "2.1" else set())
+        assert responses <= requests
     assert {"StartTransaction", "SignedUpdateFirmware", "ExtendedTriggerMessage"} <= schemas.actions("1.6")
     assert {"TransactionEvent", "NotifyReport", "GetVariables"} <= schemas.actions("2.0.1")
     assert "TransactionEvent" not in schemas.actions("1.6")
+    assert schemas.actions("2.0.1") < schemas.actions("2.1")  # 2.1 has every 2.0.1 message, and more
+    assert {"OpenPeriodicEventStream", "NotifySettlement", "SetDERControl"} <= schemas.actions("2.1")
+    assert "NotifyPeriodicEventStreamRequest" not in schemas.actions("2.1")
+
+
+def test_v21_payloads_are_validated_against_the_v21_schemas() -> None:
+    # idToken.type is a free string of up to 20 in 2.1 ("VIN"), an enumeration in 2.0.1
+    vin = {"idToken": {"idToken": "WVWZZZ1JZXW000001", "type": "VIN"}}
+    schemas.validate("2.1", "Authorize", "request", vin)
+    with pytest.raises(schemas.SchemaViolation):
+        schemas.validate("2.0.1", "Authorize", "request", vin)
+    with pytest.raises(schemas.SchemaViolation) as info:
+        schemas.validate("2.1", "NotifyPeriodicEventStream", "request", {"id": 1, "pending": 0})
+    assert info.value.path == "$" and "basetime" in info.value.message
+
+
+def test_version_2_0_has_no_schemas_and_validating_it_never_raises_value_error() -> None:
+    # OCPP 2.0 (2018) is not 2.0.1: no schemas are shipped for it, so it is not validated (see schemas.py)
+    assert not schemas.validates("2.0")
+    assert all(schemas.validates(v) for v in schemas.SCHEMA_VERSIONS)
+    with pytest.raises(schemas.UnknownAction):  # a LookupError, which every caller handles
+        schemas.validate("2.0", "Heartbeat", "request", {})
 
 
 def test_violation_names_version_action_kind_and_path() -> None:

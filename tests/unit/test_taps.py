@@ -40,7 +40,7 @@ class TestConfig:
         (t,) = config([{"name": "all", "http": HTTP}])
         assert t.actions is None and t.routes is None
         assert t.directions == {"from_charger", "from_backend"}
-        assert t.message_types == {"call", "callresult", "callerror"}
+        assert t.message_types == {"call", "callresult", "callerror", "send", "callresulterror"}
         assert t.outbox_max_len == 100_000 and t.outbox_max_age_s == 7 * 86400
         assert t.http is not None and t.http.batch == 100 and t.http.flush_interval_s == 1.0
         assert t.http.timeout_s == 10 and t.http.retry_initial_s == 0.5 and t.http.retry_max_s == 30
