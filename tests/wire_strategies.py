@@ -405,3 +405,27 @@ def frame_problem(data: bytes | str) -> str | None:
     if frame[0] == 2 and not frame[2]:
         return "empty action"
     return None
+
+
+# ------------------------------------------------------------------------------ the charger's answers to a CALL
+
+#: an answer to the CALL ``@@UID@@``; the first ones are well-formed, the others broken in one way each
+ANSWER_TEMPLATES = [
+    '[3,@@UID@@,{"status":"Accepted"}]',
+    '[4,@@UID@@,"NotSupported","not here",{}]',
+    '[4,@@UID@@,"NotSupported","no details"]',
+    "[3,@@UID@@]",
+    "[3,@@UID@@,[]]",
+    '[3,@@UID@@,{"status":"Accepted"},{}]',
+    '[4,@@UID@@,17,"code not a string",{}]',
+    '[4,@@UID@@,"GenericError","details not an object",[]]',
+    '[3,@@UID@@,{"status":"Accepted"}',
+    '[3,@@UID@@,{"status":NaN}]',
+]
+WELL_FORMED_ANSWERS = 2
+
+
+def answers() -> st.SearchStrategy[list[str]]:
+    """What a charger sends back for one CALL: one or two drawn answers, then a well-formed one (a CALL the gateway
+    refused the first answers of is still waiting)."""
+    return st.lists(st.sampled_from(ANSWER_TEMPLATES), min_size=1, max_size=2).map(lambda a: [*a, ANSWER_TEMPLATES[0]])
