@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: .venv with the test extras, a redis-server if none is on PATH, then ruff,
-# mypy, the import-linter layer contract (pyproject.toml), pytest and the deploy checks (scripts/deploy-checks.sh).
+# The whole test suite on a fresh machine: .venv with the test extras, a redis-server if none is on PATH, ocpp-rpc from
+# npm when node is on PATH (scripts/interop-deps.sh), then ruff, mypy, the import-linter layer contract
+# (pyproject.toml), pytest and the deploy checks (scripts/deploy-checks.sh).
 # CI (.ci/run) runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,8 @@ if ! command -v redis-server >/dev/null; then
   sudo_=""; [[ $(id -u) -eq 0 ]] || sudo_="sudo"
   $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q redis-server >/dev/null
 fi
+# ocpp-rpc (npm), the second independent OCPP peer of the interop tests, into tests/interop/node_modules (once).
+scripts/interop-deps.sh
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports --no-cache

@@ -48,6 +48,8 @@ class StubCsms:
     answer: Answer | None = None
     subprotocols: tuple[str, ...] = ("ocpp1.6", "ocpp2.0.1")
     received: list[tuple[str, list[Any]]] = field(default_factory=list)
+    #: every text frame as it arrived (received holds those that parse as JSON arrays)
+    texts: list[tuple[str, str]] = field(default_factory=list)
     sockets: dict[str, web.WebSocketResponse] = field(default_factory=dict)
     connects: list[str] = field(default_factory=list)
     frame_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -64,10 +66,16 @@ class StubCsms:
         async for msg in ws:
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 continue
-            frame = json.loads(msg.data)
-            self.received.append((cid, frame))
+            self.texts.append((cid, msg.data))
             self.frame_event.set()
-            if frame[0] == 2:
+            try:
+                frame = json.loads(msg.data)
+            except (ValueError, RecursionError):
+                continue  # the gateway sent something malformed: texts has it, for the test to see
+            if not isinstance(frame, list) or not frame:
+                continue
+            self.received.append((cid, frame))
+            if frame[0] == 2 and len(frame) == 4:
                 result = self.answer(cid, frame[2], frame[3]) if self.answer else {}
                 if asyncio.iscoroutine(result):
                     result = await result
