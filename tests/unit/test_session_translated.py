@@ -272,6 +272,22 @@ class TestTranslatorState:
         labels = {"action": "BootNotification", "what": "meterType"}
         assert pair.counter("ocppgw_translation_dropped_total", **labels) == 1
 
+    def test_a_second_serial_number_the_csms_cannot_carry_is_counted(self) -> None:
+        pair = pair_for(A)
+        serials = {"chargePointSerialNumber": "CP-1", "chargeBoxSerialNumber": "CB-1"}
+        pair.charger_sends([2, "c1", "BootNotification", {**BOOT_16, **serials}])
+        pair.assert_to_backend(
+            [
+                2,
+                gid(1),
+                "BootNotification",
+                {**BOOT_201, "chargingStation": {**BOOT_201["chargingStation"], "serialNumber": "CP-1"}},
+            ]
+        )
+        pair.backend_answers(BOOT_OK)
+        labels = {"action": "BootNotification", "what": "chargeBoxSerialNumber"}
+        assert pair.counter("ocppgw_translation_dropped_total", **labels) == 1
+
     def test_closing_the_session_persists_the_state(self) -> None:
         pair = pair_for(A)
         pair.session.close()
