@@ -434,7 +434,9 @@ async def test_csms_commands_reach_the_charger(redis_url: str) -> None:
             assert reset.status == "Accepted"
             assert cp.wire.calls[-1] == ("Reset", {"type": "Immediate"})
 
-            # trigger message: StatusNotification for connector 1 names the EVSE and its connector
+            # trigger message: StatusNotification for connector 1 names the EVSE and its connector; the status it
+            # brings reaches the CSMS even though it did not change
+            await status(cp, 1, "Available")
             trig = await point.call(
                 call16.TriggerMessage(requested_message="StatusNotification", connector_id=1), suppress=False
             )
@@ -443,6 +445,9 @@ async def test_csms_commands_reach_the_charger(redis_url: str) -> None:
                 "TriggerMessage",
                 {"requestedMessage": "StatusNotification", "evse": {"id": 1, "connectorId": 1}},
             )
+            await status(cp, 1, "Available")
+            got = csms.got(cid)
+            assert [(s["connectorId"], s["status"]) for s in got.of("StatusNotification")] == [(1, "Available")] * 2
 
             # a charging profile: the 1.6 schedule becomes a one-element list with the profile's id
             profile = await point.call(
