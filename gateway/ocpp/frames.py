@@ -22,6 +22,7 @@ __all__ = [
     "Call",
     "CallError",
     "CallResult",
+    "EncodeError",
     "Frame",
     "MAX_UNIQUE_ID",
     "MessageType",
@@ -135,6 +136,10 @@ def parse_frame(text: Raw) -> Frame:
 
 
 _dumps = orjson.dumps
+#: what the encoders below raise for a payload orjson cannot encode (an integer beyond 64 bits, nesting deeper than
+#: 254, a key that is not a string); a non-finite float is written as ``null`` without an error
+#: (:mod:`gateway.ocpp.numbers` checks numbers before a payload is encoded)
+EncodeError = orjson.JSONEncodeError
 
 
 def call_text(unique_id: str, action: str, payload: dict[str, Any]) -> bytes:
