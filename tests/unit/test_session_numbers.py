@@ -1,0 +1,306 @@
+"""Numbers a translated session cannot carry (set-up A: 1.6 charger, 2.0.1 CSMS; set-up B: 2.0.1 charger, 1.6 CSMS).
+
+A JSON number outside the signed 64-bit range (``orjson`` parses integers up to 2**64 - 1 as ``int`` and larger ones
+as ``float``; the 2.0.1 schemas, draft-06, take an integral float for an ``integer``), or a decimal whose magnitude
+reaches 2**63, in a CALL is refused with the origin version's ``PropertyConstraintViolation``, counted
+``ocppgw_frame_errors_total{kind="number_out_of_range"}``, and nothing reaches the other side; the session serves
+the next CALL. The same holds for answers (the origin gets ``InternalError``) and for what a translation computes
+(counted as a translation error).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from gateway.translate.base import JsonDict, OutCall, Plan
+from tests.unit.session_pair import T0, SessionPair, gid
+
+A = ("1.6", "2.0.1")
+B = ("2.0.1", "1.6")
+BIG = 2**64  # beyond what orjson encodes: parsed as a float, 1.8446744073709552e19
+INT64_OVER = 2**63  # parsed as an int, encodable, but beyond the signed 64-bit range
+OUT = "number_out_of_range"
+PCV = "PropertyConstraintViolation"
+
+
+def meter_201(value: Any, evse: Any = 1) -> dict[str, Any]:
+    return {"evseId": evse, "meterValue": [{"timestamp": T0, "sampledValue": [{"value": value}]}]}
+
+
+def profile_201(limit: Any) -> dict[str, Any]:
+    schedule = {"id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}
+    return {
+        "evseId": 1,
+        "chargingProfile": {
+            "id": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": [{**schedule, "startSchedule": T0}],
+        },
+    }
+
+
+def profile_16(limit: Any) -> dict[str, Any]:
+    schedule = {
+        "chargingRateUnit": "W",
+        "startSchedule": T0,
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
+    }
+    return {
+        "connectorId": 1,
+        "csChargingProfiles": {
+            "chargingProfileId": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": schedule,
+        },
+    }
+
+
+STATUS_16 = {"errorCode": "NoError", "status": "Available", "timestamp": T0}
+START_16 = {"connectorId": 1, "idTag": "TAG1", "timestamp": T0}
+#: (set-up, side that sends, action, payload) of CALLs with a number the gateway cannot carry
+OUT_OF_RANGE = [
+    (B, "charger", "MeterValues", meter_201(1, evse=BIG)),
+    (B, "charger", "MeterValues", meter_201(1e308)),
+    (B, "charger", "MeterValues", meter_201(-1e19)),
+    (
+        B,
+        "charger",
+        "StatusNotification",
+        {"timestamp": T0, "connectorStatus": "Available", "evseId": 1e300, "connectorId": 1},
+    ),
+    (B, "backend", "ChangeAvailability", {"connectorId": INT64_OVER, "type": "Operative"}),
+    (B, "backend", "SetChargingProfile", profile_16(1e19)),  # 1e308 fails the 1.6 multipleOf 0.1 first
+    (A, "charger", "StatusNotification", {"connectorId": INT64_OVER, **STATUS_16}),
+    (A, "charger", "StartTransaction", {**START_16, "meterStart": INT64_OVER}),
+    (A, "backend", "ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": BIG}}),
+    (A, "backend", "SetChargingProfile", profile_201(1e308)),
+]
+
+
+def pair_for(setup: tuple[Any, Any]) -> SessionPair:
+    return SessionPair(setup[0], setup[1])
+
+
+def still_serves(pair: SessionPair, side: str) -> None:
+    """The session translates the next valid CALL from ``side`` as usual (the first CALL it sends)."""
+    if side == "charger":
+        pair.charger_sends([2, "next", "Heartbeat", {}])
+        pair.assert_to_backend([2, gid(1), "Heartbeat", {}])
+        pair.backend_answers({"currentTime": T0})
+        pair.assert_to_charger([3, "next", {"currentTime": T0}])
+    else:
+        pair.backend_sends([2, "next", "ClearCache", {}])
+        pair.assert_to_charger([2, gid(1), "ClearCache", {}])
+        pair.charger_answers({"status": "Accepted"})
+        pair.assert_to_backend([3, "next", {"status": "Accepted"}])
+
+
+# -- CALLs and answers of the peers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("setup", "side", "action", "payload"), OUT_OF_RANGE)
+def test_a_call_with_a_number_out_of_range_is_refused_counted_and_the_session_goes_on(
+    setup: tuple[Any, Any], side: str, action: str, payload: dict[str, Any]
+) -> None:
+    pair = pair_for(setup)
+    frame = [2, "big", action, payload]
+    if side == "charger":
+        pair.charger_sends(frame)
+        pair.assert_error_to_charger("big", PCV)
+        pair.assert_to_backend()
+    else:
+        pair.backend_sends(frame)
+        pair.assert_error_to_backend("big", PCV)
+        pair.assert_to_charger()
+    assert pair.counter("ocppgw_frame_errors_total", side=side, kind=OUT) == 1
+    still_serves(pair, side)
+
+
+@pytest.mark.parametrize(
+    ("setup", "side", "action", "payload", "code"),
+    [
+        (B, "backend", "ChangeAvailability", {"connectorId": BIG, "type": "Operative"}, "TypeConstraintViolation"),
+        (B, "backend", "SetChargingProfile", profile_16(1e308), PCV),  # multipleOf 0.1: "infinity reached"
+        (A, "charger", "StartTransaction", {**START_16, "meterStart": -(2**63) - 1}, "TypeConstraintViolation"),
+    ],
+)
+def test_some_numbers_out_of_range_are_refused_by_the_16_schema_already(
+    setup: tuple[Any, Any], side: str, action: str, payload: dict[str, Any], code: str
+) -> None:
+    """orjson reads an integer beyond 64 bits as a float, which the 1.6 (draft-04) schemas do not take for an
+    ``integer``; a 1.6 ``limit`` of 1e308 fails its ``multipleOf``. Counted as schema refusals."""
+    pair = pair_for(setup)
+    frame = [2, "big", action, payload]
+    if side == "charger":
+        pair.charger_sends(frame)
+        pair.assert_error_to_charger("big", code)
+        pair.assert_to_backend()
+    else:
+        pair.backend_sends(frame)
+        pair.assert_error_to_backend("big", code)
+        pair.assert_to_charger()
+    assert pair.counter("ocppgw_frame_errors_total", side=side, kind="schema") == 1
+    still_serves(pair, side)
+
+
+BOOT_16 = {"chargePointVendor": "V", "chargePointModel": "M"}
+BOOT_201 = {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}}
+
+
+@pytest.mark.parametrize(
+    ("setup", "call", "answer"),
+    [
+        (A, ["BootNotification", BOOT_16], {"currentTime": T0, "interval": BIG, "status": "Accepted"}),
+        (A, ["Heartbeat", {}], {"currentTime": T0, "customData": {"vendorId": "V", "n": 1e300}}),
+        (B, ["BootNotification", BOOT_201], {"currentTime": T0, "interval": INT64_OVER, "status": "Accepted"}),
+    ],
+)
+def test_an_answer_with_a_number_out_of_range_gives_the_origin_internal_error(
+    setup: tuple[Any, Any], call: list[Any], answer: dict[str, Any]
+) -> None:
+    pair = pair_for(setup)
+    pair.charger_sends([2, "c1", *call])
+    pair.backend.unread()
+    pair.backend_answers(answer)
+    pair.assert_error_to_charger("c1", "InternalError")
+    assert pair.counter("ocppgw_frame_errors_total", side="backend", kind=OUT) == 1
+    pair.charger_sends([2, "c2", "Heartbeat", {}])
+    assert pair.backend.unread()[0][2] == "Heartbeat"
+
+
+def test_a_csms_transaction_id_beyond_64_bits_is_not_taken() -> None:
+    pair = pair_for(B)
+    started = {
+        "eventType": "Started",
+        "timestamp": T0,
+        "triggerReason": "Authorized",
+        "seqNo": 0,
+        "transactionInfo": {"transactionId": "TX1"},
+        "evse": {"id": 1, "connectorId": 1},
+        "idToken": {"idToken": "TAG1", "type": "ISO14443"},
+    }
+    pair.charger_sends([2, "t1", "TransactionEvent", started])
+    assert [f[2] for f in pair.backend.unread()] == ["StartTransaction"]
+    pair.backend_answers({"transactionId": INT64_OVER, "idTagInfo": {"status": "Accepted"}})
+    pair.assert_error_to_charger("t1", "InternalError")
+    assert pair.counter("ocppgw_frame_errors_total", side="backend", kind=OUT) == 1
+
+
+# -- what a translation computes (a stand-in translator) ---------------------------------------------------------
+
+
+class Computing:
+    """A translator (set-up B's versions) whose plans carry what a translation might compute: ``call`` as the
+    Heartbeat's payload toward the CSMS, ``answer`` as the charger's answer, ``then`` as a CALL of the gateway's own
+    after a local answer to a StatusNotification."""
+
+    charger_version = "2.0.1"
+    csms_version = "1.6"
+
+    def __init__(self, call: JsonDict | None = None, answer: JsonDict | None = None, then: JsonDict | None = None):
+        self.call, self.answer, self.then = call, answer, then
+
+    def from_charger(self, action: str, payload: Any) -> Plan:
+        if action == "StatusNotification":
+            plan = Plan(reply={}, reason="test")
+            plan.then_to_csms.append(OutCall("DataTransfer", self.then or {"vendorId": "V"}))
+            return plan
+        return Plan(calls=[OutCall("Heartbeat", self.call or {})], finish=lambda answers: self.answer or answers[0])
+
+    def from_csms(self, action: str, payload: Any) -> Plan:
+        return Plan(error=("NotSupported", "test"))
+
+    def map_error(self, code: str, to: str) -> str:
+        return code
+
+    def snapshot(self) -> JsonDict:
+        return {}
+
+    def restore(self, data: Any) -> None:
+        return None
+
+
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+CUSTOM = "customData"  # 2.0.1 payloads take any property in it: what a schema check lets through
+
+
+@pytest.mark.parametrize(
+    ("translator", "code", "kind"),
+    [
+        (Computing(answer={"currentTime": T0, CUSTOM: {"vendorId": "V", "n": BIG}}), "InternalError", OUT),
+        (Computing(answer={"currentTime": T0, CUSTOM: {"vendorId": "V", "n": math.inf}}), "InternalError", OUT),
+        (
+            Computing(answer={"currentTime": T0, CUSTOM: {"vendorId": "V", "n": deep(300)}}),
+            "InternalError",
+            "unencodable",
+        ),
+    ],
+)
+def test_a_translated_answer_the_gateway_cannot_encode_is_refused_and_counted(
+    translator: Any, code: str, kind: str
+) -> None:
+    """``math.inf`` would have reached the charger as ``null``; a 2**64 integer or 300 levels of nesting raised."""
+    pair = SessionPair("2.0.1", "1.6", translator=translator)
+    pair.charger_sends([2, "c1", "Heartbeat", {}])
+    pair.backend_answers({"currentTime": T0})
+    pair.assert_error_to_charger("c1", code)
+    assert pair.counter("ocppgw_translation_errors_total", action="Heartbeat", kind=kind) == 1
+
+
+def test_a_translated_call_with_a_computed_number_out_of_range_is_refused_and_not_sent() -> None:
+    pair = SessionPair("1.6", "2.0.1", translator=_a(Computing(call={CUSTOM: {"vendorId": "V", "n": -(2**64)}})))
+    pair.charger_sends([2, "c1", "Heartbeat", {}])
+    pair.assert_error_to_charger("c1", PCV)
+    pair.assert_to_backend()
+    assert pair.counter("ocppgw_translation_errors_total", action="Heartbeat", kind=OUT) == 1
+
+
+def test_a_translated_call_the_gateway_cannot_encode_is_refused_and_the_lane_goes_on() -> None:
+    pair = SessionPair("1.6", "2.0.1", translator=_a(Computing(call={CUSTOM: {"vendorId": "V", "n": deep(300)}})))
+    pair.charger_sends([2, "c1", "Heartbeat", {}])
+    pair.charger_sends([2, "c2", "Heartbeat", {}])
+    assert [f[:3] for f in pair.charger.unread()] == [[4, "c1", "InternalError"], [4, "c2", "InternalError"]]
+    pair.assert_to_backend()
+    assert pair.counter("ocppgw_translation_errors_total", action="Heartbeat", kind="unencodable") == 2
+
+
+def test_a_gateway_call_after_the_answer_with_a_number_out_of_range_is_counted_and_not_sent() -> None:
+    pair = SessionPair("2.0.1", "1.6", translator=Computing(then={"vendorId": "V", "data": "x", "n": 1}))
+    pair.charger_sends(
+        [
+            2,
+            "c1",
+            "StatusNotification",
+            {"timestamp": T0, "connectorStatus": "Available", "evseId": 1, "connectorId": 1},
+        ]
+    )
+    pair.assert_to_charger([3, "c1", {}])
+    pair.assert_to_backend()  # the 1.6 schema refuses the extra property: counted invalid_call
+    out = SessionPair(
+        "1.6", "2.0.1", translator=_a(Computing(then={"vendorId": "V", CUSTOM: {"vendorId": "V", "n": 1e300 * 1e10}}))
+    )
+    out.charger_sends([2, "c1", "StatusNotification", {"connectorId": 1, **STATUS_16}])
+    out.assert_to_charger([3, "c1", {}])
+    out.assert_to_backend()
+    assert out.counter("ocppgw_translation_errors_total", action="DataTransfer", kind=OUT) == 1
+    out.charger_sends([2, "c2", "Heartbeat", {}])
+    out.assert_to_backend([2, gid(1), "Heartbeat", {}])
+
+
+def _a(translator: Computing) -> Computing:
+    """The same plans with set-up A's versions (a 2.0.1 CSMS takes ``customData`` in the CALLs it gets)."""
+    translator.charger_version, translator.csms_version = "1.6", "2.0.1"
+    return translator
