@@ -5,7 +5,7 @@ as ``float``; the 2.0.1 schemas, draft-06, take an integral float for an ``integ
 reaches 2**63, in a CALL is refused with the origin version's ``PropertyConstraintViolation``, counted
 ``ocppgw_frame_errors_total{kind="number_out_of_range"}``, and nothing reaches the other side; the session serves
 the next CALL. The same holds for answers (the origin gets ``InternalError``) and for what a translation computes
-(counted as a translation error).
+(an out-of-range meter value is a sample the target cannot carry: dropped, counted).
 """
 
 from __future__ import annotations
@@ -304,3 +304,54 @@ def _a(translator: Computing) -> Computing:
     """The same plans with set-up A's versions (a 2.0.1 CSMS takes ``customData`` in the CALLs it gets)."""
     translator.charger_version, translator.csms_version = "1.6", "2.0.1"
     return translator
+
+
+# -- meter values ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "unit"), [("1e308", "Wh"), ("9223372036854775808", None), ("-1E+19", "kWh")])
+def test_a_16_meter_text_beyond_the_range_is_a_sample_the_csms_cannot_carry(text: str, unit: str | None) -> None:
+    """Set-up A: a 1.6 sample value is text (the 1.6 schema takes any string); one whose number is out of range is
+    dropped like an unparsable one (counted), the rest of the message is translated."""
+    pair = pair_for(A)
+    big: dict[str, Any] = {"value": text, "measurand": "Power.Active.Import"}
+    if unit:
+        big["unit"] = unit
+    samples = [big, {"value": "12.5"}]
+    pair.charger_sends(
+        [2, "m1", "MeterValues", {"connectorId": 1, "meterValue": [{"timestamp": T0, "sampledValue": samples}]}]
+    )
+    [sent] = pair.backend.unread()
+    assert sent[2] == "MeterValues"
+    assert sent[3]["meterValue"] == [{"timestamp": T0, "sampledValue": [{"value": 12.5}]}]
+    pair.backend_answers({})
+    pair.assert_to_charger([3, "m1", {}])
+    assert pair.counter("ocppgw_translation_dropped_total", action="MeterValues", what=OUT) == 1
+
+
+def test_a_huge_16_meter_exponent_costs_nothing() -> None:
+    """``1e10000000`` is a valid decimal text: turning it into an int would take minutes of CPU."""
+    pair = pair_for(A)
+    sample = {"value": "1e10000000"}
+    pair.charger_sends(
+        [2, "m1", "MeterValues", {"connectorId": 1, "meterValue": [{"timestamp": T0, "sampledValue": [sample]}]}]
+    )
+    pair.assert_to_charger([3, "m1", {}])  # nothing left to send: answered locally
+    assert pair.counter("ocppgw_translation_dropped_total", action="MeterValues", what=OUT) == 1
+
+
+@pytest.mark.parametrize("multiplier", [10**9, 30, -1_000_000, 2**62])
+def test_a_201_multiplier_that_takes_the_value_out_of_range_drops_the_sample(multiplier: int) -> None:
+    pair = pair_for(B)
+    samples = [
+        {"value": 1.5, "measurand": "Power.Active.Import", "unitOfMeasure": {"unit": "W", "multiplier": multiplier}},
+        {"value": 2, "unitOfMeasure": {"unit": "kWh", "multiplier": 3}},
+    ]
+    pair.charger_sends(
+        [2, "m1", "MeterValues", {"evseId": 1, "meterValue": [{"timestamp": T0, "sampledValue": samples}]}]
+    )
+    [sent] = pair.backend.unread()
+    assert sent[3]["meterValue"] == [{"timestamp": T0, "sampledValue": [{"value": "2000", "unit": "kWh"}]}]
+    pair.backend_answers({})
+    pair.assert_to_charger([3, "m1", {}])
+    assert pair.counter("ocppgw_translation_dropped_total", action="MeterValues", what=OUT) == 1

@@ -132,7 +132,10 @@ class TestMeterConversion:
             (12.50, 0, "12.5"),
             (0.0, 5, "0"),
             (2, -3, "0.002"),
-            (1e21, 0, "1000000000000000000000"),
+            (1e18, 0, "1000000000000000000"),
+            (9.2e15, 3, "9200000000000000000"),
+            (5e-324, 0, "0." + "0" * 323 + "5"),
+            (7, 3.0, "7000"),  # an integral float is an integer for the 2.0.1 schema
             (-3.25, 1, "-32.5"),
             (230, 0, "230"),
         ],
@@ -141,6 +144,13 @@ class TestMeterConversion:
         self, value: float, multiplier: int, text: str
     ) -> None:
         assert meter.decimal_text(value, multiplier) == text
+
+    @pytest.mark.parametrize(
+        ("value", "multiplier"),
+        [(1e21, 0), (9.3e18, 0), (-1e16, 3), (1.0, 19), (5e-324, -1), (1, 10**9), (1, -(10**9))],
+    )
+    def test_value_out_of_the_carried_range_has_no_text(self, value: float, multiplier: int) -> None:
+        assert meter.decimal_text(value, multiplier) is None
 
     def test_multiplier_applied_into_the_value_and_unit_kept(self) -> None:
         tr = make()
