@@ -5,7 +5,8 @@ as ``float``; the 2.0.1 schemas, draft-06, take an integral float for an ``integ
 reaches 2**63, in a CALL is refused with the origin version's ``PropertyConstraintViolation``, counted
 ``ocppgw_frame_errors_total{kind="number_out_of_range"}``, and nothing reaches the other side; the session serves
 the next CALL. The same holds for answers (the origin gets ``InternalError``) and for what a translation computes
-(an out-of-range meter value is a sample the target cannot carry: dropped, counted).
+(an out-of-range meter value is a sample the target cannot carry: dropped, counted; a configuration value's number
+that is no small integer is malformed).
 """
 
 from __future__ import annotations
@@ -355,3 +356,48 @@ def test_a_201_multiplier_that_takes_the_value_out_of_range_drops_the_sample(mul
     pair.backend_answers({})
     pair.assert_to_charger([3, "m1", {}])
     assert pair.counter("ocppgw_translation_dropped_total", action="MeterValues", what=OUT) == 1
+
+
+# -- configuration values ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999999.RST", "\u00b2.RST"])
+def test_a_connector_number_in_a_16_configuration_value_that_is_no_small_integer_is_refused(value: str) -> None:
+    """Set-up B: ``ConnectorPhaseRotation`` names connectors by number; one beyond 18 digits (its EVSE id would be out
+    of range) or written with a non-ASCII digit (``"\u00b2".isdigit()`` is true, ``int()`` raises) is malformed."""
+    pair = pair_for(B)
+    pair.backend_sends([2, "b1", "ChangeConfiguration", {"key": "ConnectorPhaseRotation", "value": value}])
+    pair.assert_to_backend([3, "b1", {"status": "Rejected"}])
+    pair.assert_to_charger()
+
+
+def test_a_connector_number_in_a_reported_16_value_that_is_no_small_integer_is_left_out() -> None:
+    """Set-up A: the 1.6 charger's ``ConnectorPhaseRotation`` becomes a NotifyReport entry per connector; an entry
+    whose EVSE id would be out of range is left out, the rest of the report goes."""
+    pair = pair_for(A)
+    pair.backend_sends([2, "b1", "GetBaseReport", {"requestId": 1, "reportBase": "ConfigurationInventory"}])
+    pair.assert_to_charger([2, gid(1), "GetConfiguration", {}])
+    value = "0.RST,99999999999999999999.RTS,1.TSR"
+    pair.charger_answers({"configurationKey": [{"key": "ConnectorPhaseRotation", "readonly": False, "value": value}]})
+    assert pair.backend.unread()[0] == [3, "b1", {"status": "Accepted"}]
+    [report] = [f[3] for f in pair.backend.frames if f[0] == 2 and f[2] == "NotifyReport"]
+    rotations = [(d["component"], d["variableAttribute"][0]["value"]) for d in report["reportData"]]
+    assert rotations == [({"name": "ChargingStation"}, "RST"), ({"name": "EVSE", "evse": {"id": 1}}, "TSR")]
+
+
+@pytest.mark.parametrize("setup", [A, B], ids=["A", "B"])
+@pytest.mark.parametrize("value", ["\u00b2", "1" * 5000])
+def test_a_charger_max_keys_value_that_is_no_small_integer_is_ignored(setup: tuple[str, str], value: str) -> None:
+    """``GetConfigurationMaxKeys`` as last read from the charger sizes the gateway's reads; a value ``int()`` cannot
+    read (or reads into thousands of digits) is no limit."""
+    pair = pair_for(setup)
+    translator: Any = pair.session.translator
+    if setup == A:
+        translator.state.config["GetConfigurationMaxKeys"] = {"value": value, "readonly": True}
+        items = [{"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]
+        pair.backend_sends([2, "b1", "GetVariables", {"getVariableData": items}])
+        pair.assert_to_charger([2, gid(1), "GetConfiguration", {"key": ["HeartbeatInterval"]}])
+    else:
+        translator.state.variables["GetConfigurationMaxKeys"] = {"value": value, "readonly": True}
+        pair.backend_sends([2, "b1", "GetConfiguration", {"key": ["HeartbeatInterval"]}])
+        assert [f[2] for f in pair.charger.unread()] == ["GetVariables"]
