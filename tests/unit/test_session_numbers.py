@@ -6,15 +6,20 @@ reaches 2**63, in a CALL is refused with the origin version's ``PropertyConstrai
 ``ocppgw_frame_errors_total{kind="number_out_of_range"}``, and nothing reaches the other side; the session serves
 the next CALL. The same holds for answers (the origin gets ``InternalError``) and for what a translation computes
 (an out-of-range meter value is a sample the target cannot carry: dropped, counted; a configuration value's number
-that is no small integer is malformed).
+that is no small integer is malformed). A hypothesis test then feeds random payloads of a few real actions through
+both set-ups and checks that no frame callback raises and that every CALL gets exactly one answer, at once or after
+its translation went to the other side and was answered.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.translate.base import JsonDict, OutCall, Plan
 from tests.unit.session_pair import T0, SessionPair, gid
@@ -401,3 +406,228 @@ def test_a_charger_max_keys_value_that_is_no_small_integer_is_ignored(setup: tup
         translator.state.variables["GetConfigurationMaxKeys"] = {"value": value, "readonly": True}
         pair.backend_sends([2, "b1", "GetConfiguration", {"key": ["HeartbeatInterval"]}])
         assert [f[2] for f in pair.charger.unread()] == ["GetVariables"]
+
+
+# -- random payloads ---------------------------------------------------------------------------------------------
+
+NUMBERS = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 0, -1]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1e308, -1e308, -0.0, 5e-324, 1.5, 9.3e18]),
+)
+TEXT = st.one_of(st.text(max_size=8), st.sampled_from(["1e308", "1e999999", "-0", "NaN", "Infinity", "12.5", ""]))
+SCALARS = st.one_of(NUMBERS, TEXT, st.booleans(), st.none())
+JSON = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3), max_leaves=8
+)
+
+
+SAMPLE_201 = st.fixed_dictionaries(
+    {"value": NUMBERS},
+    optional={
+        "unitOfMeasure": st.fixed_dictionaries(
+            {}, optional={"unit": st.sampled_from(["Wh", "kWh", "W"]), "multiplier": NUMBERS}
+        ),
+        "context": st.sampled_from(["Transaction.Begin", "Sample.Periodic", "Transaction.End"]),
+        "measurand": st.sampled_from(["Energy.Active.Import.Register", "Power.Active.Import", "SoC"]),
+    },
+)
+METER_201 = st.lists(
+    st.fixed_dictionaries({"timestamp": st.just(T0), "sampledValue": st.lists(SAMPLE_201, min_size=1, max_size=3)}),
+    min_size=1,
+    max_size=2,
+)
+SAMPLE_16 = st.fixed_dictionaries(
+    {"value": st.one_of(TEXT, NUMBERS.map(repr), NUMBERS.map(str))},
+    optional={
+        "unit": st.sampled_from(["Wh", "kWh", "W"]),
+        "context": st.sampled_from(["Sample.Periodic", "Transaction.End"]),
+    },
+)
+METER_16 = st.lists(
+    st.fixed_dictionaries({"timestamp": st.just(T0), "sampledValue": st.lists(SAMPLE_16, min_size=1, max_size=3)}),
+    min_size=1,
+    max_size=2,
+)
+ANY_INT = st.one_of(NUMBERS, st.integers(min_value=0, max_value=3))
+
+#: (set-up, side, action, payload strategy): real actions whose payloads mostly pass their schema, with numbers
+#: (and sometimes anything) where numbers go
+CALLS: list[tuple[tuple[str, str], str, str, st.SearchStrategy[Any]]] = [
+    (B, "charger", "MeterValues", st.fixed_dictionaries({"evseId": ANY_INT, "meterValue": METER_201})),
+    (
+        B,
+        "charger",
+        "TransactionEvent",
+        st.fixed_dictionaries(
+            {
+                "eventType": st.sampled_from(["Started", "Updated", "Ended"]),
+                "timestamp": st.just(T0),
+                "triggerReason": st.sampled_from(["Authorized", "MeterValuePeriodic", "EVDeparted"]),
+                "seqNo": ANY_INT,
+                "transactionInfo": st.fixed_dictionaries(
+                    {"transactionId": st.sampled_from(["TX1", "TX2"])}, optional={"remoteStartId": ANY_INT}
+                ),
+            },
+            optional={
+                "evse": st.fixed_dictionaries({"id": ANY_INT}, optional={"connectorId": ANY_INT}),
+                "idToken": st.just({"idToken": "TAG1", "type": "ISO14443"}),
+                "meterValue": METER_201,
+                "reservationId": ANY_INT,
+            },
+        ),
+    ),
+    (
+        B,
+        "charger",
+        "StatusNotification",
+        st.fixed_dictionaries(
+            {
+                "timestamp": st.just(T0),
+                "connectorStatus": st.sampled_from(["Available", "Occupied"]),
+                "evseId": ANY_INT,
+                "connectorId": ANY_INT,
+            }
+        ),
+    ),
+    (B, "charger", "DataTransfer", st.fixed_dictionaries({"vendorId": st.just("V")}, optional={"data": JSON})),
+    (B, "backend", "ChangeAvailability", st.fixed_dictionaries({"connectorId": ANY_INT, "type": st.just("Operative")})),
+    (B, "backend", "SetChargingProfile", NUMBERS.map(profile_16)),
+    (B, "backend", "RemoteStopTransaction", st.fixed_dictionaries({"transactionId": ANY_INT})),
+    (
+        B,
+        "backend",
+        "TriggerMessage",
+        st.fixed_dictionaries({"requestedMessage": st.just("StatusNotification")}, optional={"connectorId": ANY_INT}),
+    ),
+    (
+        A,
+        "charger",
+        "MeterValues",
+        st.fixed_dictionaries({"connectorId": ANY_INT, "meterValue": METER_16}, optional={"transactionId": ANY_INT}),
+    ),
+    (
+        A,
+        "charger",
+        "StartTransaction",
+        st.fixed_dictionaries(
+            {"connectorId": ANY_INT, "idTag": st.just("TAG1"), "meterStart": ANY_INT, "timestamp": st.just(T0)}
+        ),
+    ),
+    (
+        A,
+        "charger",
+        "StopTransaction",
+        st.fixed_dictionaries(
+            {"transactionId": ANY_INT, "meterStop": ANY_INT, "timestamp": st.just(T0)},
+            optional={"transactionData": METER_16},
+        ),
+    ),
+    (
+        A,
+        "charger",
+        "StatusNotification",
+        st.fixed_dictionaries({"connectorId": ANY_INT, **{k: st.just(v) for k, v in STATUS_16.items()}}),
+    ),
+    (
+        A,
+        "backend",
+        "ChangeAvailability",
+        st.fixed_dictionaries(
+            {"operationalStatus": st.just("Operative")},
+            optional={"evse": st.fixed_dictionaries({"id": ANY_INT}, optional={"connectorId": ANY_INT})},
+        ),
+    ),
+    (A, "backend", "SetChargingProfile", NUMBERS.map(profile_201)),
+    (A, "backend", "DataTransfer", st.fixed_dictionaries({"vendorId": st.just("V")}, optional={"data": JSON})),
+    (A, "charger", "BootNotification", st.just(BOOT_16)),
+    (B, "charger", "BootNotification", st.just(BOOT_201)),
+    (
+        A,
+        "backend",
+        "ReserveNow",
+        st.fixed_dictionaries(
+            {"id": ANY_INT, "expiryDateTime": st.just(T0), "idToken": st.just({"idToken": "TAG1", "type": "ISO14443"})},
+            optional={"evseId": ANY_INT},
+        ),
+    ),
+]
+CASES = st.one_of(
+    *(st.tuples(st.just(setup), st.just(side), st.just(action), payload) for setup, side, action, payload in CALLS)
+)
+#: plain answers of the other side, by its version and action (anything else gets a CALLERROR NotSupported); the
+#: numbers of StartTransaction.conf and the BootNotification answers are drawn (:func:`answer_everything`)
+ANSWERS: dict[str, dict[str, dict[str, Any]]] = {
+    "1.6": {
+        "Authorize": {"idTagInfo": {"status": "Accepted"}},
+        "BootNotification": {"status": "Accepted", "currentTime": T0, "interval": 60},
+        "ChangeAvailability": {"status": "Accepted"},
+        "DataTransfer": {"status": "Accepted"},
+        "Heartbeat": {"currentTime": T0},
+        "MeterValues": {},
+        "ReserveNow": {"status": "Accepted"},
+        "SetChargingProfile": {"status": "Accepted"},
+        "StartTransaction": {"transactionId": 7, "idTagInfo": {"status": "Accepted"}},
+        "StatusNotification": {},
+        "StopTransaction": {},
+    },
+    "2.0.1": {
+        "BootNotification": {"status": "Accepted", "currentTime": T0, "interval": 60},
+        "ChangeAvailability": {"status": "Accepted"},
+        "DataTransfer": {"status": "Accepted"},
+        "MeterValues": {},
+        "NotifyEvent": {},
+        "RequestStopTransaction": {"status": "Accepted"},
+        "SetChargingProfile": {"status": "Accepted"},
+        "StatusNotification": {},
+        "TransactionEvent": {},
+        "TriggerMessage": {"status": "Accepted"},
+    },
+}
+
+
+DRAWN = {"StartTransaction": "transactionId", "BootNotification": "interval"}
+
+
+def answer_everything(pair: SessionPair, setup: tuple[str, str], numbers: list[Any]) -> None:
+    """Answer every CALL the session sent either side until none is left (``numbers``: drawn answer numbers)."""
+    sides = ((pair.backend, setup[1], pair.backend_sends), (pair.charger, setup[0], pair.charger_sends))
+    for _ in range(50):
+        calls = [(f, version, send) for wire, version, send in sides for f in wire.unread() if f[0] == 2]
+        if not calls:
+            return
+        for frame, version, send in calls:
+            known = ANSWERS[version].get(frame[2])
+            if known is None:
+                send([4, frame[1], "NotSupported", "", {}])
+                continue
+            field = DRAWN.get(frame[2])
+            if field is not None and numbers:
+                known = {**known, field: numbers.pop()}
+            send(json.dumps([3, frame[1], known]).encode())
+    raise AssertionError("the session keeps sending CALLs")
+
+
+def answers_to(wire: Any, uid: str, since: int) -> list[list[Any]]:
+    return [f for f in wire.frames[since:] if f[0] in (3, 4) and f[1] == uid]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases=st.lists(CASES, min_size=1, max_size=4), numbers=st.lists(ANY_INT, max_size=4))
+def test_random_payloads_never_raise_and_every_call_is_answered_once_or_translated(
+    cases: list[tuple[tuple[str, str], str, str, Any]], numbers: list[Any]
+) -> None:
+    pairs = {A: pair_for(A), B: pair_for(B)}
+    for n, (setup, side, action, payload) in enumerate(cases):
+        pair = pairs[setup]
+        uid = f"u{n}"
+        origin, other = (pair.charger, pair.backend) if side == "charger" else (pair.backend, pair.charger)
+        since, other_since = len(origin.raw), len(other.raw)
+        frame = json.dumps([2, uid, action, payload]).encode()  # Python's json writes big integers exactly
+        (pair.charger_sends if side == "charger" else pair.backend_sends)(frame)  # never raises
+        answered = answers_to(origin, uid, since)
+        forwarded = [f for f in other.frames[other_since:] if f[0] == 2]
+        assert len(answered) == 1 or (not answered and forwarded), (answered, forwarded)
+        answer_everything(pair, setup, numbers)
+        assert len(answers_to(origin, uid, since)) == 1
