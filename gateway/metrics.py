@@ -139,7 +139,8 @@ class Metrics:
         )
         self.translation_errors = Counter(
             "ocppgw_translation_errors_total",
-            "Translations refused because the result failed the target schema (bugs), by action and kind",
+            "Translations refused because the result failed the target schema (bugs) or carries a number out of "
+            "range, by action and kind",
             ["action", "kind"],
             registry=r,
         )

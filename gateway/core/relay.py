@@ -15,6 +15,31 @@ OCPP 2.1 (set-up C, a 2.1 charger): a SEND from the charger goes to the translat
 wraps it into a CALL of the gateway's own toward the CSMS (bounded by the lane's queue; its answer is dropped) or
 drops it (counted); it is never answered. An answer from a 2.1 party that fails its schema gets a CALLRESULTERROR
 back (2.1 Part 2 FR.06), as well as the origin's ``InternalError``.
+
+Numbers (:mod:`gateway.ocpp.numbers`). A translated frame is re-encoded, and orjson encodes no integer beyond 64 bits
+(it raised out of the frame callback, and the charger was closed with 1011) and writes a non-finite float as
+``null``. Decisions:
+
+* **Where**: the origin CALL is checked in :meth:`Translating.start`, right after its schema check and before the
+  translator sees it (nothing of it reaches the translator's state or the other side; the tap and the status
+  record, taken when the frame arrives, hold the payload as orjson parsed it, which orjson encodes again); each
+  answer of the other side with its schema check, before the plan reads it; each translated CALL and answer with its
+  target-schema check, before it is encoded (the translation may compute a number: 10**k from a text, a connector
+  from a configuration value). The encoders' own error (:data:`gateway.ocpp.frames.EncodeError`, for what the checks
+  do not know: nesting, keys) is caught where the relay encodes, and only there: a translation bug is refused and
+  counted ``unencodable``, never raised; there is no blanket ``except``.
+* **Range**: signed 64-bit integers, and floats of magnitude below 2**63. The OCPP schemas bound none of these
+  fields; the 1.6 ones (draft-04) already refuse an integer beyond 2**64 - 1 (orjson reads it as a float, which is
+  no ``integer``; counted ``schema``), the 2.0.1 ones (draft-06) take that float for an integer, and neither stops
+  2**63..2**64 - 1.
+* **Answer and count**: a CALL out of range gets the origin version's ``PropertyConstraintViolation`` (the payload
+  is well-formed and of the right types, but a value is outside what the receiver can take: the OCPP-J meaning of
+  that code; FormationViolation would be wrong for valid JSON, TypeConstraintViolation for a number where a number
+  is due), counted ``ocppgw_frame_errors_total{side, kind="number_out_of_range"}``; the lane is free for the next
+  CALL. An answer out of range gives the origin ``InternalError`` (its own CALL was fine), counted the same way under
+  the answering side. A translated CALL or answer out of range is the translation's: counted
+  ``ocppgw_translation_errors_total{action, kind="number_out_of_range"}``, the origin gets
+  ``PropertyConstraintViolation`` (a CALL) or ``InternalError`` (an answer). All bounded labels.
 """
 
 from __future__ import annotations
@@ -33,17 +58,24 @@ from gateway.ocpp.frames import (
     Call,
     CallError,
     CallResult,
+    EncodeError,
     Raw,
     Send,
     call_error_text,
     call_result_error_text,
     call_result_text,
 )
+from gateway.ocpp.numbers import out_of_range
 from gateway.ocpp.versions import OcppVersion
 from gateway.store.base import Write
 from gateway.translate.base import JsonDict, OutCall, Plan, Side, Translator
 
-__all__ = ["RelayHost", "Translating"]
+__all__ = ["OUT_OF_RANGE", "RelayHost", "Translating"]
+
+#: the ``kind`` of ``ocppgw_frame_errors_total`` (a CALL or an answer of a peer) and of
+#: ``ocppgw_translation_errors_total`` (a translation's result) for a number outside the range the gateway carries
+OUT_OF_RANGE = "number_out_of_range"
+_RANGE = "a number outside the signed 64-bit range the gateway carries"
 
 
 class RelayHost(Protocol):
@@ -112,6 +144,12 @@ class Translating:
                 lane, call_error_text(call.unique_id, schemas.schema_error_code(e, src), f"{e.path}: {e.message}")
             )
             return False
+        path = out_of_range(call.payload)
+        if path is not None:  # before the translator sees it: nothing of it is kept or sent
+            s.metrics.frame_errors.labels(origin, OUT_OF_RANGE).inc()
+            code = normalise_code("PropertyConstraintViolation", src)
+            s._to_origin(lane, call_error_text(call.unique_id, code, f"{path}: {_RANGE}"))
+            return False
         if from_charger and call.action == "BootNotification":
             s._note_boot(call.payload)  # the boot record stores the charger's own request with its answer
         tr = self.translator
@@ -151,21 +189,35 @@ class Translating:
                 ),
             )  # fmt: skip
             return False
-        s._send_own(lane, call.action, call.payload)
+        path = out_of_range(call.payload)
+        if path is not None:  # the translation computed a number no peer of the gateway gets
+            self.invalid(call.action, "request", None, OUT_OF_RANGE, path)
+            code = normalise_code("PropertyConstraintViolation", s.version if lane is s.up else s.backend_version)
+            s._to_origin(
+                lane, call_error_text(job.origin.unique_id, code, f"translation to {call.action}: {path}: {_RANGE}")
+            )
+            return False
+        try:
+            s._send_own(lane, call.action, call.payload)
+        except EncodeError as e:  # a translation bug the checks above do not know: refused, never raised
+            self.invalid(call.action, "request", e, "unencodable")
+            s._to_origin(
+                lane, call_error_text(job.origin.unique_id, "InternalError", f"translation to {call.action} failed")
+            )
+            return False
         return True
 
     def answered(self, lane: Lane[Job], job: Planned, frame: CallResult | CallError) -> None:
         s = self.s
         run = job.run
         assert run is not None
-        if type(frame) is CallResult and not self._valid_answer(lane, run.call.action, frame):
+        problem = self._answer_problem(lane, run.call.action, frame) if type(frame) is CallResult else None
+        if problem is not None:
             self.persist()
             s._to_origin(
                 lane,
                 call_error_text(
-                    job.origin.unique_id,
-                    "InternalError",
-                    f"the {run.call.action} answer failed its schema: not translated",
+                    job.origin.unique_id, "InternalError", f"the {run.call.action} answer {problem}: not translated"
                 ),
             )
             s._next(lane)
@@ -191,18 +243,18 @@ class Translating:
             return
         self._finished(lane, job)
 
-    def _valid_answer(self, lane: Lane[Job], action: str, frame: CallResult) -> bool:
-        """A CALLRESULT to a translated CALL, checked against its sender's schema before the plan reads it (the
-        translator only ever sees valid input); an invalid one is counted and logged, and a 2.1 sender gets a
-        CALLRESULTERROR for it (2.1 Part 2 FR.06)."""
+    def _answer_problem(self, lane: Lane[Job], action: str, frame: CallResult) -> str | None:
+        """A CALLRESULT to a translated CALL, checked against its sender's schema and for numbers out of range before
+        the plan reads it (the translator only ever sees valid input): None, or what is wrong with it (counted and
+        logged); a 2.1 sender gets a CALLRESULTERROR for an answer that fails its schema (2.1 Part 2 FR.06)."""
         s = self.s
         version = s._target_version(lane)
+        side = "backend" if lane is s.up else "charger"
         try:
             schemas.validate(version, action, "response", frame.payload)
         except schemas.UnknownAction:
-            return True
+            pass
         except schemas.SchemaViolation as e:
-            side = "backend" if lane is s.up else "charger"
             s.metrics.frame_errors.labels(side, "schema_result").inc()
             if s.log is not None:
                 s.log.warning("invalid_callresult", side=side, action=action, path=e.path)
@@ -214,8 +266,14 @@ class Translating:
                     s._send_backend(refusal)
                 else:
                     s.fx.to_charger(refusal)
-            return False
-        return True
+            return "failed its schema"
+        path = out_of_range(frame.payload)
+        if path is not None:
+            s.metrics.frame_errors.labels(side, OUT_OF_RANGE).inc()
+            if s.log is not None:
+                s.log.warning("callresult_out_of_range", side=side, action=action, path=path)
+            return f"carries {_RANGE} at {path}"
+        return None
 
     def send(self, frame: Send, side: str) -> None:
         """A SEND (OCPP 2.1) from ``side``, already checked against 2.1's schema by the session: wrapped or dropped
@@ -290,8 +348,19 @@ class Translating:
                 call_error_text(call.unique_id, "InternalError", f"translation of {call.action} answer failed schema"),
             )
             return
-        self.last_answered[lane is s.up] = (call.unique_id, call.action)
-        s._to_origin(lane, call_result_text(call.unique_id, payload))
+        path = out_of_range(payload)
+        if path is not None:
+            self.invalid(call.action, "response", None, OUT_OF_RANGE, path)
+        else:
+            try:
+                s._to_origin(lane, call_result_text(call.unique_id, payload))
+                self.last_answered[lane is s.up] = (call.unique_id, call.action)
+                return
+            except EncodeError as e:  # a translation bug the checks above do not know: refused, never raised
+                self.invalid(call.action, "response", e, "unencodable")
+        s._to_origin(
+            lane, call_error_text(call.unique_id, "InternalError", f"translation of {call.action} answer failed")
+        )
 
     def _then(self, plan: Plan) -> None:
         """The gateway's own CALLs a plan asks for after the origin's answer, each on its lane's queue."""
@@ -306,11 +375,14 @@ class Translating:
         if job is not None and not s._start(lane, job):
             s._next(lane)
 
-    def invalid(self, action: str, kind: str, e: Exception) -> None:
+    def invalid(self, action: str, kind: str, e: Exception | None, what: str = "", path: str = "") -> None:
+        """A translated CALL (``kind`` request) or answer that cannot go out: counted ``invalid_call`` /
+        ``invalid_answer`` (it failed the target's schema) or ``what``, and logged."""
         s = self.s
-        self._terrors.labels(action_label(action), f"invalid_{'call' if kind == 'request' else 'answer'}").inc()
+        label = what or f"invalid_{'call' if kind == 'request' else 'answer'}"
+        self._terrors.labels(action_label(action), label).inc()
         if s.log is not None:
-            s.log.error("translation_invalid", action=action, kind=kind, path=getattr(e, "path", ""))
+            s.log.error("translation_invalid", action=action, kind=kind, why=label, path=path or getattr(e, "path", ""))
 
     def persist(self) -> None:
         s = self.s

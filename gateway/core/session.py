@@ -36,7 +36,9 @@ Rules it enforces (OCPP-J: one outstanding CALL per direction), all through two 
   origin gets ``InternalError``, it is logged and counted, and the invalid frame is never sent. The translator's
   state is persisted (write-behind) after every step that changes it, before the translated frame leaves. A
   timeout is reported to the plan, and the origin then gets no answer (it times out on its own): the gateway never
-  invents an answer.
+  invents an answer. A number outside the signed 64-bit range, in a CALL, an answer or a translation, is refused
+  the same way (``PropertyConstraintViolation`` for a CALL; see :mod:`gateway.core.relay`): no input raises out of
+  a frame callback.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from typing import Any
 
 from gateway.core.jobs import AdminAnswer, Effects, Forward, Job, Own, Planned, Receiver, Send, SessionSettings
 from gateway.core.lane import FULL, START, Lane
-from gateway.core.relay import Translating
+from gateway.core.relay import OUT_OF_RANGE, Translating
 from gateway.core.rotation import ROTATION_ACTIONS, intercept_csms_call, rotation_accepted, rotation_offer
 from gateway.metrics import Metrics
 from gateway.ocpp import schemas
@@ -57,12 +59,14 @@ from gateway.ocpp.frames import (
     CallError,
     CallResult,
     CallResultError,
+    EncodeError,
     Raw,
     call_error_text,
     call_text,
     parse_frame,
 )
 from gateway.ocpp.frames import Send as SendFrame
+from gateway.ocpp.numbers import out_of_range
 from gateway.ocpp.versions import OcppVersion
 from gateway.store.base import Write
 from gateway.translate.base import JsonDict, Translator
@@ -468,7 +472,18 @@ class Session:
             except (schemas.SchemaViolation, schemas.UnknownAction) as e:
                 self._relay().invalid(job.action, "request", e)
                 return False
-        self._send_own(lane, job.action, job.payload)
+            path = out_of_range(job.payload)
+            if path is not None:
+                self._relay().invalid(job.action, "request", None, OUT_OF_RANGE, path)
+                return False
+        try:
+            self._send_own(lane, job.action, job.payload)
+        except EncodeError as e:  # nothing was sent: the lane takes the next job
+            if job.receiver is not None:
+                job.receiver(ValueError(f"{job.action}: the payload cannot be encoded: {e}"))
+            else:
+                self._relay().invalid(job.action, "request", e, "unencodable")
+            return False
         return True
 
     def _answered(self, lane: Lane[Job], frame: CallResult | CallError, direction: str) -> None:
@@ -554,16 +569,18 @@ class Session:
             on_quiet()
 
     def _send_own(self, lane: Lane[Job], action: str, payload: JsonDict) -> None:
-        """A CALL of the gateway's own, with a gateway unique id, to ``lane``'s peer."""
+        """A CALL of the gateway's own, with a gateway unique id, to ``lane``'s peer. Encoded first: a payload orjson
+        cannot encode raises :data:`EncodeError` before the lane or the id counter moves."""
+        uid = f"g{self._ids + 1}.{self._session_id}"
+        data = call_text(uid, action, payload)
         self._ids += 1
-        uid = f"g{self._ids}.{self._session_id}"
         lane.sent(uid, action, self.clock())
         if lane is self.up:
-            self._send_backend(call_text(uid, action, payload))
+            self._send_backend(data)
         else:
             if action in ROTATION_ACTIONS:
                 self._watch_rotation(uid, action, payload)
-            self.fx.to_charger(call_text(uid, action, payload))
+            self.fx.to_charger(data)
 
     def _relay(self) -> Translating:
         relay = self.relay

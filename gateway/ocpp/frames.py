@@ -30,6 +30,7 @@ __all__ = [
     "CallError",
     "CallResult",
     "CallResultError",
+    "EncodeError",
     "Frame",
     "MAX_UNIQUE_ID",
     "MessageType",
@@ -191,6 +192,10 @@ def _parse_v21(msg: list[Any], mt: int, n: int, uid: str, text: Raw) -> CallResu
 
 
 _dumps = orjson.dumps
+#: what the encoders below raise for a payload orjson cannot encode (an integer beyond 64 bits, nesting deeper than
+#: 254, a key that is not a string); a non-finite float is written as ``null`` without an error
+#: (:mod:`gateway.ocpp.numbers` checks numbers before a payload is encoded)
+EncodeError = orjson.JSONEncodeError
 
 
 def call_text(unique_id: str, action: str, payload: dict[str, Any]) -> bytes:

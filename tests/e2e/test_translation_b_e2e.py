@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+import pytest
+from ocpp.exceptions import PropertyConstraintViolationError
 from ocpp.v16 import ChargePoint as Cp16
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
@@ -434,7 +436,9 @@ async def test_csms_commands_reach_the_charger(redis_url: str) -> None:
             assert reset.status == "Accepted"
             assert cp.wire.calls[-1] == ("Reset", {"type": "Immediate"})
 
-            # trigger message: StatusNotification for connector 1 names the EVSE and its connector
+            # trigger message: StatusNotification for connector 1 names the EVSE and its connector; the status it
+            # brings reaches the CSMS even though it did not change
+            await status(cp, 1, "Available")
             trig = await point.call(
                 call16.TriggerMessage(requested_message="StatusNotification", connector_id=1), suppress=False
             )
@@ -443,6 +447,9 @@ async def test_csms_commands_reach_the_charger(redis_url: str) -> None:
                 "TriggerMessage",
                 {"requestedMessage": "StatusNotification", "evse": {"id": 1, "connectorId": 1}},
             )
+            await status(cp, 1, "Available")
+            got = csms.got(cid)
+            assert [(s["connectorId"], s["status"]) for s in got.of("StatusNotification")] == [(1, "Available")] * 2
 
             # a charging profile: the 1.6 schedule becomes a one-element list with the profile's id
             profile = await point.call(
@@ -473,6 +480,28 @@ async def test_csms_commands_reach_the_charger(redis_url: str) -> None:
             # the session goes on
             heartbeat = await cp.call(call201.Heartbeat(), suppress=False)
             datetime.fromisoformat(heartbeat.current_time)
+
+
+async def test_numbers_out_of_range_are_refused_both_ways_and_the_session_lives_on(redis_url: str) -> None:
+    """Python's json writes 2**64 exactly; the gateway reads it as a float (which the 2.0.1 schema takes for an
+    integer) it cannot carry. It used to raise out of the frame callback and close the charger with 1011."""
+    cid = "TR201-BIG-1"
+    async with asyncio.timeout(TIMEOUT), csms_and_gateway(redis_url) as (csms, running):
+        async with charger(running, cid) as (cp, ws):
+            got = csms.got(cid)
+            await boot(cp)
+            with pytest.raises(PropertyConstraintViolationError):
+                await cp.call(call201.MeterValues(evse_id=2**64, meter_value=energy(1.5)), suppress=False)
+            point = await csms.point(cid)
+            with pytest.raises(PropertyConstraintViolationError):
+                await point.call(call16.ChangeAvailability(connector_id=2**63, type="Operative"), suppress=False)
+            assert got.actions() == ["BootNotification"] and cp.wire.calls == []
+            heartbeat = await cp.call(call201.Heartbeat(), suppress=False)
+            datetime.fromisoformat(heartbeat.current_time)
+            assert not ws.closed
+            frame_errors = running.hub.metrics.frame_errors
+            assert frame_errors.labels("charger", "number_out_of_range")._value.get() == 1
+            assert frame_errors.labels("backend", "number_out_of_range")._value.get() == 1
 
 
 async def test_gateway_restart_mid_transaction(redis_url: str) -> None:

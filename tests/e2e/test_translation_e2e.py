@@ -24,6 +24,7 @@ from ocpp.exceptions import (
     FormatViolationError,
     OccurenceConstraintViolationError,
     OccurrenceConstraintViolationError,
+    PropertyConstraintViolationError,
 )
 from ocpp.v16 import ChargePoint as Cp16
 from ocpp.v16 import call as call16
@@ -720,6 +721,33 @@ async def test_callerrors_keep_each_versions_spelling(redis_url: str) -> None:
             # the session goes on
             heartbeat = await cp.call(call16.Heartbeat(), suppress=False)
             datetime.fromisoformat(heartbeat.current_time)
+
+
+async def test_numbers_out_of_range_are_refused_both_ways_and_the_session_lives_on(redis_url: str) -> None:
+    """Python's json writes 2**64 exactly; the gateway reads it as a float it cannot carry. It used to raise out of
+    the frame callback (orjson encodes no integer beyond 64 bits) and close the charger with 1011."""
+    cid = "TR16-BIG-1"
+    async with asyncio.timeout(TIMEOUT), csms_and_gateway(redis_url) as (csms, running):
+        async with charger(running, cid) as (cp, ws):
+            got = csms.got(cid)
+            await boot(cp)
+            with pytest.raises(PropertyConstraintViolationError):
+                await cp.call(
+                    call16.StatusNotification(connector_id=2**63, error_code="NoError", status="Available"),
+                    suppress=False,
+                )
+            point = await csms.point(cid)
+            with pytest.raises(PropertyConstraintViolationError):
+                await point.call(
+                    call201.ChangeAvailability(operational_status="Operative", evse={"id": 2**64}), suppress=False
+                )
+            assert got.actions() == ["BootNotification"] and cp.wire.calls == []
+            heartbeat = await cp.call(call16.Heartbeat(), suppress=False)
+            datetime.fromisoformat(heartbeat.current_time)
+            assert not ws.closed
+            frame_errors = running.hub.metrics.frame_errors
+            assert frame_errors.labels("charger", "number_out_of_range")._value.get() == 1
+            assert frame_errors.labels("backend", "number_out_of_range")._value.get() == 1
 
 
 async def test_memory_store_smoke() -> None:

@@ -8,11 +8,13 @@ around it.
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, ClassVar
 
 import pytest
 
 from gateway.store.base import Write
+from gateway.translate import translator_for
 from tests.unit.session_pair import BACKEND, CHARGER_ID, T0, WALL, SessionPair, gid
 
 A = ("1.6", "2.0.1")
@@ -272,10 +274,79 @@ class TestTranslatorState:
         labels = {"action": "BootNotification", "what": "meterType"}
         assert pair.counter("ocppgw_translation_dropped_total", **labels) == 1
 
+    def test_a_second_serial_number_the_csms_cannot_carry_is_counted(self) -> None:
+        pair = pair_for(A)
+        serials = {"chargePointSerialNumber": "CP-1", "chargeBoxSerialNumber": "CB-1"}
+        pair.charger_sends([2, "c1", "BootNotification", {**BOOT_16, **serials}])
+        pair.assert_to_backend(
+            [
+                2,
+                gid(1),
+                "BootNotification",
+                {**BOOT_201, "chargingStation": {**BOOT_201["chargingStation"], "serialNumber": "CP-1"}},
+            ]
+        )
+        pair.backend_answers(BOOT_OK)
+        labels = {"action": "BootNotification", "what": "chargeBoxSerialNumber"}
+        assert pair.counter("ocppgw_translation_dropped_total", **labels) == 1
+
     def test_closing_the_session_persists_the_state(self) -> None:
         pair = pair_for(A)
         pair.session.close()
         assert [(k, w.kind) for k, w in pair.effects] == [("persist", "tx")]
+
+
+class TestTriggeredStatus:
+    """Set-up B: the StatusNotification a 1.6 CSMS triggered reaches it, even when the 1.6 status is unchanged."""
+
+    AVAILABLE: ClassVar[dict[str, Any]] = {"connectorStatus": "Available", "evseId": 1, "connectorId": 1}
+    SENT: ClassVar[dict[str, Any]] = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+
+    def status(self, pair: SessionPair, uid: str) -> None:
+        pair.charger_sends([2, uid, "StatusNotification", {**self.AVAILABLE, "timestamp": T0}])
+
+    def trigger(self, pair: SessionPair) -> None:
+        request = {"requestedMessage": "StatusNotification", "connectorId": 1}
+        pair.backend_sends([2, "b1", "TriggerMessage", request])
+        pair.assert_to_charger(
+            [
+                2,
+                gid(2),
+                "TriggerMessage",
+                {"requestedMessage": "StatusNotification", "evse": {"id": 1, "connectorId": 1}},
+            ]
+        )
+        pair.charger_answers(ACCEPTED)
+        pair.assert_to_backend([3, "b1", ACCEPTED])
+
+    def test_a_triggered_unchanged_status_reaches_the_csms(self) -> None:
+        pair = pair_for(B)
+        self.status(pair, "c1")
+        pair.assert_to_backend([2, gid(1), "StatusNotification", {**self.SENT, "timestamp": T0}])
+        pair.backend_answers({})
+        pair.assert_to_charger([3, "c1", {}])
+        self.trigger(pair)
+        self.status(pair, "c2")
+        pair.assert_to_backend([2, gid(3), "StatusNotification", {**self.SENT, "timestamp": T0}])
+        pair.backend_answers({})
+        pair.assert_to_charger([3, "c2", {}])
+        labels = {"action": "StatusNotification", "reason": "status_unchanged"}
+        assert pair.counter("ocppgw_translation_local_answers_total", **labels) == 0
+
+    def test_a_trigger_survives_a_reconnect_between_the_trigger_and_the_status(self) -> None:
+        pair = pair_for(B)
+        self.status(pair, "c1")
+        pair.backend_answers({})
+        pair.backend.unread(), pair.charger.unread()
+        self.trigger(pair)
+        pair.session.close()
+        stored = pair.writes_of("tx")[-1].value
+        assert stored is not None
+        translator = translator_for("2.0.1", "1.6", session_started_at=T0)
+        translator.restore(json.loads(json.dumps(stored)))  # as the store keeps it
+        again = SessionPair("2.0.1", "1.6", translator=translator)
+        self.status(again, "c2")
+        again.assert_to_backend([2, gid(1), "StatusNotification", {**self.SENT, "timestamp": T0}])
 
 
 class TestPasswordRotation:

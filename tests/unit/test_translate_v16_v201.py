@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.translate import v16_to_v201
+from gateway.translate.base import JsonDict
 from gateway.translate.v16_to_v201 import POLICY, Options, V16ChargerToV201Csms
 from gateway.translate.v16_v201.charger_calls import CHARGER_HANDLERS
 from gateway.translate.v16_v201.csms_calls import CSMS_HANDLERS
@@ -61,6 +62,41 @@ class TestBootAndHeartbeat:
         }
         assert out.answer == answer
         assert ("BootNotification", "meterType") in tr.take_dropped()
+
+    def test_boot_with_both_serial_numbers_sends_the_charge_points_and_counts_the_charge_boxs(self) -> None:
+        tr, _ = make()
+        both = {"chargePointVendor": "A", "chargePointModel": "B"}
+        both.update(chargePointSerialNumber="CP-1", chargeBoxSerialNumber="CB-1")
+        answer = {"status": "Accepted", "currentTime": T0, "interval": 300}
+        out = exchange(tr, "charger", "BootNotification", both, answer)
+        assert out.calls[0].payload["chargingStation"]["serialNumber"] == "CP-1"
+        assert tr.take_dropped() == [("BootNotification", "chargeBoxSerialNumber")]
+        assert tr.state.boot == both  # kept: OCPP16.chargeBoxSerialNumber answers it from the boot record
+        got = exchange(
+            tr,
+            "csms",
+            "GetVariables",
+            {"getVariableData": [{"component": {"name": "OCPP16"}, "variable": {"name": "chargeBoxSerialNumber"}}]},
+        )
+        assert got.calls == [] and got.answer is not None
+        assert got.answer["getVariableResult"][0]["attributeValue"] == "CB-1"
+
+    @pytest.mark.parametrize(
+        ("serials", "sent"),
+        [
+            ({"chargeBoxSerialNumber": "CB-1"}, "CB-1"),  # the fallback: nothing lost
+            ({"chargePointSerialNumber": "SN-1", "chargeBoxSerialNumber": "SN-1"}, "SN-1"),  # the same number
+            ({"chargePointSerialNumber": "", "chargeBoxSerialNumber": "CB-1"}, "CB-1"),  # an empty one is none
+        ],
+    )
+    def test_boot_serial_number_carried_without_loss_is_not_counted(self, serials: JsonDict, sent: str) -> None:
+        tr, _ = make()
+        boot = {"chargePointVendor": "A", "chargePointModel": "B", **serials}
+        out = exchange(
+            tr, "charger", "BootNotification", boot, {"status": "Accepted", "currentTime": T0, "interval": 9}
+        )
+        assert out.calls[0].payload["chargingStation"]["serialNumber"] == sent
+        assert tr.take_dropped() == []
 
     def test_boot_after_reset_reports_remote_reset_once(self) -> None:
         tr, _ = make()

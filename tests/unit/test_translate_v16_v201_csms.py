@@ -375,6 +375,28 @@ class TestCommands:
         )
         assert out.actions == ["StatusNotification"]
 
+    @staticmethod
+    def charging(tr: Any, connector: int) -> list[str]:
+        payload = {"connectorId": connector, "errorCode": "NoError", "status": "Charging"}
+        return exchange(tr, "charger", "StatusNotification", payload, {}).actions
+
+    def test_a_status_triggered_for_one_evse_is_not_used_up_by_another_connectors_status(self) -> None:
+        tr, _ = make()
+        self.charging(tr, 1), self.charging(tr, 2)
+        request = {"requestedMessage": "StatusNotification", "evse": {"id": 2}}
+        exchange(tr, "csms", "TriggerMessage", request, {"status": "Accepted"})
+        assert self.charging(tr, 1) == []  # Occupied stays Occupied: not sent, and not the one asked for
+        assert self.charging(tr, 2) == ["StatusNotification"]
+        assert self.charging(tr, 2) == []
+
+    def test_a_status_triggered_for_the_station_lets_each_connectors_next_status_through(self) -> None:
+        tr, _ = make()
+        self.charging(tr, 1), self.charging(tr, 2)
+        exchange(tr, "csms", "TriggerMessage", {"requestedMessage": "StatusNotification"}, {"status": "Accepted"})
+        assert self.charging(tr, 1) == ["StatusNotification"]
+        assert self.charging(tr, 2) == ["StatusNotification"]
+        assert self.charging(tr, 1) == []
+
     def test_unlock(self) -> None:
         tr, _ = make()
         assert exchange(tr, "csms", "UnlockConnector", {"evseId": 1, "connectorId": 2}).answer == {

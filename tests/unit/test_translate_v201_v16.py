@@ -132,7 +132,10 @@ class TestMeterConversion:
             (12.50, 0, "12.5"),
             (0.0, 5, "0"),
             (2, -3, "0.002"),
-            (1e21, 0, "1000000000000000000000"),
+            (1e18, 0, "1000000000000000000"),
+            (9.2e15, 3, "9200000000000000000"),
+            (5e-324, 0, "0." + "0" * 323 + "5"),
+            (7, 3.0, "7000"),  # an integral float is an integer for the 2.0.1 schema
             (-3.25, 1, "-32.5"),
             (230, 0, "230"),
         ],
@@ -141,6 +144,13 @@ class TestMeterConversion:
         self, value: float, multiplier: int, text: str
     ) -> None:
         assert meter.decimal_text(value, multiplier) == text
+
+    @pytest.mark.parametrize(
+        ("value", "multiplier"),
+        [(1e21, 0), (9.3e18, 0), (-1e16, 3), (1.0, 19), (5e-324, -1), (1, 10**9), (1, -(10**9))],
+    )
+    def test_value_out_of_the_carried_range_has_no_text(self, value: float, multiplier: int) -> None:
+        assert meter.decimal_text(value, multiplier) is None
 
     def test_multiplier_applied_into_the_value_and_unit_kept(self) -> None:
         tr = make()
@@ -952,6 +962,100 @@ class TestStatus:
         tr = make(Options(connector_map={1: (1, 1), 2: (1, 2)}))
         out = status(tr, "Reserved", evse=1, connector=2)
         assert out.calls[0].payload["connectorId"] == 2 and out.calls[0].payload["status"] == "Reserved"
+
+
+class TestTriggeredStatus:
+    """A StatusNotification the 1.6 CSMS asked for with TriggerMessage reaches it even when the 1.6 status did not
+    change (the gateway would otherwise answer it ``{}`` itself: ``status_unchanged``)."""
+
+    OK: ClassVar[JsonDict] = {"status": "Accepted"}
+
+    @staticmethod
+    def trigger(
+        tr: V201ChargerToV16Csms, answer: Any, connector: int | None = 1, action: str = "TriggerMessage"
+    ) -> None:
+        request: JsonDict = {"requestedMessage": "StatusNotification"}
+        if connector is not None:
+            request["connectorId"] = connector
+        exchange(tr, "csms", action, request, answer)
+
+    def test_a_triggered_status_goes_out_unchanged_once(self) -> None:
+        tr = make()
+        assert sent_status(status(tr, "Available")) == ["Available"]
+        self.trigger(tr, self.OK)
+        out = status(tr, "Available")
+        assert [(c.action, c.payload) for c in out.calls] == [
+            ("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available", "timestamp": T0})
+        ]
+        assert out.answer == {} and tr.state.status_triggers == []
+        assert status(tr, "Available").plan.reason == "status_unchanged"  # used: the next one is not forced
+
+    def test_an_extended_trigger_counts_too_and_an_occupied_connector_sends_its_derived_status(self) -> None:
+        tr = make()
+        status(tr, "Occupied")
+        self.trigger(tr, self.OK, action="ExtendedTriggerMessage")
+        assert sent_status(status(tr, "Occupied")) == ["Preparing"]
+
+    def test_a_trigger_for_one_connector_forces_only_that_one(self) -> None:
+        tr = make()
+        status(tr, "Available", evse=1)
+        status(tr, "Available", evse=2)
+        self.trigger(tr, self.OK, connector=2)
+        assert sent_status(status(tr, "Available", evse=1)) == []
+        assert sent_status(status(tr, "Available", evse=2)) == ["Available"]
+
+    @pytest.mark.parametrize("connector", [None, 0])
+    def test_a_trigger_for_the_station_forces_the_next_status_of_every_connector(self, connector: int | None) -> None:
+        tr = make()
+        status(tr, "Available", evse=1)
+        status(tr, "Unavailable", evse=2)
+        self.trigger(tr, self.OK, connector=connector)
+        assert sent_status(status(tr, "Available", evse=1)) == ["Available"]
+        assert sent_status(status(tr, "Unavailable", evse=2)) == ["Unavailable"]
+        assert sent_status(status(tr, "Available", evse=1)) == []  # each connector once
+
+    @pytest.mark.parametrize("answer", [{"status": "Rejected"}, {"status": "NotImplemented"}, ("NotSupported", "")])
+    def test_a_trigger_the_charger_refused_forces_nothing(self, answer: Any) -> None:
+        tr = make()
+        status(tr, "Available")
+        self.trigger(tr, answer)
+        assert tr.state.status_triggers == []
+        assert sent_status(status(tr, "Available")) == []
+
+    def test_a_trigger_survives_a_reconnect(self) -> None:
+        tr = make()
+        status(tr, "Available")
+        self.trigger(tr, self.OK)
+        fresh = make()
+        fresh.restore(json.loads(json.dumps(tr.snapshot())))
+        assert sent_status(status(fresh, "Available")) == ["Available"]
+
+    def test_a_trigger_is_forgotten_after_a_minute(self) -> None:
+        clock = Clock()
+        tr = V201ChargerToV16Csms(now=clock, session_started_at=clock())
+        status(tr, "Available")
+        self.trigger(tr, self.OK)
+        clock.advance(61)
+        assert sent_status(status(tr, "Available")) == []
+        assert tr.state.status_triggers == []
+
+    def test_a_csms_error_on_the_triggered_status_lets_the_retry_through(self) -> None:
+        tr = make()
+        status(tr, "Available")
+        self.trigger(tr, self.OK)
+        payload = {"timestamp": T0, "connectorStatus": "Available", "evseId": 1, "connectorId": 1}
+        failed = exchange(tr, "charger", "StatusNotification", payload, ("InternalError", "busy"))
+        assert failed.error is not None and failed.calls
+        assert sent_status(status(tr, "Available")) == ["Available"]
+
+    def test_triggers_are_bounded(self) -> None:
+        tr = make()
+        for connector in range(1, 40):
+            self.trigger(tr, self.OK, connector=connector)
+        self.trigger(tr, self.OK, connector=39)  # the same target again replaces the older one
+        kept = tr.state.status_triggers
+        assert len(kept) == 16
+        assert [t["evse"] for t in kept] == list(range(24, 40))
 
 
 # -- transactions (§4.2) ---------------------------------------------------------------------------------------

@@ -8,6 +8,11 @@ See ocpp-translation.md §2.2, §2.4, §2.9-§2.11. Decisions taken here:
   boot clears the trigger and a *deferred* reset (the charger rebooted on its own), and marks the reset record
   ``booted``; the record itself stays for its 10-minute window so that the StopTransaction(HardReset) a charger
   sends after rebooting still maps to ``ResetCommand``.
+* BootNotification serial numbers: 2.0.1 ``chargingStation.serialNumber`` carries one, ``chargePointSerialNumber``
+  (the charge point's own, §2.2), else ``chargeBoxSerialNumber`` as the fallback; when both are sent and differ, the
+  charge box's has no 2.0.1 field and is counted dropped (``chargeBoxSerialNumber``). It stays in the boot record,
+  where GetVariables ``OCPP16.chargeBoxSerialNumber`` reads it (``config_keys``). It is not put into
+  ``customData`` (a vendor extension no CSMS is bound to read).
 * Firmware job: kept until a terminal status; ``Installed`` ends it only once the charger has booted since
   (otherwise the boot that follows still gets ``FirmwareUpdate``).
 * DataTransfer ``data``: a string stays a string; a non-string 2.0.1 answer ``data`` is serialised as compact
@@ -55,6 +60,8 @@ def boot_notification(ctx: Context, payload: Mapping[str, Any]) -> Plan:
     serial = payload.get("chargePointSerialNumber") or payload.get("chargeBoxSerialNumber")
     if serial:
         station["serialNumber"] = serial
+    if payload.get("chargeBoxSerialNumber") not in (None, "", serial):
+        ctx.drop("BootNotification", "chargeBoxSerialNumber")  # 2.0.1 has one serial number: the charge point's
     if "firmwareVersion" in payload:
         station["firmwareVersion"] = payload["firmwareVersion"]
     modem = {k: payload[k] for k in ("iccid", "imsi") if k in payload}

@@ -12,8 +12,10 @@ Lookup of a 2.0.1 (component, variable), in order:
 Values: booleans are normalised to lower-case ``true``/``false`` when read; ``ChargingScheduleAllowedChargingRateUnit``
 converts ``Current``<->``A`` and ``Power``<->``W``; writes of measurand lists containing ``Energy.*.Net`` or
 ``Energy.Apparent.*`` are refused (no 1.6 measurand). ``ConnectorPhaseRotation`` (``0.RST,1.RST,2.RTS``) is split
-per connector: entry 0 is ``ChargingStation.PhaseRotation``, entry N is ``EVSE.PhaseRotation`` of N's EVSE; a write
-rebuilds the whole 1.6 list from the configuration snapshot (**verify** that chargers accept the full list).
+per connector: entry 0 is ``ChargingStation.PhaseRotation``, entry N is ``EVSE.PhaseRotation`` of N's EVSE (an
+entry whose N is not an ASCII number of at most 18 digits is left out of a report: its EVSE id would be out of the
+range the gateway carries); a write rebuilds the whole 1.6 list from the configuration snapshot (**verify** that
+chargers accept the full list).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gateway.ocpp.numbers import small_int
 from gateway.translate.v16_v201.context import Context
 from gateway.translate.v16_v201.transactions import CONNECTOR_STATUS
 
@@ -245,9 +248,9 @@ def key_to_device_model(
         out: list[tuple[dict[str, Any], dict[str, Any], str | None]] = []
         for part in value.split(","):
             number, _, rotation = part.strip().partition(".")
-            if not number.strip().isdigit():
+            connector = small_int(number.strip())
+            if connector is None:
                 continue
-            connector = int(number)
             if connector == 0:
                 out.append(({"name": "ChargingStation"}, {"name": "PhaseRotation"}, rotation.strip()))
             else:

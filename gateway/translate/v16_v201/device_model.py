@@ -1,7 +1,8 @@
 """GetVariables, SetVariables, GetBaseReport, GetReport (CSMS -> 1.6 charger), ocpp-translation.md §3.5-§3.6.
 
 * GetVariables: one GetConfiguration with every mappable key (split into several when more keys than
-  ``GetConfigurationMaxKeys``), results in request order; items the translator answers itself
+  ``GetConfigurationMaxKeys``, when that value is an ASCII number of at most 18 digits: ``"²".isdigit()`` is true
+  and ``int()`` of thousands of digits raises), results in request order; items the translator answers itself
   (``attributeType`` not ``Actual``, unknown, gateway-answered, write-only) need no call; when no item needs the
   charger, the answer is local.
 * SetVariables: one ChangeConfiguration per mappable item, in request order; a CALLERROR or timeout from the charger
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.ocpp.numbers import small_int
 from gateway.translate.base import JsonDict, OutCall, Plan
 from gateway.translate.v16_v201.config_keys import (
     PHASE_ROTATION,
@@ -60,8 +62,8 @@ def _remember(ctx: Context, answers: list[JsonDict]) -> tuple[dict[str, JsonDict
 def _max_keys(ctx: Context) -> int:
     if ctx.options.get_configuration_max_keys:
         return ctx.options.get_configuration_max_keys
-    text = str((ctx.state.config.get("GetConfigurationMaxKeys") or {}).get("value") or "")
-    return int(text) if text.isdigit() and int(text) > 0 else 1000
+    keys = small_int(str((ctx.state.config.get("GetConfigurationMaxKeys") or {}).get("value") or ""))
+    return keys if keys else 1000
 
 
 # -- GetVariables ----------------------------------------------------------------------------------------------

@@ -3,7 +3,12 @@
 Rules:
 
 * ``value`` (1.6 string) is parsed as a decimal; a non-numeric or non-finite value drops that sample
-  (``unparsable_sample``). A meterValue left without samples is dropped; the message is still answered.
+  (``unparsable_sample``), and so does a number outside the range the gateway carries (magnitude 2**63 or more,
+  :mod:`gateway.ocpp.numbers`; counted ``number_out_of_range``): the 1.6 schema takes any text, ``"1e308"`` or
+  ``"1e10000000"`` included, and such a value is refused before it is ever turned into a number (the integer
+  10**10000000 alone would take minutes of CPU). The sample is dropped rather than the CALL refused, as for any
+  value that cannot be carried: the message's other samples (and a StopTransaction's stop) still reach the CSMS.
+  A meterValue left without samples is dropped; the message is still answered.
 * ``context``, ``phase``, ``location`` copy (identical enums); ``measurand`` copies except ``Temperature`` and
   ``RPM``, which 2.0.1 lacks: the sample is dropped (``unsupported_measurand``).
 * ``unit`` -> ``unitOfMeasure`` {``unit``, ``multiplier`` 0}, ``Celcius`` (1.6 schema typo) -> ``Celsius``; no
@@ -26,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gateway.ocpp.numbers import INT_MAX, fits
 from gateway.translate.base import JsonDict
 from gateway.translate.v16_v201.context import Context
 
@@ -34,23 +40,35 @@ __all__ = ["ENERGY_REGISTER", "convert_meter_values", "number", "register_sample
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 UNSUPPORTED_MEASURANDS = frozenset({"Temperature", "RPM"})
 SIGNED_MAX = 2500
+_MAX_DIGITS = len(str(INT_MAX))  # a decimal whose exponent reaches this is out of range (19: 1e19 > 2**63)
 
 SampleKey = tuple[str, str | None, str | None, str]
 
 
-def number(text: object) -> int | float | None:
-    """A JSON number for a 1.6 decimal text (int when integral), None when not a finite number."""
+def _decimal(text: object) -> Decimal | None:
+    """The finite decimal a 1.6 value text writes, else None."""
     if isinstance(text, bool):
         return None
     try:
         value = Decimal(str(text).strip())
     except InvalidOperation:
         return None
-    if not value.is_finite():
+    return value if value.is_finite() else None
+
+
+def number(text: object) -> int | float | None:
+    """A JSON number for a 1.6 decimal text (int when integral), None when not a finite number or outside the range
+    the gateway carries (checked on the exponent first: no huge integer is ever built)."""
+    value = _decimal(text)
+    if value is None or (value and value.adjusted() >= _MAX_DIGITS):
         return None
-    if value == value.to_integral_value():
-        return int(value)
-    return float(value)
+    result: int | float = int(value) if value == value.to_integral_value() else float(value)
+    return result if fits(result) else None
+
+
+def _why_not(text: object) -> str:
+    """Why a sample value gave no number: ``number_out_of_range`` or ``unparsable_sample``."""
+    return "number_out_of_range" if _decimal(text) is not None else "unparsable_sample"
 
 
 def _key(sample: Mapping[str, Any]) -> SampleKey:
@@ -149,7 +167,7 @@ def _convert_one(
             continue
         value = number(sample.get("value"))
         if value is None:
-            ctx.drop(action, "unparsable_sample")
+            ctx.drop(action, _why_not(sample.get("value")))
             continue
         key = _key(sample)
         converted = _base(sample, value, sample.get("unit"))

@@ -5,7 +5,10 @@ See ocpp-translation.md §2.3, §2.5, §2.6, §2.8. Decisions taken here (beyond
 * StatusNotification: a 1.6 status change that stays inside 2.0.1 ``Occupied`` (Preparing -> Charging -> …) sends
   no StatusNotification (§2.3); every other status, including a repeat of the same one (chargers repeat after a
   reboot, and 2.0.1 CSMSs expect statuses after boot), is forwarded. A status asked for by TriggerMessage is always
-  forwarded. When nothing at all has to be sent the charger is answered ``{}`` locally (reason
+  forwarded: a trigger for an EVSE is used by the next status of one of that EVSE's connectors (another
+  connector's status neither uses it nor is forced), one for the whole station by the next status of each
+  connector (``trigger.reported``), until it lapses (60 s, ``Context.prune``) or another TriggerMessage replaces
+  it. When nothing at all has to be sent the charger is answered ``{}`` locally (reason
   ``occupied_folded``).
 * All companions of one StatusNotification (the TransactionEvent ``ChargingStateChanged`` and the NotifyEvent of an
   errorCode change) are calls of the same plan, in the order StatusNotification, TransactionEvent, NotifyEvent;
@@ -119,16 +122,31 @@ def _problem_event(ctx: Context, connector: int, timestamp: str, payload: Mappin
     return event
 
 
+def _take_trigger(ctx: Context, connector: int) -> bool:
+    """Whether this connector's status is the one a TriggerMessage StatusNotification asked for (and use it up)."""
+    trigger = ctx.state.trigger or {}
+    if trigger.get("requestedMessage") != "StatusNotification":
+        return False
+    evse = trigger.get("evse")
+    if evse is None:  # the whole station: each connector's next status once, until the trigger lapses
+        reported = list(trigger.get("reported") or [])
+        if connector in reported:
+            return False
+        ctx.state.trigger = {**trigger, "reported": [*reported, connector]}
+        return True
+    if connector < 1 or ctx.evse_of(connector)[0] != evse:
+        return False
+    ctx.state.trigger = None
+    return True
+
+
 def status_notification(ctx: Context, payload: Mapping[str, Any]) -> Plan:
     connector = int(payload["connectorId"])
     status, error = str(payload["status"]), str(payload["errorCode"])
     timestamp = str(payload.get("timestamp") or ctx.now())
     previous = ctx.state.connector_status.get(connector) or {}
     ctx.state.connector_status[connector] = {"status": status, "errorCode": error, "at": timestamp}
-    trigger = ctx.state.trigger or {}
-    triggered = trigger.get("requestedMessage") == "StatusNotification"
-    if triggered:
-        ctx.state.trigger = None
+    triggered = _take_trigger(ctx, connector)
     calls: list[OutCall] = []
     events: list[JsonDict] = []
     if connector == 0:

@@ -313,7 +313,7 @@ CHARGER_POLICY: dict[str, str] = {
     "ack + drop per wrap_untranslatable",
     "SignCertificate": "translate: SignCertificate (ext.); V2GCertificate or no extension -> refuse in-band Rejected",
     "StatusNotification": "translate: StatusNotification when the derived 1.6 status changes (Occupied -> "
-    "Preparing / the transaction's chargingState / Finishing); else answered {}",
+    "Preparing / the transaction's chargingState / Finishing) or the CSMS triggered it; else answered {}",
     "TransactionEvent": "translate: StartTransaction (first idToken; answer waits for the CSMS), MeterValues, "
     "StatusNotification, StopTransaction; events before the CSMS's transactionId are queued in state; "
     "never authorized -> nothing sent",

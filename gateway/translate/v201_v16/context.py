@@ -51,6 +51,8 @@ __all__ = [
 WRAP_VENDOR_ID = "org.openchargealliance.ocpp201"  # §5.1 "ack + wrap" toward a 1.6 CSMS
 ENDED_RETENTION = timedelta(days=7)
 IDTAG_MAX = 20
+TRIGGER_TTL = timedelta(seconds=60)  # a StatusNotification trigger (the reference's "trigger in flight", §1.3)
+TRIGGERS_KEPT = 16
 
 
 def id_alias(id_token: str, kind: str = "ISO14443") -> str:
@@ -177,6 +179,19 @@ class Context:
             if rec.phase == "ended" and ended is not None and now - ended > ENDED_RETENTION:
                 del self.state.transactions[key]
         self.state.pending_starts = [p for p in self.state.pending_starts if (parse_ts(p.expires_at) or now) >= now]
+        if self.state.status_triggers:
+            self.state.status_triggers = [t for t in self.state.status_triggers if _within(t.get("at"), now)]
+
+    def add_status_trigger(self, evse: int | None, connector_id: int | None) -> JsonDict:
+        """Remember a TriggerMessage StatusNotification (``evse`` None: every connector), replacing an older one for
+        the same target and keeping the newest :data:`TRIGGERS_KEPT`; the entry is returned (to undo it)."""
+        entry: JsonDict = {"evse": evse, "connectorId": connector_id, "at": self.now(), "reported": []}
+        kept = [t for t in self.state.status_triggers if (t.get("evse"), t.get("connectorId")) != (evse, connector_id)]
+        self.state.status_triggers = [*kept, entry][-TRIGGERS_KEPT:]
+        return entry
+
+    def drop_status_trigger(self, entry: JsonDict) -> None:
+        self.state.status_triggers = [t for t in self.state.status_triggers if t is not entry]
 
     def expires_in(self, seconds: float) -> str:
         return fmt_ts((parse_ts(self.now()) or datetime.now(UTC)) + timedelta(seconds=seconds))
@@ -186,6 +201,11 @@ class Context:
     def wrap(self, action: str, payload: Mapping[str, Any]) -> OutCall:
         """DataTransfer carrying an untranslatable 2.0.1 message to the 1.6 CSMS."""
         return OutCall("DataTransfer", {"vendorId": WRAP_VENDOR_ID, "messageId": action, "data": compact(payload)})
+
+
+def _within(at: object, now: datetime) -> bool:
+    moment = parse_ts(at)
+    return moment is not None and now - moment <= TRIGGER_TTL
 
 
 def id_token_info(info: Mapping[str, Any]) -> JsonDict:

@@ -37,7 +37,9 @@ Decisions per message:
   ``MeterValues`` and ``StatusNotification`` (the 2.0.1 messages that are per EVSE); for the others it has no
   meaning and is not sent. ``connectorId`` 0 -> no ``evse`` (2.0.1 has no station-level status: the charger reports
   its connectors). ``DiagnosticsStatusNotification`` -> ``LogStatusNotification``, ``SignChargePointCertificate`` ->
-  ``SignChargingStationCertificate``; statuses copied.
+  ``SignChargingStationCertificate``; statuses copied. A StatusNotification trigger is remembered before it is sent
+  (``state.status_triggers``, see ``transactions``) so that the status it brings reaches the CSMS even when
+  unchanged; a refusal forgets it.
 * UnlockConnector: ``OngoingAuthorizedTransaction`` -> ``UnlockFailed``, ``UnknownConnector`` -> ``NotSupported``;
   connectorId 0 or negative -> ``NotSupported`` without asking. The optional two-step of §4.4 (RequestStop, then
   unlock, to honour 1.6's "stop and unlock") is not done: the CSMS can stop the transaction itself.
@@ -253,7 +255,22 @@ def _trigger(names: Mapping[str, str]) -> Handler:
             if int(connector) > 0:
                 evse, connector_id = ctx.evse_of(int(connector))
                 request["evse"] = {"id": evse, "connectorId": connector_id}
-        return forward("TriggerMessage", request, _status)
+        if message != "StatusNotification":
+            return forward("TriggerMessage", request, _status)
+        target = request.get("evse") or {}
+        entry = ctx.add_status_trigger(target.get("id"), target.get("connectorId"))
+
+        def finish(answers: list[JsonDict]) -> JsonDict:
+            if answers[0]["status"] != "Accepted":
+                ctx.drop_status_trigger(entry)
+            return _status(answers)
+
+        def on_error(index: int, code: str, description: str) -> JsonDict | None:
+            if code != "Timeout":  # refused; without an answer the charger may still send it: the TTL decides
+                ctx.drop_status_trigger(entry)
+            return None
+
+        return Plan(calls=[OutCall("TriggerMessage", request)], finish=finish, on_error=on_error)
 
     return handler
 

@@ -17,14 +17,23 @@ Rules:
 * ``signedMeterValue`` -> an extra 1.6 sample right after the plain one, same measurand/context/phase/location,
   ``format`` ``SignedData``, ``value`` <- ``signedMeterData``; ``signingMethod``, ``encodingMethod`` and
   ``publicKey`` have no 1.6 place: counted ``signed_method_dropped`` (once per signed sample).
+* A value whose result leaves the range the gateway carries (:mod:`gateway.ocpp.numbers`: magnitude 2**63 or
+  more once the multiplier is applied; or, **decision**, below 1e-324, what no double holds, whose 1.6 text
+  would run to hundreds of zeros) is a sample 1.6 cannot carry: dropped, counted ``number_out_of_range``; the
+  message's other samples go on (a value or multiplier out of range in the 2.0.1 JSON itself refuses the whole
+  CALL before translation: ``gateway.core.relay``). The exponent is checked before the multiplier is applied, so
+  no huge decimal is ever built (``multiplier`` 10**9 used to raise ``decimal.InvalidOperation`` out of the
+  session, 10**5 to send a 100 kB value). A ``multiplier`` written as an integral float (``3.0``, which the 2.0.1
+  schema takes for an integer) counts as that integer.
 * A meterValue left without samples is left out (counted ``empty_meter_value``); the caller decides what an empty
   result means (no 1.6 MeterValues is sent: its ``meterValue`` must not be empty).
 * ``customData`` is never copied.
 
 Wh readings (§4.2): the ``Energy.Active.Import.Register`` sample (absent measurand = that one) without ``phase``
 (a per-phase register is not the meter's total) whose unit is ``Wh`` or ``kWh`` (absent = Wh); value x
-10^multiplier, x 1000 for kWh, rounded half-up to an integer. :func:`energy_wh` prefers a sample with the asked
-``context`` and otherwise takes the latest register sample of any context (by meterValue timestamp, then order).
+10^multiplier, x 1000 for kWh, rounded half-up to an integer (a reading whose Wh leave the signed 64-bit range is
+no reading). :func:`energy_wh` prefers a sample with the asked ``context`` and otherwise takes the latest register
+sample of any context (by meterValue timestamp, then order).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from gateway.ocpp.numbers import INT_MAX, INT_MIN, fits
 from gateway.translate.base import JsonDict
 from gateway.translate.v201_v16.context import Context, parse_ts
 
@@ -77,9 +87,12 @@ UNITS_16 = frozenset(
     }
 )
 _COPIED = ("context", "measurand", "phase", "location")
+_MAX_DIGITS = len(str(INT_MAX))  # a result whose exponent reaches this is out of range (19: 1e19 > 2**63)
+_SMALLEST = -324  # below 1e-324 (the smallest double is 4.9e-324) a value is out of range too
 
 
 def _decimal(value: object, multiplier: object = 0) -> Decimal | None:
+    """``value`` x 10^``multiplier``; None when ``value`` is not a number or the result is out of range."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
@@ -88,8 +101,17 @@ def _decimal(value: object, multiplier: object = 0) -> Decimal | None:
         return None
     if not number.is_finite():
         return None
-    exponent = multiplier if isinstance(multiplier, int) and not isinstance(multiplier, bool) else 0
-    return number.scaleb(exponent)
+    exponent = 0
+    if isinstance(multiplier, int) and not isinstance(multiplier, bool):
+        exponent = multiplier
+    elif isinstance(multiplier, float) and multiplier.is_integer() and fits(multiplier):
+        exponent = int(multiplier)
+    if not number:
+        return number
+    if not _SMALLEST <= number.adjusted() + exponent < _MAX_DIGITS:  # before scaleb: no huge decimal is built
+        return None
+    scaled = number.scaleb(exponent)
+    return scaled if abs(scaled) <= INT_MAX else None
 
 
 def decimal_text(value: object, multiplier: object = 0) -> str | None:
@@ -116,9 +138,11 @@ def _convert_sample(ctx: Context, action: str, sample: Mapping[str, Any]) -> lis
     if sample.get("measurand") in UNSUPPORTED_MEASURANDS:
         ctx.drop(action, "unsupported_measurand")
         return []
-    text = decimal_text(sample.get("value"), _multiplier(sample))
-    if text is None:  # the 2.0.1 schema guarantees a number; kept for robustness
-        ctx.drop(action, "unparsable_sample")
+    value = sample.get("value")
+    text = decimal_text(value, _multiplier(sample))
+    if text is None:  # the 2.0.1 schema guarantees a number: out of range once the multiplier is applied
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        ctx.drop(action, "number_out_of_range" if number else "unparsable_sample")
         return []
     out: JsonDict = {"value": text}
     for name in _COPIED:
@@ -171,7 +195,8 @@ def _wh(sample: Mapping[str, Any]) -> int | None:
         return None
     if (_unit(sample) or "Wh") == "kWh":
         number *= 1000
-    return int(number.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    wh = int(number.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return wh if INT_MIN <= wh <= INT_MAX else None
 
 
 def energy_wh(meter_values: Sequence[Mapping[str, Any]], context: str | None = None) -> int | None:

@@ -145,6 +145,10 @@ class ReverseState:
     aliases: dict[str, str] = field(default_factory=dict)  # 1.6 alias idTag -> the 2.0.1 idToken it stands for
     id_types: dict[str, str] = field(default_factory=dict)  # 1.6 idTag -> 2.0.1 IdTokenEnumType last seen
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)  # 1.6 key -> {value, readonly} last read
+    #: StatusNotifications the CSMS asked for with TriggerMessage, oldest first (at most 16, each for 60 s; see
+    #: v201_v16.transactions): {"evse": 2.0.1 evse id or None (every connector), "connectorId": ..., "at": ISO
+    #: time of the TriggerMessage, "reported": ["<evse>.<connector>", ...] (whole-station trigger: already sent)}
+    status_triggers: list[dict[str, Any]] = field(default_factory=list)
 
     # -- queries -------------------------------------------------------------------------------------------------
 
@@ -181,6 +185,7 @@ class ReverseState:
             "aliases": dict(self.aliases),
             "id_types": dict(self.id_types),
             "variables": {k: dict(v) for k, v in self.variables.items()},
+            "status_triggers": [dict(t) for t in self.status_triggers],
         }
 
     @classmethod
@@ -191,6 +196,7 @@ class ReverseState:
         aliases = data.get("aliases")
         id_types = data.get("id_types")
         variables = data.get("variables")
+        triggers = data.get("status_triggers")
         return cls(
             transactions={str(k): TxB.from_dict(v) for k, v in txs.items() if isinstance(v, Mapping)}
             if isinstance(txs, Mapping)
@@ -213,4 +219,5 @@ class ReverseState:
             variables={str(k): dict(v) for k, v in variables.items() if isinstance(v, Mapping)}
             if isinstance(variables, Mapping)
             else {},
+            status_triggers=[dict(t) for t in triggers if isinstance(t, Mapping)] if isinstance(triggers, list) else [],
         )

@@ -80,12 +80,24 @@ Decisions taken here (beyond the reference):
   (``status_unchanged``). Transaction-driven status changes are only derived for a connector whose last 2.0.1
   status is ``Occupied`` (a TransactionEvent that arrives before the StatusNotification is accounted for when the
   StatusNotification comes). A CALLERROR from the CSMS restores ``status16`` so the charger's retry re-sends.
+* **A StatusNotification the CSMS triggered always reaches it**, changed or not: TriggerMessage (or
+  ExtendedTriggerMessage) StatusNotification is remembered in ``state.status_triggers`` (persisted with the rest of
+  the state, so it survives a reconnect between the trigger and the status) before it is sent to the charger, and
+  forgotten when the charger refuses it (any status but ``Accepted``, or a CALLERROR; kept on a timeout: the
+  charger may still send the status). A trigger for a connector is used by that connector's next
+  StatusNotification, changed or not; one for the whole station (1.6 connectorId 0 or none) by the next
+  StatusNotification of each connector (at most 64). Bounded: the newest 16 triggers, one per target (a new
+  trigger for the same connector replaces the older one), each forgotten 60 s after the TriggerMessage (the
+  reference's TTL for the trigger in flight, §1.3). A CALLERROR from the CSMS to the triggered status puts the
+  trigger back, so the charger's retry goes out too. Only StatusNotification needs this: every other message a
+  1.6 CSMS can trigger (BootNotification, Heartbeat, MeterValues, Diagnostics/FirmwareStatusNotification) is
+  always translated and sent; the gateway answers none of them locally for being unchanged.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,6 +116,7 @@ __all__ = [
 
 TE = "TransactionEvent"
 ANSWERS_KEPT = 8
+REPORTED_MAX = 64  # connectors one whole-station StatusNotification trigger lets through
 STOP_TRIGGERS = frozenset({"StopAuthorized", "Deauthorized"})
 #: 2.0.1 chargingState -> 1.6 status while the 1.6 transaction is open (§4.1)
 CHARGING_STATUS = {
@@ -149,13 +162,16 @@ def _derive(ctx: Context, evse: int, entry: Mapping[str, Any]) -> str:
     return "Finishing" if entry.get("finishing") else "Preparing"
 
 
-def _status_call(ctx: Context, evse: int, key: str, connector16: int, timestamp: str) -> OutCall | None:
-    """The 1.6 StatusNotification when the derived status differs from the last one sent (and record it)."""
+def _status_call(
+    ctx: Context, evse: int, key: str, connector16: int, timestamp: str, *, force: bool = False
+) -> OutCall | None:
+    """The 1.6 StatusNotification when the derived status differs from the last one sent, or ``force`` (and record
+    it)."""
     entry = ctx.state.connector_status.get(key)
     if entry is None:
         return None
     status = _derive(ctx, evse, entry)
-    if status == entry.get("status16"):
+    if status == entry.get("status16") and not force:
         return None
     entry["status16"] = status
     payload = {
@@ -185,6 +201,35 @@ def _tx_status_call(ctx: Context, rec: TxB, timestamp: str) -> OutCall | None:
     return _status_call(ctx, evse, key, rec.connector, timestamp)
 
 
+def _take_trigger(ctx: Context, evse: int, connector: int, key: str) -> Callable[[], None] | None:
+    """Use the TriggerMessage (if any) that asked for this connector's status; returns how to put it back."""
+    for entry in ctx.state.status_triggers:
+        if entry.get("evse") is None:  # the whole station: each connector once
+            reported = list(entry.get("reported") or [])
+            if key in reported:
+                continue
+            if len(reported) + 1 >= REPORTED_MAX:
+                ctx.drop_status_trigger(entry)
+            else:
+                entry["reported"] = [*reported, key]  # replaced, never changed in place (snapshots share it)
+
+            def unreport(entry: JsonDict = entry) -> None:
+                entry["reported"] = [k for k in entry.get("reported") or [] if k != key]
+                if not any(t is entry for t in ctx.state.status_triggers):
+                    ctx.state.status_triggers = [*ctx.state.status_triggers, entry]
+
+            return unreport
+        if (entry.get("evse"), entry.get("connectorId")) == (evse, connector):
+            ctx.drop_status_trigger(entry)
+
+            def restore(entry: JsonDict = entry) -> None:
+                if not any(t is entry for t in ctx.state.status_triggers):
+                    ctx.state.status_triggers = [*ctx.state.status_triggers, entry]
+
+            return restore
+    return None
+
+
 def status_notification(ctx: Context, payload: Mapping[str, Any]) -> Plan:
     evse, connector = int(payload["evseId"]), int(payload["connectorId"])
     status, timestamp = str(payload["connectorStatus"]), str(payload["timestamp"])
@@ -198,7 +243,8 @@ def status_notification(ctx: Context, payload: Mapping[str, Any]) -> Plan:
     entry["status"], entry["at"] = status, timestamp
     if status != "Occupied":
         entry.pop("finishing", None)
-    call = _status_call(ctx, evse, key, connector16, timestamp)
+    put_back = _take_trigger(ctx, evse, connector, key)
+    call = _status_call(ctx, evse, key, connector16, timestamp, force=put_back is not None)
     if call is None:
         return local({}, "status_unchanged")
 
@@ -206,6 +252,8 @@ def status_notification(ctx: Context, payload: Mapping[str, Any]) -> Plan:
         restored = ctx.state.connector_status.get(key)
         if restored is not None:
             restored["status16"] = before
+        if put_back is not None:
+            put_back()
         return None
 
     return Plan(calls=[call], finish=lambda answers: {}, on_error=on_error)

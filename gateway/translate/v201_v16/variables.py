@@ -29,13 +29,17 @@ GetConfiguration:
   value cannot be carried; an absent value is not an empty one), counted ``value_too_long`` (**decision**).
 * Read values are cached in ``state.variables`` (key -> {value, readonly}); AuthorizationKey never is. The cached
   ``GetConfigurationMaxKeys`` (the charger's ``DeviceDataCtrlr.ItemsPerMessage`` for GetVariables, as §4.4 asks)
-  lowers the chunk size when it is smaller than ``variables_per_message``.
+  lowers the chunk size when it is smaller than ``variables_per_message``; a value that is not a plain ASCII number
+  of at most 18 digits (``gateway.ocpp.numbers.small_int``: ``"²".isdigit()`` is true and ``int()`` of a
+  5,000-digit text raises) is no limit.
 
 Derived and gateway-answered keys (**decisions**):
 
 * ``ConnectorPhaseRotation``: ``ChargingStation.PhaseRotation`` (entry ``0``) and ``EVSE.PhaseRotation`` of every
   EVSE the gateway knows (the connector map, else the connector statuses seen), rebuilt as ``0.RST,1.RST,...`` with
-  one entry per 1.6 connector of the EVSE. A write is split back into one SetVariables item per entry (one CALL).
+  one entry per 1.6 connector of the EVSE. A write is split back into one SetVariables item per entry (one CALL);
+  an entry whose connector is not an ASCII number of at most 18 digits is malformed (``Rejected``): its EVSE id
+  would be out of the range the gateway carries, or ``int()`` would raise.
 * ``NumberOfConnectors``: answered by the gateway from the connector map, else the connectors whose status the
   charger reported; nothing known -> ``unknownKey``. 2.0.1 has no such variable.
 * ``SupportedFeatureProfiles``: ``Core,FirmwareManagement,RemoteTrigger`` (functions every 2.0.1 station has) plus
@@ -66,6 +70,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.ocpp.numbers import small_int
 from gateway.translate.base import JsonDict, OutCall, Plan
 from gateway.translate.v16_v201.config_keys import KEYS, PHASE_ROTATION, KeyEntry, to_16_value, to_201_value
 from gateway.translate.v201_v16.context import Context, local
@@ -238,8 +243,8 @@ def all_keys() -> list[str]:
 def _chunk_size(ctx: Context) -> int:
     """Items per GetVariables: ``variables_per_message``, or the charger's own limit when read before and smaller."""
     size = max(1, ctx.options.variables_per_message)
-    cached = str((ctx.state.variables.get("GetConfigurationMaxKeys") or {}).get("value") or "")
-    return min(size, int(cached)) if cached.isdigit() and int(cached) > 0 else size
+    cached = small_int(str((ctx.state.variables.get("GetConfigurationMaxKeys") or {}).get("value") or ""))
+    return min(size, cached) if cached else size
 
 
 def get_configuration(ctx: Context, payload: Mapping[str, Any]) -> Plan:
@@ -322,9 +327,9 @@ def _phase_rotation_items(ctx: Context, value: str) -> list[JsonDict] | None:
     items: list[JsonDict] = []
     for part in value.split(","):
         number, dot, rotation = part.strip().partition(".")
-        if not dot or not number.strip().isdigit() or not rotation.strip():
+        connector = small_int(number.strip())
+        if not dot or connector is None or not rotation.strip():
             return None
-        connector = int(number)
         component: JsonDict = (
             {"name": "ChargingStation"}
             if connector == 0
