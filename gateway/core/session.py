@@ -576,15 +576,19 @@ class Session:
                 self.log.warning("invalid_callresult", side=side, action=action, path=e.path)
 
     def _refuse_frame(self, e: FrameError, side: str) -> None:
+        """A malformed frame: counted, and answered to its sender when it is a CALL with an id to answer under."""
         self.metrics.frame_errors.labels(side, e.kind.value).inc()
         if self.log is not None:
-            self.log.info("frame_refused", side=side, kind=e.kind.value, unique_id=e.unique_id)
-        if e.unique_id is None or not e.is_call:
+            self.log.info("frame_refused", side=side, kind=e.kind.value, unique_id=e.unique_id and e.unique_id[:40])
+        version = self.version if side == "charger" else self.backend_version
+        uid = e.answer_id(version)
+        if uid is None:
             return
+        answer = call_error_text(uid, e.code(version), e.detail)
         if side == "charger":
-            self.fx.to_charger(call_error_text(e.unique_id, e.code(self.version), e.detail))
+            self.fx.to_charger(answer)
         else:
-            self._send_backend(call_error_text(e.unique_id, e.code(self.backend_version), e.detail))
+            self._send_backend(answer)
 
 
 def _on_wire(lane: Lane[Job]) -> str | None:

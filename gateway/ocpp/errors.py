@@ -19,7 +19,16 @@ from enum import StrEnum
 
 from gateway.ocpp.versions import is_v16
 
-__all__ = ["ErrorKind", "FrameError", "busy_code", "code_for", "normalise_code", "V16_CODES", "V201_CODES"]
+__all__ = [
+    "UNUSABLE_ID_ANSWER",
+    "ErrorKind",
+    "FrameError",
+    "busy_code",
+    "code_for",
+    "normalise_code",
+    "V16_CODES",
+    "V201_CODES",
+]
 
 V16_CODES = frozenset(
     {
@@ -114,11 +123,17 @@ def normalise_code(code: str, version: str) -> str:
     return code if code in known else "GenericError"
 
 
+#: the unique id of a CALLERROR answering a CALL whose own id cannot be used (OCPP 2.0.1 Part 4 §4.2.3, CALLERROR;
+#: 2.1 keeps it): a 2.x peer matches no CALL of its own to it, and knows its CALL was refused
+UNUSABLE_ID_ANSWER = "-1"
+
+
 class FrameError(Exception):
     """The peer sent a frame that is not valid OCPP-J.
 
-    ``unique_id`` is set when it could be read, so that the session can answer with a CALLERROR;
-    ``is_call`` tells whether the frame looked like a CALL (only CALLs are answered).
+    ``unique_id`` is set when it could be read (a string id over 36 characters, too), so that the session can
+    answer with a CALLERROR (under :meth:`answer_id`); ``is_call`` tells whether the frame looked like a CALL (only
+    CALLs are answered).
     """
 
     def __init__(self, kind: ErrorKind, detail: str, unique_id: str | None = None, is_call: bool = True) -> None:
@@ -131,3 +146,18 @@ class FrameError(Exception):
     def code(self, version: str) -> str:
         """The CALLERROR code for this error in ``version``."""
         return code_for(self.kind, version)
+
+    def answer_id(self, version: str) -> str | None:
+        """The unique id to answer this frame's CALLERROR under in ``version``; None: it is not answered (not a
+        CALL, or no string id to read).
+
+        A unique id longer than 36 characters cannot be used: 2.x answers it under "-1" (Part 4 §4.2.3). OCPP-J 1.6
+        has no such id (§4.2.3 only says a CALLERROR carries the id of the CALL it answers), so a 1.6 peer gets its
+        own id back: the only answer it can match to its CALL.
+        """
+        uid = self.unique_id
+        if uid is None or not self.is_call:
+            return None
+        if self.kind is ErrorKind.BAD_UNIQUE_ID and not is_v16(version):
+            return UNUSABLE_ID_ANSWER
+        return uid

@@ -87,7 +87,8 @@ def parse_frame(text: Raw) -> Frame:
     """Parse one OCPP-J text frame (UTF-8 bytes as received, or str); the frame keeps ``text`` as ``raw``.
 
     Invalid UTF-8 is invalid JSON here (orjson checks it). Raises :class:`FrameError` with the kind of violation
-    and, when readable, the unique id. Never raises anything else for any input.
+    and, when readable, the unique id (a string id longer than 36 characters included: see
+    :meth:`FrameError.answer_id`). Never raises anything else for any input.
     """
     try:
         msg = orjson.loads(text)
@@ -99,9 +100,12 @@ def parse_frame(text: Raw) -> Frame:
     mt = msg[0]
     n = len(msg)
     uid = msg[1] if n > 1 else None
-    if type(uid) is not str or not uid or len(uid) > MAX_UNIQUE_ID:
+    if type(uid) is not str or not uid:
         # Unreadable id: nothing can be answered.
         raise FrameError(ErrorKind.BAD_UNIQUE_ID, "unique id must be a string of 1..36 characters", None, mt == 2)
+    if len(uid) > MAX_UNIQUE_ID:
+        # Readable but too long: a CALL is answered (FrameError.answer_id says with which id per version).
+        raise FrameError(ErrorKind.BAD_UNIQUE_ID, "unique id must be a string of 1..36 characters", uid, mt == 2)
     if type(mt) is not int:
         raise FrameError(ErrorKind.BAD_MESSAGE_TYPE, "message type must be an integer", uid, True)
     if mt == 2:

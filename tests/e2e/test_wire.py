@@ -8,6 +8,7 @@ send (a close frame without a status code) or must see the exact bytes of the ga
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,8 @@ import pytest
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, WSUpgradeResponse
 from picows.common import WSUpgradeResponseWithListener
 
-from tests.helpers import gateway, make_config, raw_charger, stub_csms
+from tests.e2e.test_gateway import get_metrics, metric
+from tests.helpers import gateway, make_config, raw_charger, recv_json, stub_csms
 
 
 class Peer(WSListener):
@@ -129,3 +131,20 @@ async def test_backend_close_is_answered_with_its_code_or_without_one(sent: int 
             await wait_for(first.got_close)
             assert first.close_payload() == close_frame(answered)
             await wait_for(first.gone)
+
+
+@pytest.mark.parametrize(("protocol", "answer_id", "code"), [("ocpp1.6", "u" * 37, "ProtocolError"),
+                                                            ("ocpp2.0.1", "-1", "RpcFrameworkError")])  # fmt: skip
+async def test_call_with_a_unique_id_over_36_characters_is_answered_not_forwarded(
+    protocol: str, answer_id: str, code: str
+) -> None:
+    async with stub_csms(lambda c, a, p: {"currentTime": "t"}) as csms:
+        cfg = make_config({"a": {"url": csms.url, "ocpp": protocol.removeprefix("ocpp")}})
+        async with gateway(cfg) as gw, raw_charger(gw.charger_url(), "CP-U", protocol) as ws:
+            await ws.send_str(json.dumps([2, "u" * 37, "Heartbeat", {}]))
+            assert (await recv_json(ws))[:3] == [4, answer_id, code]
+            await ws.send_str('[2,"ok","Heartbeat",{}]')
+            assert await recv_json(ws) == [3, "ok", {"currentTime": "t"}]
+            assert csms.received == [("CP-U", [2, "ok", "Heartbeat", {}])]
+            m = await get_metrics(gw.admin_url())
+            assert metric(m, "ocppgw_frame_errors_total", side="charger", kind="bad_unique_id") == 1

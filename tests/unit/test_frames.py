@@ -33,7 +33,13 @@ BAD = [
     ('{"a": 1}', ErrorKind.NOT_ARRAY, None, "ProtocolError", "RpcFrameworkError"),
     ("[]", ErrorKind.NOT_ARRAY, None, "ProtocolError", "RpcFrameworkError"),
     ('[2, 17, "Heartbeat", {}]', ErrorKind.BAD_UNIQUE_ID, None, "ProtocolError", "RpcFrameworkError"),
-    ('[2, "' + "x" * 37 + '", "Heartbeat", {}]', ErrorKind.BAD_UNIQUE_ID, None, "ProtocolError", "RpcFrameworkError"),
+    (
+        '[2, "' + "x" * 37 + '", "Heartbeat", {}]',
+        ErrorKind.BAD_UNIQUE_ID,
+        "x" * 37,
+        "ProtocolError",
+        "RpcFrameworkError",
+    ),
     ('[2, "", "Heartbeat", {}]', ErrorKind.BAD_UNIQUE_ID, None, "ProtocolError", "RpcFrameworkError"),
     ('[2, "u2", "Heartbeat"]', ErrorKind.BAD_SHAPE, "u2", "ProtocolError", "RpcFrameworkError"),
     ('[2, "u3", 5, {}]', ErrorKind.BAD_ACTION, "u3", "ProtocolError", "RpcFrameworkError"),
@@ -53,6 +59,32 @@ def test_malformed_frames_raise_typed_errors_with_version_codes(
     assert info.value.unique_id == uid
     assert info.value.code("1.6") == code16
     assert info.value.code("2.0.1") == code201
+
+
+LONG_ID = "x" * 37
+
+
+@pytest.mark.parametrize(("version", "answer_id"), [("1.6", LONG_ID), ("2.0", "-1"), ("2.0.1", "-1"), ("2.1", "-1")])
+def test_a_call_with_a_unique_id_over_36_characters_is_answered_per_version(version: str, answer_id: str) -> None:
+    # 2.x: an id that cannot be used is answered with "-1" (OCPP 2.0.1 Part 4 §4.2.3); 1.6 has no such id
+    with pytest.raises(FrameError) as info:
+        parse_frame(f'[2,"{LONG_ID}","Heartbeat",{{}}]')
+    assert info.value.kind is ErrorKind.BAD_UNIQUE_ID
+    assert info.value.answer_id(version) == answer_id
+
+
+@pytest.mark.parametrize("text", ['[2, 17, "Heartbeat", {}]', '[2, "", "Heartbeat", {}]', '[2, null, "Heartbeat", {}]'])
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_a_call_without_a_string_unique_id_cannot_be_answered(text: str, version: str) -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame(text)
+    assert info.value.answer_id(version) is None
+
+
+def test_a_long_unique_id_on_an_answer_is_not_answered() -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame(f'[3,"{LONG_ID}",{{}}]')
+    assert info.value.answer_id("1.6") is None and info.value.answer_id("2.0.1") is None
 
 
 def test_a_malformed_result_is_not_answered() -> None:
