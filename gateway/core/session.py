@@ -7,10 +7,10 @@ tests, ``tests/unit/session_pair.py``) feeds the session and carries out what it
   :meth:`Session.expire` (the sweeper's tick, with the loop clock), :meth:`Session.call_charger` (a CALL of the
   gateway's own: admin API, a mirror's allowed CALL), :meth:`Session.link_lost` / :meth:`Session.link_restored`,
   :meth:`Session.hold` / :meth:`Session.release` (a cutover), :meth:`Session.close`;
-* out: the :class:`Effects` it was given (send to the charger, send to the backend, persist a state write, a new
-  Basic auth password the charger accepted, a password the CSMS sets under the ``terminate`` rotation policy), the
-  receivers of admin CALLs, and the optional hooks ``mirror``/``mirror_spool`` (copies to mirror feeds), ``tap``
-  and ``observe``. Counting goes straight to pre-bound Prometheus children.
+* out: the :class:`Effects` it was given (send to the charger, send to the backend, persist a state write, fail a
+  side's connection, a new Basic auth password the charger accepted, a password the CSMS sets under the
+  ``terminate`` rotation policy), the receivers of admin CALLs, and the optional hooks ``mirror``/``mirror_spool``
+  (copies to mirror feeds), ``tap`` and ``observe``. Counting goes straight to pre-bound Prometheus children.
 
 Everything here is synchronous: a frame is handled to the end within the transport's read callback, with no task
 per message. No asyncio, no sockets, no store: the clocks are given (``clock``: the loop's, for deadlines and
@@ -24,7 +24,8 @@ Rules it enforces (OCPP-J: one outstanding CALL per direction), all through two 
 * An answer (CALLRESULT/CALLERROR) goes only to the party whose CALL has that unique id. A late or unknown answer
   is dropped and counted, never delivered to the wrong party. A CALL unanswered by its deadline is forgotten.
 * A malformed frame gets the CALLERROR its sender's version names, when its unique id can be read; nothing
-  malformed reaches the other side. The session lives on.
+  malformed reaches the other side. The session lives on, except after a text frame that is not UTF-8: that
+  side's connection fails with 1007 (the ``fail`` effect; RFC 6455 §8.1).
 * Pass-through forwards the original text unchanged, with the sender's unique id.
 * Translation (``translator`` set: charger and backend speak different versions): a CALL is *planned* by the
   translator only when its turn on the lane comes, so that it sees the state the CALL before it left (a
@@ -580,6 +581,9 @@ class Session:
         self.metrics.frame_errors.labels(side, e.kind.value).inc()
         if self.log is not None:
             self.log.info("frame_refused", side=side, kind=e.kind.value, unique_id=e.unique_id and e.unique_id[:40])
+        if e.close_code is not None:
+            self.fx.fail(side, e.close_code, e.kind.value)
+            return
         version = self.version if side == "charger" else self.backend_version
         uid = e.answer_id(version)
         if uid is None:

@@ -227,6 +227,14 @@ class Link:
         """The charger cannot take more: stop (or resume) reading from the backend."""
         pause_transport(self.transport, paused)
 
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the WebSocket (RFC 6455 §7.1.7: the backend broke the protocol): close with ``code`` and drop it; the
+        link then reconnects within the grace period, as after any drop (counted as a lost link)."""
+        t = self.transport
+        if t is not None:
+            t.send_close(WSCloseCode(code), reason.encode())
+            t.disconnect()
+
     def reconnect_with(self, password: str) -> None:
         """Close and reconnect at once with a new Basic auth password (kept for every later reconnect too)."""
         self.password = password

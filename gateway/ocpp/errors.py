@@ -66,6 +66,8 @@ class ErrorKind(StrEnum):
     """Why a frame was refused; also the bounded ``kind`` label of ``ocppgw_frame_errors_total``."""
 
     INVALID_JSON = "invalid_json"
+    #: a text frame that is not UTF-8: not answered, the connection fails with 1007 (RFC 6455 §8.1)
+    INVALID_UTF8 = "invalid_utf8"
     NOT_ARRAY = "not_array"
     BAD_MESSAGE_TYPE = "bad_message_type"
     UNKNOWN_MESSAGE_TYPE = "unknown_message_type"
@@ -80,6 +82,7 @@ class ErrorKind(StrEnum):
 # (1.6 code, 2.x code) for each kind of malformed frame.
 _CODES: dict[ErrorKind, tuple[str, str]] = {
     ErrorKind.INVALID_JSON: ("FormationViolation", "RpcFrameworkError"),
+    ErrorKind.INVALID_UTF8: ("FormationViolation", "RpcFrameworkError"),  # never sent: the connection fails
     ErrorKind.NOT_ARRAY: ("ProtocolError", "RpcFrameworkError"),
     ErrorKind.BAD_MESSAGE_TYPE: ("ProtocolError", "RpcFrameworkError"),
     ErrorKind.UNKNOWN_MESSAGE_TYPE: ("ProtocolError", "MessageTypeNotSupported"),
@@ -133,7 +136,7 @@ class FrameError(Exception):
 
     ``unique_id`` is set when it could be read (a string id over 36 characters, too), so that the session can
     answer with a CALLERROR (under :meth:`answer_id`); ``is_call`` tells whether the frame looked like a CALL (only
-    CALLs are answered).
+    CALLs are answered). A frame that fails its sender's connection instead has a :attr:`close_code`.
     """
 
     def __init__(self, kind: ErrorKind, detail: str, unique_id: str | None = None, is_call: bool = True) -> None:
@@ -147,6 +150,13 @@ class FrameError(Exception):
         """The CALLERROR code for this error in ``version``."""
         return code_for(self.kind, version)
 
+    @property
+    def close_code(self) -> int | None:
+        """The WebSocket close code that fails the sender's connection instead of an answer; None: answered (or
+        dropped) and the session goes on. Invalid UTF-8 in a text frame: 1007, invalid frame payload data (RFC 6455
+        §7.4.1; §8.1 says to fail the connection)."""
+        return 1007 if self.kind is ErrorKind.INVALID_UTF8 else None
+
     def answer_id(self, version: str) -> str | None:
         """The unique id to answer this frame's CALLERROR under in ``version``; None: it is not answered (not a
         CALL, or no string id to read).
@@ -156,7 +166,7 @@ class FrameError(Exception):
         own id back: the only answer it can match to its CALL.
         """
         uid = self.unique_id
-        if uid is None or not self.is_call:
+        if uid is None or not self.is_call or self.close_code is not None:
             return None
         if self.kind is ErrorKind.BAD_UNIQUE_ID and not is_v16(version):
             return UNUSABLE_ID_ANSWER

@@ -83,16 +83,32 @@ def _salvage(text: Raw) -> tuple[str | None, bool]:
     return m.group(2), m.group(1) == "2"
 
 
+def _is_utf8(text: Raw) -> bool:
+    """``text`` is valid UTF-8 (bytes as received), or a str that can be written as UTF-8 (no lone surrogates)."""
+    try:
+        if isinstance(text, bytes):
+            text.decode("utf-8")
+        else:
+            text.encode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
 def parse_frame(text: Raw) -> Frame:
     """Parse one OCPP-J text frame (UTF-8 bytes as received, or str); the frame keeps ``text`` as ``raw``.
 
-    Invalid UTF-8 is invalid JSON here (orjson checks it). Raises :class:`FrameError` with the kind of violation
+    Invalid UTF-8 (orjson checks it while parsing) is its own kind, looked for only once orjson has refused the
+    frame: the valid frames pay no decode of their own. Raises :class:`FrameError` with the kind of violation
     and, when readable, the unique id (a string id longer than 36 characters included: see
     :meth:`FrameError.answer_id`). Never raises anything else for any input.
     """
     try:
         msg = orjson.loads(text)
     except orjson.JSONDecodeError:
+        # cold path: orjson checks UTF-8 as it parses, so only a frame it refused is looked at again
+        if not _is_utf8(text):
+            raise FrameError(ErrorKind.INVALID_UTF8, "text frame is not valid UTF-8", None, False) from None
         uid, is_call = _salvage(text)
         raise FrameError(ErrorKind.INVALID_JSON, "frame is not valid JSON", uid, is_call) from None
     if type(msg) is not list or not msg:

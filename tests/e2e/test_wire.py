@@ -13,12 +13,13 @@ import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiohttp
 import picows
 import pytest
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, WSUpgradeResponse
 from picows.common import WSUpgradeResponseWithListener
 
-from tests.e2e.test_gateway import get_metrics, metric
+from tests.e2e.test_gateway import get_metrics, metric, wait_metric
 from tests.helpers import gateway, make_config, raw_charger, recv_json, stub_csms
 
 
@@ -148,3 +149,33 @@ async def test_call_with_a_unique_id_over_36_characters_is_answered_not_forwarde
             assert csms.received == [("CP-U", [2, "ok", "Heartbeat", {}])]
             m = await get_metrics(gw.admin_url())
             assert metric(m, "ocppgw_frame_errors_total", side="charger", kind="bad_unique_id") == 1
+
+
+NOT_UTF8 = b'[2,"n1","DataTransfer",{"vendorId":"V","data":"\xff\xfe"}]'
+
+
+async def test_invalid_utf8_from_the_charger_closes_it_with_1007() -> None:
+    async with stub_csms() as csms, gateway(make_config({"a": csms.url})) as gw:
+        async with raw_charger(gw.charger_url(), "CP-8") as ws:
+            await ws.send_frame(NOT_UTF8, aiohttp.WSMsgType.TEXT)
+            msg = await ws.receive(timeout=5)
+            assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1007
+        assert csms.actions() == []
+        await wait_metric(gw.admin_url(), "ocppgw_disconnects_total", 1, reason="invalid_utf8")
+        m = await get_metrics(gw.admin_url())
+        assert metric(m, "ocppgw_frame_errors_total", side="charger", kind="invalid_utf8") == 1
+
+
+async def test_invalid_utf8_from_the_backend_fails_its_link_with_1007_and_the_link_comes_back() -> None:
+    async with stub_csms(lambda c, a, p: {"currentTime": "t"}) as csms, gateway(make_config({"a": csms.url})) as gw:
+        async with raw_charger(gw.charger_url(), "CP-9") as ws:
+            await csms.wait_for(lambda: "CP-9" in csms.sockets)
+            first = csms.sockets["CP-9"]
+            await first.send_frame(NOT_UTF8, aiohttp.WSMsgType.TEXT)
+            await wait_metric(gw.admin_url(), "ocppgw_backend_reconnects_total", 1, backend="a")
+            assert first.close_code == 1007
+            assert csms.connects == ["CP-9", "CP-9"]
+            await ws.send_str('[2,"h","Heartbeat",{}]')
+            assert await recv_json(ws) == [3, "h", {"currentTime": "t"}]  # nothing of the bad frame reached it
+            m = await get_metrics(gw.admin_url())
+            assert metric(m, "ocppgw_frame_errors_total", side="backend", kind="invalid_utf8") == 1

@@ -87,6 +87,30 @@ def test_a_long_unique_id_on_an_answer_is_not_answered() -> None:
     assert info.value.answer_id("1.6") is None and info.value.answer_id("2.0.1") is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'[2,"u1","Heartbeat",{"x":"\xff"}]',  # not UTF-8 at all
+        b'[2,"u1","Heartbeat",{"x":"\xed\xa0\x80"}]',  # an encoded surrogate
+        b'[2,"u1","Heartbeat",{"x":"\xc3"}]',  # a sequence cut short
+        '[2,"u1","Heartbeat",{"x":"\ud800"}]',  # str with a lone surrogate (cannot be encoded)
+    ],
+)
+def test_invalid_utf8_is_its_own_kind_and_fails_the_connection_with_1007(text: bytes | str) -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame(text)
+    assert info.value.kind is ErrorKind.INVALID_UTF8
+    assert info.value.close_code == 1007
+    assert info.value.answer_id("1.6") is None and info.value.answer_id("2.0.1") is None
+
+
+def test_invalid_json_in_valid_utf8_is_answered_not_closed() -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame('[2,"u1","Heartbeat",{"x":"é"}'.encode())
+    assert info.value.kind is ErrorKind.INVALID_JSON
+    assert info.value.close_code is None and info.value.answer_id("1.6") == "u1"
+
+
 def test_a_malformed_result_is_not_answered() -> None:
     with pytest.raises(FrameError) as info:
         parse_frame('[3, "u1"]')

@@ -226,6 +226,16 @@ class TestMalformedFrames:
         pair.assert_to_charger()
         assert pair.counter("ocppgw_frame_errors_total", side="backend", kind="bad_unique_id") == 1
 
+    @pytest.mark.parametrize("side", ["charger", "backend"])
+    def test_invalid_utf8_fails_its_senders_connection_with_1007_and_goes_nowhere(self, side: str) -> None:
+        # RFC 6455 §8.1: a text frame that is not UTF-8 fails the WebSocket connection; no CALLERROR
+        pair = SessionPair("2.0.1")
+        send = pair.charger_sends if side == "charger" else pair.backend_sends
+        send(b'[2,"u1","Heartbeat",{"x":"\xff"}]')
+        pair.assert_nothing_sent()
+        assert pair.failed == [(side, 1007, "invalid_utf8")]
+        assert pair.counter("ocppgw_frame_errors_total", side=side, kind="invalid_utf8") == 1
+
     def test_the_session_lives_on_after_a_malformed_frame(self) -> None:
         pair = SessionPair("1.6")
         pair.charger_sends(hb("c1"))
