@@ -12,10 +12,24 @@ from urllib.parse import unquote
 
 from gateway.errors import ChargerRejected
 
-__all__ = ["MAX_CHARGER_ID", "MAX_REQUEST_HEAD", "HttpRequest", "http_error", "parse_charger_id", "parse_request_head"]
+__all__ = [
+    "MAX_CHARGER_ID",
+    "MAX_HEADERS",
+    "MAX_REQUEST_HEAD",
+    "HttpRequest",
+    "http_error",
+    "parse_charger_id",
+    "parse_request_head",
+]
 
 MAX_CHARGER_ID = 48
+#: the request head (request line and headers, without the blank line) must be shorter: picows, which the head is
+#: handed to once admitted, drops a head of 16 KiB or more without an answer
 MAX_REQUEST_HEAD = 16 * 1024
+#: header fields per request: an OCPP upgrade has about ten (Host, Upgrade, Connection, the three Sec-WebSocket-*,
+#: Authorization, a few of the client's own); picows refuses more than 128 with a 400 after admission. 100 leaves
+#: room for chatty clients and proxies and stays under that.
+MAX_HEADERS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +47,10 @@ def parse_request_head(head: bytes) -> HttpRequest:
         method, target, version = lines[0].split(" ")
     except ValueError:
         raise ChargerRejected(400, "bad_request", "malformed HTTP request line") from None
-    if not version.startswith("HTTP/1."):
+    if version != "HTTP/1.1":  # RFC 6455 §4.1 asks for 1.1 or higher; picows takes exactly 1.1
         raise ChargerRejected(400, "bad_request", "HTTP/1.1 required")
+    if len(lines) - 1 > MAX_HEADERS:
+        raise ChargerRejected(431, "head_too_large", f"more than {MAX_HEADERS} header fields")
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
