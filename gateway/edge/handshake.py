@@ -7,9 +7,16 @@ callbacks) for the 101 answer and the frames. Every refusal is an HTTP status *b
 (``charger_refused``) and counted in ``ocppgw_connections_total{outcome}``:
 
 1. a request head of 16 KiB or more, or with more than 100 header fields -> 431; not HTTP/1.1 -> 400;
-2. draining -> 503; not ``GET`` -> 405; path not ``<path_prefix>/<one segment>`` -> 404; charger id not 1..48
-   printable characters without '/' after percent-decoding -> 400;
+2. draining -> 503; not ``GET`` -> 405; no ``Upgrade: websocket``/``Connection: Upgrade`` -> 400; a
+   ``Sec-WebSocket-Version`` other than 13 -> 426 (with ``Sec-WebSocket-Version: 13``); a missing, repeated or
+   malformed ``Sec-WebSocket-Key`` -> 400 (:func:`~gateway.edge.http.check_websocket_upgrade`); path not
+   ``<path_prefix>/<one segment>`` -> 404; charger id not 1..48 printable characters without '/' after
+   percent-decoding -> 400;
 3. whatever the admitter refuses (no route, security profile, subprotocol, upstream link: see the admission).
+
+Everything picows checks of the request once it completes the handshake is checked here first, so that a refusal
+never comes after an upstream link was opened. Should picows still refuse one (it also checks header syntax and
+refuses a request body), the admitted connection is ended at once (disconnect reason ``upgrade_refused``).
 
 A head over the limit is refused while the client may still be sending it: the answer goes out, the write side is
 shut (the client sees the end of the answer), and what the client still sends is read and dropped until it closes
@@ -35,6 +42,7 @@ from gateway.config import ListenConfig
 from gateway.edge.charger import ChargerConnection, ChargerListener, ChargerSocket
 from gateway.edge.http import (
     MAX_REQUEST_HEAD,
+    check_websocket_upgrade,
     http_error,
     parse_charger_id,
     parse_request_head,
@@ -178,6 +186,7 @@ class Handshake(asyncio.Protocol):
                 raise ChargerRejected(503, "draining", "gateway is shutting down")
             if req.method != "GET":
                 raise ChargerRejected(405, "bad_request", "WebSocket upgrade needs GET")
+            check_websocket_upgrade(req.headers)
             cid = parse_charger_id(req.raw_path, self.listener.path_prefix)
             ssl_object = self.transport.get_extra_info("ssl_object") if self.transport is not None else None
             remote = self._remote()
@@ -190,9 +199,9 @@ class Handshake(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             admitted.ended()  # the charger went away while it was being admitted
             return
-        self._upgrade(admitted, socket)
+        self._upgrade(admitted, socket, cid)
 
-    def _upgrade(self, admitted: Admitted, socket: ChargerSocket) -> None:
+    def _upgrade(self, admitted: Admitted, socket: ChargerSocket, charger_id: str) -> None:
         transport = self.transport
         assert transport is not None
         if self.timer is not None:
@@ -218,5 +227,12 @@ class Handshake(asyncio.Protocol):
             buf[:n] = data[:n]
             proto.buffer_updated(n)
             data = data[n:]
+        if socket.transport is None:
+            # picows refused the request (it answered 400 and dropped the socket; it never reports a disconnect for
+            # a handshake it did not complete): end the admitted connection, and the upstream link with it
+            self.log.warning("charger_upgrade_refused", remote=socket.remote, charger_id=charger_id)
+            socket.reason = "upgrade_refused"
+            admitted.ended()
+            return
         transport.resume_reading()
         admitted.upgraded()

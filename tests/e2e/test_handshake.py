@@ -85,6 +85,57 @@ async def test_a_good_request_is_upgraded() -> None:
         assert answer.headers["sec-websocket-protocol"] == "ocpp1.6"
 
 
+@pytest.mark.parametrize(
+    "req",
+    [
+        request(set_={"Sec-WebSocket-Version": "8"}),
+        request(set_={"Sec-WebSocket-Version": "7"}),
+        request(drop=("Sec-WebSocket-Version",)),
+        request(extra=["Sec-WebSocket-Version: 13"]),  # duplicated: "13, 13"
+    ],
+    ids=["8", "7", "missing", "duplicated"],
+)
+async def test_a_websocket_version_other_than_13_gets_426_naming_13(req: bytes) -> None:
+    async with stub_csms() as csms, gateway(make_config({"a": csms.url})) as gw:
+        answer = await exchange(gw.port, req)
+        await assert_refused(csms, gw.admin_url(), answer, 426, "bad_websocket_version")
+        assert answer.headers["sec-websocket-version"] == "13"
+        assert gw.hub.conns == {}
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        request(drop=("Sec-WebSocket-Key",)),
+        request(extra=[f"Sec-WebSocket-Key: {KEY}"]),  # duplicated: joined with ", "
+        request(set_={"Sec-WebSocket-Key": "abcd"}),
+        request(set_={"Sec-WebSocket-Key": base64.b64encode(os.urandom(15)).decode()}),
+        request(set_={"Sec-WebSocket-Key": "!" * 24}),
+    ],
+    ids=["missing", "duplicated", "short", "15-bytes", "not-base64"],
+)
+async def test_a_missing_duplicated_or_malformed_key_gets_400(req: bytes) -> None:
+    async with stub_csms() as csms, gateway(make_config({"a": csms.url})) as gw:
+        await assert_refused(csms, gw.admin_url(), await exchange(gw.port, req), 400, "bad_websocket_key")
+        assert gw.hub.conns == {}
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        request(drop=("Upgrade",)),
+        request(set_={"Upgrade": "h2c"}),
+        request(drop=("Connection",)),
+        request(set_={"Connection": "keep-alive"}),
+    ],
+    ids=["no-upgrade", "upgrade-h2c", "no-connection", "connection-keep-alive"],
+)
+async def test_a_request_that_is_no_websocket_upgrade_gets_400(req: bytes) -> None:
+    async with stub_csms() as csms, gateway(make_config({"a": csms.url})) as gw:
+        await assert_refused(csms, gw.admin_url(), await exchange(gw.port, req), 400, "not_websocket")
+        assert gw.hub.conns == {}
+
+
 async def test_http_1_0_gets_400_before_admission() -> None:
     async with stub_csms() as csms, gateway(make_config({"a": csms.url})) as gw:
         answer = await exchange(gw.port, request(version="HTTP/1.0"))
@@ -106,3 +157,14 @@ async def test_a_request_head_over_the_limits_gets_431_and_the_socket_is_closed(
         answer = await exchange(gw.port, req, pieces)
         await assert_refused(csms, gw.admin_url(), answer, 431, "head_too_large")
         assert gw.hub.conns == {}
+
+
+async def test_a_request_picows_refuses_after_admission_leaves_no_session_behind() -> None:
+    # picows checks more than the gateway does before admission (here: a request body); its refusal after the
+    # upgrade was admitted must end the session and close the upstream link it opened
+    async with stub_csms() as csms, gateway(make_config({"a": csms.url})) as gw:
+        answer = await exchange(gw.port, request(extra=["Transfer-Encoding: chunked"]))
+        assert answer.status == 400 and answer.closed
+        async with asyncio.timeout(5):
+            while gw.hub.conns or csms.sockets:
+                await asyncio.sleep(0.02)
