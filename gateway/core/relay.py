@@ -24,7 +24,7 @@ from gateway.metrics import Metrics
 from gateway.ocpp import schemas
 from gateway.ocpp.actions import action_label
 from gateway.ocpp.errors import normalise_code
-from gateway.ocpp.frames import Call, CallError, CallResult, Raw, call_error_text, call_result_text
+from gateway.ocpp.frames import Call, CallError, CallResult, Raw, call_error_text, call_result_text, has_duplicate_keys
 from gateway.ocpp.versions import OcppVersion
 from gateway.store.base import Write
 from gateway.translate.base import JsonDict, OutCall, Plan, Side, Translator
@@ -141,6 +141,8 @@ class Translating:
         s = self.s
         run = job.run
         assert run is not None
+        if type(frame) is CallResult and has_duplicate_keys(frame):  # counted; the plan reads orjson's last value
+            s.metrics.frame_errors.labels("backend" if lane is s.up else "charger", "duplicate_keys_result").inc()
         if type(frame) is CallResult and not self._valid_answer(lane, run.call.action, frame.payload):
             self.persist()
             s._to_origin(

@@ -75,6 +75,8 @@ class ErrorKind(StrEnum):
     BAD_ACTION = "bad_action"
     BAD_SHAPE = "bad_shape"
     PAYLOAD_NOT_OBJECT = "payload_not_object"
+    #: an object with a key given twice, where the gateway reads the payload (see ``frames.has_duplicate_keys``)
+    DUPLICATE_KEYS = "duplicate_keys"
     BINARY = "binary"
     TOO_BIG = "too_big"
 
@@ -90,6 +92,7 @@ _CODES: dict[ErrorKind, tuple[str, str]] = {
     ErrorKind.BAD_ACTION: ("ProtocolError", "RpcFrameworkError"),
     ErrorKind.BAD_SHAPE: ("ProtocolError", "RpcFrameworkError"),
     ErrorKind.PAYLOAD_NOT_OBJECT: ("FormationViolation", "FormatViolation"),
+    ErrorKind.DUPLICATE_KEYS: ("FormationViolation", "FormatViolation"),
     ErrorKind.BINARY: ("FormationViolation", "FormatViolation"),
     ErrorKind.TOO_BIG: ("FormationViolation", "FormatViolation"),
 }

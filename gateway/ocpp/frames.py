@@ -1,10 +1,27 @@
-"""OCPP-J frames: text in, typed frame out, and back. Pure: no I/O, no logging.
+r"""OCPP-J frames: text in, typed frame out, and back. Pure: no I/O, no logging.
 
     [2, "<uniqueId>", "<Action>", {payload}]                       CALL
     [3, "<uniqueId>", {payload}]                                   CALLRESULT
     [4, "<uniqueId>", "<errorCode>", "<errorDescription>", {details}] CALLERROR
 
 Every frame keeps the text it was parsed from (``raw``) so that pass-through forwards it byte for byte.
+
+Duplicate keys (``{"status":"A","status":"B"}``): orjson keeps the last value and says nothing, while a CSMS may
+keep the first, so the gateway's view of a payload (what it stores, translates, taps) and the receiver's could
+differ. The choice was between refusing such a CALL with the version's format error (1.6 ``FormationViolation``,
+2.x ``FormatViolation``) and forwarding a canonical re-serialisation; it refuses, because a re-serialisation
+would end byte-for-byte pass-through for exactly the frames whose meaning is in doubt and would pick last-wins on
+the sender's behalf, while a refusal tells the sender. A check costs more than the ~0.3 us per frame the hot path
+can spare, though (``bench/duplicate_keys.py``, a 508-byte 1.6 MeterValues CALL, best of 7, three runs on the
+2-core bench VM; the pass-through session costs 7.0-7.2 us per round trip there): the key tokens counted with the
+regex ``"(?:[^"\\]|\\.)*"\s*:`` against the keys parsed 18-22 us (and it is unsound: a match may start at a
+closing quote, ``["a",":"]``); every string token counted left to right 9.2-9.5 us; ``json.loads`` with an
+``object_pairs_hook`` 7.0-7.4 us; :func:`has_duplicate_keys`, which compares the colons of the raw text with those
+of orjson's re-serialisation, 1.6-1.7 us (``orjson.loads`` of the frame alone: 1.3-1.4 us). So the session checks
+only where it reads the payload anyway (every CALL under ``session.validate_schemas`` or translation; else
+BootNotification, StatusNotification and the CALLs that set a Basic auth password) and forwards every other frame
+byte for byte, duplicates and all. A CALLRESULT read there with a duplicate key is counted and forwarded: OCPP-J
+has no error channel for answers.
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ __all__ = [
     "call_error_text",
     "call_result_text",
     "call_text",
+    "has_duplicate_keys",
     "parse_frame",
 ]
 
@@ -155,6 +173,39 @@ def parse_frame(text: Raw) -> Frame:
 
 
 _dumps = orjson.dumps
+
+#: every string token of a valid JSON text, left to right, with the ``:`` that makes it a key (group 1)
+_STRING_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?', re.DOTALL)
+
+
+def has_duplicate_keys(frame: Call | CallResult) -> bool:
+    r"""``frame``'s JSON has an object with the same key twice (orjson kept the last value without a word).
+
+    Fast path: a ``:`` outside strings is a key's, so the colons of the text as received equal those of its
+    canonical serialisation (orjson's, of what was parsed) exactly when no key was given twice, unless an escape
+    hides a colon (``\u003a``): a frame with a ``\u`` escape counts its key tokens instead (slow path).
+    """
+    raw = frame.raw if isinstance(frame.raw, bytes) else frame.raw.encode()
+    if b"\\" in raw and b"\\u" in raw:
+        return sum(1 for colon in _STRING_TOKEN.findall(raw) if colon) != _count_keys(frame.payload)
+    n = _dumps(frame.payload).count(b":") + frame.unique_id.count(":")
+    if type(frame) is Call:
+        n += frame.action.count(":")
+    return raw.count(b":") != n
+
+
+def _count_keys(value: object) -> int:
+    """The keys of every object in ``value`` (parsed JSON), without recursion."""
+    n = 0
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if type(v) is dict:
+            n += len(v)
+            todo.extend(v.values())
+        elif type(v) is list:
+            todo.extend(v)
+    return n
 
 
 def call_text(unique_id: str, action: str, payload: dict[str, Any]) -> bytes:

@@ -179,3 +179,16 @@ async def test_invalid_utf8_from_the_backend_fails_its_link_with_1007_and_the_li
             assert await recv_json(ws) == [3, "h", {"currentTime": "t"}]  # nothing of the bad frame reached it
             m = await get_metrics(gw.admin_url())
             assert metric(m, "ocppgw_frame_errors_total", side="backend", kind="invalid_utf8") == 1
+
+
+async def test_a_status_with_a_key_given_twice_is_refused_and_other_calls_pass_as_they_came() -> None:
+    async with stub_csms() as csms, gateway(make_config({"a": csms.url})) as gw:
+        async with raw_charger(gw.charger_url(), "CP-K") as ws:
+            await ws.send_str('[2,"s1","StatusNotification",{"connectorId":1,"errorCode":"NoError",'
+                              '"status":"Available","status":"Faulted"}]')  # fmt: skip
+            assert (await recv_json(ws))[:3] == [4, "s1", "FormationViolation"]
+            await ws.send_str('[2,"m1","MeterValues",{"connectorId":1,"connectorId":2,"meterValue":[]}]')
+            assert await recv_json(ws) == [3, "m1", {}]
+        assert csms.actions() == ["MeterValues"]  # forwarded byte for byte: the CSMS resolves it its own way
+        m = await get_metrics(gw.admin_url())
+        assert metric(m, "ocppgw_frame_errors_total", side="charger", kind="duplicate_keys") == 1

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.ocpp.errors import ErrorKind, FrameError, normalise_code
-from gateway.ocpp.frames import Call, CallError, CallResult, call_error_text, call_result_text, call_text, parse_frame
+from gateway.ocpp.frames import (
+    Call,
+    CallError,
+    CallResult,
+    call_error_text,
+    call_result_text,
+    call_text,
+    has_duplicate_keys,
+    parse_frame,
+)
 
 
 def test_call_is_parsed_and_keeps_its_original_text() -> None:
@@ -161,3 +172,87 @@ def test_error_codes_are_spelled_per_version_and_both_occurrence_spellings_accep
     assert normalise_code("FormationViolation", "2.0.1") == "FormatViolation"
     assert normalise_code("RpcFrameworkError", "1.6") == "ProtocolError"
     assert normalise_code("MadeUp", "2.0.1") == "GenericError"
+
+
+DUPLICATES = [
+    '[2,"u","StatusNotification",{"status":"A","status":"B"}]',
+    '[2,"u","MeterValues",{"meterValue":[{"sampledValue":[{"value":"1","value":"2"}]}]}]',
+    '[3,"u",{"idTagInfo":{"status":"Accepted","status":"Blocked"}}]',
+    '[2, "u" , "X" , { "status" : "A" ,\n "status"\t:  "B" }]',  # whitespace around the colons
+    '[2,"u","X",{"status":"A","st\\u0061tus":"B"}]',  # the same key, once escaped (slow path)
+    '[2,"u","X",{"t":"12:00:00","t":"13:00:00"}]',  # colons in the values of both
+    '[2,"u:1","X:y",{"a":1,"a":2}]',  # colons in the unique id and action
+]
+UNIQUE = [
+    '[2,"u","StatusNotification",{"connectorId":1,"status":"Available","errorCode":"NoError"}]',
+    '[2,"u","X",{"k":["a",":"],"t":"2025-01-01T12:00:00Z"}]',  # a ':' string after a string in a list
+    '[2,"u","X",{"a:b":"c:d","e":"f\\":g"}]',  # colons inside keys and values, an escaped quote before one
+    '[2,"u","X",{"n":"caf\\u00e9","m":"\\u003a"}]',  # \\u escapes (slow path), one of them a colon
+    '[2,"u","X",{"url":"http:\\/\\/x\\/y","a":{"a":{"a":1}}}]',  # the same key at different depths
+    '[3,"u:1",{}]',
+]
+
+
+@pytest.mark.parametrize("text", DUPLICATES)
+def test_a_key_given_twice_in_any_object_is_found(text: str) -> None:
+    for raw in (text, text.encode()):
+        frame = parse_frame(raw)
+        assert isinstance(frame, Call | CallResult)
+        assert has_duplicate_keys(frame), raw
+
+
+@pytest.mark.parametrize("text", UNIQUE)
+def test_frames_without_a_repeated_key_are_not_flagged(text: str) -> None:
+    for raw in (text, text.encode()):
+        frame = parse_frame(raw)
+        assert isinstance(frame, Call | CallResult)
+        assert not has_duplicate_keys(frame), raw
+
+
+# JSON objects written as lists of pairs, so that a key can be given twice
+pairs_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(alphabet='ab:"\\é\u2028 ', max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3).map(lambda xs: ("list", xs))
+        | st.lists(st.tuples(st.sampled_from(["a", "b", "a:", 'q"', "é", "\\"]), children), max_size=3).map(
+            lambda ps: ("object", ps)
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def _write(value: object, ascii_only: bool, sep: str) -> str:
+    """JSON text of a ``pairs_values`` value, keys in the order given (repeats kept), escapes as chosen."""
+    if isinstance(value, tuple) and value[0] == "list":
+        return "[" + ("," + sep).join(_write(v, ascii_only, sep) for v in value[1]) + "]"
+    if isinstance(value, tuple) and value[0] == "object":
+        items = (
+            json.dumps(k, ensure_ascii=ascii_only) + sep + ":" + sep + _write(v, ascii_only, sep) for k, v in value[1]
+        )
+        return "{" + ",".join(items) + "}"
+    return json.dumps(value, ensure_ascii=ascii_only)
+
+
+def _repeats(value: object) -> bool:
+    if isinstance(value, tuple) and value[0] == "list":
+        return any(_repeats(v) for v in value[1])
+    if isinstance(value, tuple) and value[0] == "object":
+        keys = [k for k, _ in value[1]]
+        return len(set(keys)) != len(keys) or any(_repeats(v) for _, v in value[1])
+    return False
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b", "c:", "é"]), pairs_values), max_size=4),
+    st.booleans(),
+    st.sampled_from(["", " ", "\n\t"]),
+)
+def test_duplicate_keys_are_found_exactly_whatever_the_escapes_and_whitespace(
+    pairs: list[tuple[str, object]], ascii_only: bool, sep: str
+) -> None:
+    payload = ("object", pairs)
+    raw = f'[2,"u1","DataTransfer",{_write(payload, ascii_only, sep)}]'.encode()
+    frame = parse_frame(raw)
+    assert isinstance(frame, Call)
+    assert has_duplicate_keys(frame) == _repeats(payload)
