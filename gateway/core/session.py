@@ -520,7 +520,7 @@ class Session:
         if frame.unique_id != uid:
             return
         self._rotation = None
-        if type(frame) is CallResult and not self.validate:  # with validation, _check_result counts it
+        if type(frame) is CallResult and not self.strict:  # else _check_result or the relay counts it
             self._count_duplicate_keys(frame, "charger")
         accepted = type(frame) is CallResult and rotation_accepted(frame.payload, self.version)
         if accepted:

@@ -136,3 +136,12 @@ class TestTranslated:
         pair.backend_sends(callresult(gid(1), b'{"currentTime":"x","currentTime":"' + T0.encode() + b'"}'))
         pair.assert_to_charger([3, "c1", {"currentTime": T0}])
         assert dup_count(pair, "backend", "duplicate_keys_result") == 1
+
+    def test_a_password_answer_with_a_key_given_twice_is_counted_once(self) -> None:
+        pair = SessionPair("1.6", "2.0.1")
+        basic_auth = {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}}
+        data = [{"attributeValue": "0123456789abcdef", **basic_auth}]
+        pair.backend_sends([2, "b1", "SetVariables", {"setVariableData": data}])
+        assert pair.charger.last_call()[2] == "ChangeConfiguration"
+        pair.charger_sends(callresult(gid(1), b'{"status":"Rejected","status":"Accepted"}'))
+        assert dup_count(pair, "charger", "duplicate_keys_result") == 1
