@@ -212,6 +212,10 @@ def round_trip(session: Session, charger: Charger, csms: FakeCsms, frame: bytes)
     return spent, reply
 
 
+def _no_failure(side: str, code: int, reason: str) -> None:
+    raise AssertionError(f"the bench's frames are valid: the session failed the {side} with {code} ({reason})")
+
+
 def make_session(setup_name: str, translating: bool) -> tuple[Session, Charger, FakeCsms]:
     charger, csms = Charger(), FakeCsms()
     last_write: list[Write] = []
@@ -224,7 +228,7 @@ def make_session(setup_name: str, translating: bool) -> tuple[Session, Charger, 
         "charger_id": "BENCH-1",
         "version": charger_version,
         "backend": "csms",
-        "effects": Effects(to_charger=charger.send, to_backend=csms.send, persist=write),
+        "effects": Effects(to_charger=charger.send, to_backend=csms.send, persist=write, fail=_no_failure),
         "metrics": Metrics(),
         "clock": time.monotonic,
         "wall": time.time,

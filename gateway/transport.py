@@ -2,7 +2,8 @@
 
 Both sides run on picows; neither imports the other. Every frame received stores ``ticker.now`` on its socket, one
 sweeper task per process pings silent peers and closes dead ones (:meth:`gateway.app.hub.Hub.sweep`), and a full
-socket buffer on one side pauses reading on the other (back-pressure both ways).
+socket buffer on one side pauses reading on the other (back-pressure both ways). A peer's close frame is answered
+the same way on both sides (:func:`answer_close`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import logging
 import time
 
-from picows import WSFrame, WSMsgType, WSTransport
+from picows import WSCloseCode, WSFrame, WSMsgType, WSTransport
 
-__all__ = ["PICOWS_LOG", "READ_BUFFER", "Fragments", "MessageTooBig", "Ticker", "pause_transport"]
+__all__ = ["PICOWS_LOG", "READ_BUFFER", "Fragments", "MessageTooBig", "Ticker", "answer_close", "pause_transport"]
 
 #: picows logs every connection at INFO through stdlib logging; an adapter also stops it from creating a child
 #: logger per connection (memory per charger).
@@ -55,6 +56,30 @@ def pause_transport(t: WSTransport | None, paused: bool) -> None:
             u.pause_reading()
         else:
             u.resume_reading()
+
+
+def _sendable_close_code(code: int) -> bool:
+    """A status code an endpoint may put in a close frame (RFC 6455 §7.4.1-§7.4.2 and the IANA registry: 1000-1003,
+    1007-1014, 3000-4999). Never 0-999, 1004 (reserved), 1005, 1006 or 1015 (only ever reported locally), 1016-2999
+    (unassigned) or 5000 and up."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def answer_close(transport: WSTransport, frame: WSFrame) -> None:
+    """Answer a peer's close frame (RFC 6455 §5.5.1) and drop the socket: a close without a status code gets a close
+    without one, a valid code is echoed, an invalid one (picows lets 0 and 1006 through) gets 1002.
+
+    picows' ``get_close_code()`` reads a close without a payload as ``NO_INFO`` (0) and ``send_close`` always writes
+    a 2-byte code, so echoing it put 0 on the wire; the empty answer goes out as a raw CLOSE frame instead. When the
+    gateway sent its own close first, the peer's close is the answer to it and only the socket is dropped.
+    """
+    if not transport.is_close_frame_sent:
+        if frame.payload_size == 0:
+            transport.send(WSMsgType.CLOSE, b"")
+        else:
+            code = frame.get_close_code()
+            transport.send_close(code if _sendable_close_code(code.value) else WSCloseCode.PROTOCOL_ERROR)
+    transport.disconnect()
 
 
 class MessageTooBig(Exception):

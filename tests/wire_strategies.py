@@ -270,11 +270,27 @@ class Expectation:
     non_utf8: bool = False
     #: a number of 2^63 or more, possibly once a meter value's multiplier is applied (:func:`has_huge_number`)
     huge_number: bool = False
-    #: JSON beyond a parser's limits (RFC 8259 §9) whose unique id is escaped in the text
-    escaped_id_beyond_limits: bool = False
 
 
-_SALVAGEABLE = re.compile(r'^\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
+_SALVAGEABLE = re.compile(r'^\s*\[\s*2\s*,\s*("(?:[^"\\]|\\.)*")')
+
+
+def salvageable_id(text: str) -> str | None:
+    """The unique id README promises to read from a CALL the gateway cannot parse: the JSON string right after
+    ``[2,`` (escapes decoded), when it is not empty and can be written as UTF-8 (a long one is answered under "-1")."""
+    m = _SALVAGEABLE.match(text)
+    if m is None:
+        return None
+    try:
+        uid = json.loads(m.group(1))
+        uid.encode("utf-8")
+    except (ValueError, UnicodeError):
+        return None
+    if not uid:
+        return None
+    return uid if len(uid) <= 36 else "-1"
+
+
 _NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
@@ -364,25 +380,25 @@ def expectation(data: bytes) -> Expectation:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        m = _SALVAGEABLE.match(data.decode("utf-8", "replace"))
-        return Expectation("maybe", m.group(1) if m else None, non_utf8=True)
-    salvaged = m.group(1) if (m := _SALVAGEABLE.match(text)) else None
+        return Expectation("none", None, non_utf8=True)  # the connection fails with 1007: nothing is answered
+    salvaged = salvageable_id(text)
     try:
         frame = strict_loads(text)
     except ValueError:
-        # a broken frame that starts like a CALL with a plain unique id: README promises the CALLERROR
+        # a broken frame that starts like a CALL with a readable unique id: README promises the CALLERROR
         return Expectation("one", salvaged, huge_number=huge) if salvaged else Expectation("maybe", None)
     if type(frame) is not list or len(frame) < 2 or type(frame[1]) is not str or not frame[1]:
         return Expectation("none", None, huge_number=huge)
     uid = frame[1]
-    if len(uid) > 36:  # known defect: no answer today; the fix answers a CALLERROR
-        return Expectation("maybe", uid, huge_number=huge)
+    if len(uid) > 36:  # too long to answer under: a CALL (or an unknown type) gets its CALLERROR under "-1"
+        if type(frame[0]) is int and frame[0] in (3, 4):
+            return Expectation("none", None, huge_number=huge)
+        return Expectation("one", "-1", huge_number=huge)
     if type(frame[0]) is int and frame[0] in (3, 4):
         return Expectation("none", None, huge_number=huge)
-    if salvaged != uid and _beyond_limits(data, frame):
-        # known defect: the gateway refuses such JSON (as RFC 8259 §9 allows) and then reads the unique id only
-        # where it is written plainly; an escaped one (\u00e9, a control character) gets no answer
-        return Expectation("maybe", uid, huge_number=huge, escaped_id_beyond_limits=True)
+    if _beyond_limits(data, frame):
+        # the gateway refuses such JSON (as RFC 8259 §9 allows) and answers it as a broken frame
+        return Expectation("one", salvaged, huge_number=huge) if salvaged else Expectation("none", None)
     return Expectation("one", uid, huge_number=huge)  # a CALL, or an unknown message type: answered either way
 
 

@@ -2,9 +2,10 @@
 
 :class:`Conn` carries out what the sans-I/O session asks for (its :class:`~gateway.core.session.Effects`): frames
 to the charger's socket (edge) and to the primary link (links), state writes to the write-behind writer, a new
-Basic auth password to the credential store. It owns the primary link and the charger's mirror feeds (a
-:class:`~gateway.fanout.mirror.MirrorSet`), and ends them when the socket ends. The edge drives it through
-:class:`~gateway.edge.charger.ChargerConnection`; a cutover switches its primary (:meth:`Conn.switch_primary`).
+Basic auth password to the credential store, a connection the session fails closed. It owns the primary link and
+the charger's mirror feeds (a :class:`~gateway.fanout.mirror.MirrorSet`), and ends them when the socket ends. The
+edge drives it through :class:`~gateway.edge.charger.ChargerConnection`; a cutover switches its primary
+(:meth:`Conn.switch_primary`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class Conn:
         loop = asyncio.get_running_loop()
         self.session = Session(
             charger_id=charger_id, version=version, backend=route.primary.name,
-            effects=Effects(to_charger=socket.send, to_backend=link.send, persist=hub.writer.put,
+            effects=Effects(to_charger=socket.send, to_backend=link.send, persist=hub.writer.put, fail=self._fail,
                             password_accepted=self._password_accepted),
             metrics=hub.metrics, clock=loop.time, wall=time.time, settings=hub.session_settings(),
             translator=translator, backend_version=route.primary.ocpp if translator is not None else None,
@@ -160,6 +161,14 @@ class Conn:
 
     def close(self, code: int, message: str, reason: str | None = None) -> None:
         self.socket.close(code, message, reason)
+
+    def _fail(self, side: str, code: int, reason: str) -> None:
+        """The session fails a side's connection: the charger is closed; the primary link is closed and reconnects
+        within its grace period, as after any drop (the charger's CALLs wait meanwhile)."""
+        if side == "charger":
+            self.close(code, reason, reason)
+        else:
+            self.link.fail(code, reason)
 
     def _give_up(self) -> None:
         """The link could not come back within the grace period: close the charger so it reconnects later."""

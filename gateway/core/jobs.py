@@ -51,6 +51,9 @@ class Effects:
     to_backend: Send
     #: a state write (write-behind, coalesced by key)
     persist: Callable[[Write], None]
+    #: fail a side's WebSocket connection (RFC 6455 §7.1.7): ("charger" | "backend", close code, reason: a bounded
+    #: snake_case word, the disconnect reason); the charger is closed, the backend link closed and reconnected
+    fail: Callable[[str, int, str], None]
     #: the charger accepted a new Basic auth password the CSMS (or the admin API) sent it (policy ``passthrough``)
     password_accepted: Callable[[str], None] = _ignore
     #: policy ``terminate``: a CSMS CALL sets the charger's password: (its unique id, the answer the charger would

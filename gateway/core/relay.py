@@ -64,6 +64,7 @@ from gateway.ocpp.frames import (
     call_error_text,
     call_result_error_text,
     call_result_text,
+    has_duplicate_keys,
 )
 from gateway.ocpp.numbers import out_of_range
 from gateway.ocpp.versions import OcppVersion
@@ -211,6 +212,8 @@ class Translating:
         s = self.s
         run = job.run
         assert run is not None
+        if type(frame) is CallResult and has_duplicate_keys(frame):  # counted; the plan reads orjson's last value
+            s.metrics.frame_errors.labels("backend" if lane is s.up else "charger", "duplicate_keys_result").inc()
         problem = self._answer_problem(lane, run.call.action, frame) if type(frame) is CallResult else None
         if problem is not None:
             self.persist()

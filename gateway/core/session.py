@@ -7,10 +7,10 @@ tests, ``tests/unit/session_pair.py``) feeds the session and carries out what it
   :meth:`Session.expire` (the sweeper's tick, with the loop clock), :meth:`Session.call_charger` (a CALL of the
   gateway's own: admin API, a mirror's allowed CALL), :meth:`Session.link_lost` / :meth:`Session.link_restored`,
   :meth:`Session.hold` / :meth:`Session.release` (a cutover), :meth:`Session.close`;
-* out: the :class:`Effects` it was given (send to the charger, send to the backend, persist a state write, a new
-  Basic auth password the charger accepted, a password the CSMS sets under the ``terminate`` rotation policy), the
-  receivers of admin CALLs, and the optional hooks ``mirror``/``mirror_spool`` (copies to mirror feeds), ``tap``
-  and ``observe``. Counting goes straight to pre-bound Prometheus children.
+* out: the :class:`Effects` it was given (send to the charger, send to the backend, persist a state write, fail a
+  side's connection, a new Basic auth password the charger accepted, a password the CSMS sets under the
+  ``terminate`` rotation policy), the receivers of admin CALLs, and the optional hooks ``mirror``/``mirror_spool``
+  (copies to mirror feeds), ``tap`` and ``observe``. Counting goes straight to pre-bound Prometheus children.
 
 Everything here is synchronous: a frame is handled to the end within the transport's read callback, with no task
 per message. No asyncio, no sockets, no store: the clocks are given (``clock``: the loop's, for deadlines and
@@ -24,8 +24,13 @@ Rules it enforces (OCPP-J: one outstanding CALL per direction), all through two 
 * An answer (CALLRESULT/CALLERROR) goes only to the party whose CALL has that unique id. A late or unknown answer
   is dropped and counted, never delivered to the wrong party. A CALL unanswered by its deadline is forgotten.
 * A malformed frame gets the CALLERROR its sender's version names, when its unique id can be read; nothing
-  malformed reaches the other side. The session lives on.
+  malformed reaches the other side. The session lives on, except after a text frame that is not UTF-8: that
+  side's connection fails with 1007 (the ``fail`` effect; RFC 6455 §8.1).
 * Pass-through forwards the original text unchanged, with the sender's unique id.
+* A CALL with a key given twice in one object is refused with its sender's format error where the gateway reads
+  the payload (validation, translation: every CALL; otherwise BootNotification, StatusNotification and the CALLs
+  that set the Basic auth password); a CALLRESULT it reads with one is counted and forwarded. Everything else is
+  forwarded as it came (the check costs too much for every frame: see :func:`~gateway.ocpp.frames.has_duplicate_keys`).
 * Translation (``translator`` set: charger and backend speak different versions): a CALL is *planned* by the
   translator only when its turn on the lane comes, so that it sees the state the CALL before it left (a
   StopTransaction is planned after the StartTransaction's answer assigned the ids). The plan's CALLs
@@ -53,7 +58,7 @@ from gateway.core.relay import OUT_OF_RANGE, Translating
 from gateway.core.rotation import ROTATION_ACTIONS, intercept_csms_call, rotation_accepted, rotation_offer
 from gateway.metrics import Metrics
 from gateway.ocpp import schemas
-from gateway.ocpp.errors import ErrorKind, FrameError, busy_code
+from gateway.ocpp.errors import ErrorKind, FrameError, busy_code, code_for
 from gateway.ocpp.frames import (
     Call,
     CallError,
@@ -63,6 +68,7 @@ from gateway.ocpp.frames import (
     Raw,
     call_error_text,
     call_text,
+    has_duplicate_keys,
     parse_frame,
 )
 from gateway.ocpp.frames import Send as SendFrame
@@ -72,6 +78,9 @@ from gateway.store.base import Write
 from gateway.translate.base import JsonDict, Translator
 
 __all__ = ["AdminAnswer", "Effects", "Receiver", "Session", "SessionSettings", "answer_payload"]
+
+#: charger CALLs whose payload the gateway stores (the boot record, the last status per connector)
+_STORED_CALLS = frozenset({"BootNotification", "StatusNotification"})
 
 
 class Session:
@@ -103,6 +112,7 @@ class Session:
         "relay",
         "remote",
         "settings",
+        "strict",
         "tap",
         "translator",
         "up",
@@ -141,6 +151,9 @@ class Session:
         self.translator = translator
         # translated sessions always validate; "2.0" has no schemas (gateway/ocpp/schemas.py): never validated
         self.validate = settings.validate and translator is None and schemas.validates(version)
+        #: the session reads every payload (schema validation, translation): every CALL is checked for duplicate
+        #: keys; otherwise only those whose payload it reads itself (stored, password rotation)
+        self.strict = settings.validate or translator is not None
         self.log = log
         self.remote = remote
         self.connected_at = wall()
@@ -190,12 +203,15 @@ class Session:
         if type(frame) is Call:
             action = frame.action
             self.metrics.count_message("from_charger", "call", action, self.backend)
-            if self.validate and not self._valid_call(frame, "charger"):
+            if self.strict and not self._checked_call(frame, "charger"):
                 return
+            if action in _STORED_CALLS:
+                if not self.strict and not self._unique_keys(frame, "charger"):
+                    return
+                if action == "StatusNotification":
+                    self._remember_status(frame.payload)
             if self.tap is not None:
                 self.tap("from_charger", "call", action, frame.unique_id, frame.payload)
-            if action == "StatusNotification":
-                self._remember_status(frame.payload)
             self._offer(self.up, frame)
             return
         if type(frame) is CallResult or type(frame) is CallError:
@@ -216,10 +232,13 @@ class Session:
         if type(frame) is Call:
             action = frame.action
             self.metrics.count_message("from_backend", "call", action, self.backend)
-            if self.validate and not self._valid_call(frame, "backend"):
+            if self.strict and not self._checked_call(frame, "backend"):
                 return
-            if action in ROTATION_ACTIONS and self.fx.rotate_upstream is not None and self._rotated_upstream(frame):
-                return
+            if action in ROTATION_ACTIONS:  # read for the password it may set
+                if not self.strict and not self._unique_keys(frame, "backend"):
+                    return
+                if self.fx.rotate_upstream is not None and self._rotated_upstream(frame):
+                    return
             if self.tap is not None:
                 self.tap("from_backend", "call", action, frame.unique_id, frame.payload)
             self._offer(self.down, frame)
@@ -507,8 +526,10 @@ class Session:
                 if result:
                     assert type(frame) is CallResult
                     if self.validate:
-                        self._check_result(action, frame.payload, "backend")
+                        self._check_result(action, frame, "backend")
                     if action == "BootNotification":
+                        if not self.validate:
+                            self._count_duplicate_keys(frame, "backend")
                         self._record_boot(frame.payload)
                 self.fx.to_charger(frame.raw)
                 spool = self.mirror_spool
@@ -518,7 +539,7 @@ class Session:
                     self.mirror(action, job.raw, frame.raw if result else None)
             else:  # the charger answered the backend's CALL
                 if self.validate and type(frame) is CallResult:
-                    self._check_result(action, frame.payload, "charger")
+                    self._check_result(action, frame, "charger")
                 if job is self._stale:
                     self._stale = None  # counted when the cutover switched
                 elif self.link_up:
@@ -604,6 +625,8 @@ class Session:
         if frame.unique_id != uid:
             return
         self._rotation = None
+        if type(frame) is CallResult and not self.strict:  # else _check_result or the relay counts it
+            self._count_duplicate_keys(frame, "charger")
         accepted = type(frame) is CallResult and rotation_accepted(frame.payload, self.version)
         if accepted:
             self.fx.password_accepted(password)
@@ -651,6 +674,36 @@ class Session:
         sub = str(p.get("connectorId")) if "evseId" not in p else f"{p.get('evseId')}/{p.get('connectorId')}"
         self.fx.persist(Write("status", self.charger_id, sub, dict(p)))
 
+    def _checked_call(self, call: Call, side: str) -> bool:
+        """A strict session's check of every CALL: no duplicate keys, and its schema (pass-through validation; a
+        translated session checks the schema when the CALL's turn comes). A refused CALL is answered to its
+        sender."""
+        return self._unique_keys(call, side) and (not self.validate or self._valid_call(call, side))
+
+    def _unique_keys(self, call: Call, side: str) -> bool:
+        """False when ``call`` gives a key twice: refused with its sender's format error (1.6
+        ``FormationViolation``, 2.x ``FormatViolation``) and counted; the gateway's view of it (last value wins in
+        orjson) and the receiver's (first or last wins) could differ."""
+        if not has_duplicate_keys(call):
+            return True
+        kind = ErrorKind.DUPLICATE_KEYS
+        self.metrics.frame_errors.labels(side, kind.value).inc()
+        if self.log is not None:
+            self.log.info("frame_refused", side=side, kind=kind.value, unique_id=call.unique_id, action=call.action)
+        version = self.version if side == "charger" else self.backend_version
+        answer = call_error_text(call.unique_id, code_for(kind, version), "a key is given twice in one object")
+        if side == "charger":
+            self.fx.to_charger(answer)
+        else:
+            self._send_backend(answer)
+        return False
+
+    def _count_duplicate_keys(self, result: CallResult, side: str) -> None:
+        """A CALLRESULT the gateway reads that gives a key twice: counted, and forwarded all the same (OCPP-J has no
+        error channel for answers)."""
+        if has_duplicate_keys(result):
+            self.metrics.frame_errors.labels(side, "duplicate_keys_result").inc()
+
     def _valid_call(self, call: Call, side: str) -> bool:
         """Schema check of a CALL (pass-through, ``session.validate_schemas``); an invalid one is answered to its
         sender."""
@@ -669,10 +722,12 @@ class Session:
             return False
         return True
 
-    def _check_result(self, action: str, payload: JsonDict, side: str) -> None:
+    def _check_result(self, action: str, result: CallResult, side: str) -> None:
+        """Validation: a CALLRESULT with duplicate keys or one that fails its schema is counted (and forwarded)."""
+        self._count_duplicate_keys(result, side)
         version = self.version if side == "charger" else self.backend_version
         try:
-            schemas.validate(version, action, "response", payload)
+            schemas.validate(version, action, "response", result.payload)
         except schemas.UnknownAction:
             pass
         except schemas.SchemaViolation as e:
@@ -681,15 +736,22 @@ class Session:
                 self.log.warning("invalid_callresult", side=side, action=action, path=e.path)
 
     def _refuse_frame(self, e: FrameError, side: str) -> None:
+        """A malformed frame: counted, and answered to its sender when it is a CALL with an id to answer under."""
         self.metrics.frame_errors.labels(side, e.kind.value).inc()
         if self.log is not None:
-            self.log.info("frame_refused", side=side, kind=e.kind.value, unique_id=e.unique_id)
-        if e.unique_id is None or not e.is_call:
+            self.log.info("frame_refused", side=side, kind=e.kind.value, unique_id=e.unique_id and e.unique_id[:40])
+        if e.close_code is not None:
+            self.fx.fail(side, e.close_code, e.kind.value)
             return
+        version = self.version if side == "charger" else self.backend_version
+        uid = e.answer_id(version)
+        if uid is None:
+            return
+        answer = call_error_text(uid, e.code(version), e.detail)
         if side == "charger":
-            self.fx.to_charger(call_error_text(e.unique_id, e.code(self.version), e.detail))
+            self.fx.to_charger(answer)
         else:
-            self._send_backend(call_error_text(e.unique_id, e.code(self.backend_version), e.detail))
+            self._send_backend(answer)
 
 
 def _on_wire(lane: Lane[Job]) -> str | None:

@@ -14,7 +14,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from gateway.metrics import Metrics
 from gateway.ocpp.frames import Raw
-from gateway.transport import Fragments, MessageTooBig, Ticker, pause_transport
+from gateway.transport import Fragments, MessageTooBig, Ticker, answer_close, pause_transport
 
 __all__ = ["ChargerConnection", "ChargerListener", "ChargerSocket"]
 
@@ -99,8 +99,7 @@ class ChargerListener(WSListener):
             self.deliver(frame.get_payload_as_bytes())
             return
         if mt is WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
+            answer_close(transport, frame)
         elif mt is WSMsgType.BINARY:
             self.metrics.frame_errors.labels("charger", "binary").inc()
             self.socket.close(1003, "binary frames are not OCPP-J", "binary_frame")

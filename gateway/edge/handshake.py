@@ -6,9 +6,22 @@ admit the charger. Only then is the connection handed to picows (a Cython WebSoc
 callbacks) for the 101 answer and the frames. Every refusal is an HTTP status *before* the upgrade, logged
 (``charger_refused``) and counted in ``ocppgw_connections_total{outcome}``:
 
-1. draining -> 503; not ``GET`` -> 405; path not ``<path_prefix>/<one segment>`` -> 404; charger id not 1..48
-   printable characters without '/' after percent-decoding -> 400; a request head over 16 KiB -> 431;
-2. whatever the admitter refuses (no route, security profile, subprotocol, upstream link: see the admission).
+1. a request head of 16 KiB or more, or with more than 100 header fields -> 431; not HTTP/1.1 -> 400;
+2. draining -> 503; not ``GET`` -> 405; no ``Upgrade: websocket``/``Connection: Upgrade`` -> 400; a
+   ``Sec-WebSocket-Version`` other than 13 -> 426 (with ``Sec-WebSocket-Version: 13``); a missing, repeated or
+   malformed ``Sec-WebSocket-Key`` -> 400 (:func:`~gateway.edge.http.check_websocket_upgrade`); path not
+   ``<path_prefix>/<one segment>`` -> 404; charger id not 1..48 printable characters without '/' after
+   percent-decoding -> 400;
+3. whatever the admitter refuses (no route, security profile, subprotocol, upstream link: see the admission).
+
+Everything picows checks of the request once it completes the handshake is checked here first, so that a refusal
+never comes after an upstream link was opened. Should picows still refuse one (it also checks header syntax and
+refuses a request body), the admitted connection is ended at once (disconnect reason ``upgrade_refused``).
+
+A head over the limit is refused while the client may still be sending it: the answer goes out, the write side is
+shut (the client sees the end of the answer), and what the client still sends is read and dropped until it closes
+or :data:`LINGER_S` pass. Closing at once with its bytes unread would make the kernel reset the connection (RST),
+which destroys the answer before the client reads it.
 
 On a TLS listener the loop has done the TLS handshake before ``connection_made`` (``create_server(ssl=...)``); a
 failed one never gets here and is counted by the listener's context (see :mod:`gateway.edge.auth`).
@@ -27,14 +40,22 @@ from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in the
 
 from gateway.config import ListenConfig
 from gateway.edge.charger import ChargerConnection, ChargerListener, ChargerSocket
-from gateway.edge.http import MAX_REQUEST_HEAD, http_error, parse_charger_id, parse_request_head
+from gateway.edge.http import (
+    MAX_REQUEST_HEAD,
+    check_websocket_upgrade,
+    http_error,
+    parse_charger_id,
+    parse_request_head,
+)
 from gateway.errors import ChargerRejected
 from gateway.metrics import Metrics
 from gateway.transport import PICOWS_LOG, READ_BUFFER, Ticker
 
-__all__ = ["HANDSHAKE_TIMEOUT_S", "Admitted", "Admitter", "Handshake", "UpgradeRequest"]
+__all__ = ["HANDSHAKE_TIMEOUT_S", "LINGER_S", "Admitted", "Admitter", "Handshake", "UpgradeRequest"]
 
 HANDSHAKE_TIMEOUT_S = 10.0
+#: after refusing a head that was still arriving, how long what the client still sends is read and dropped
+LINGER_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +118,8 @@ class Handshake(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.started = False
+        #: refused while the head was arriving: what the client still sends is dropped (see the module docstring)
+        self.refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport
@@ -108,11 +131,16 @@ class Handshake(asyncio.Protocol):
         if self.started:
             self.buf += data  # pipelined bytes after the request: replayed to picows
             return
+        if self.refused:
+            return
         self.buf += data
         end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buf) > MAX_REQUEST_HEAD:
-                self._refuse(ChargerRejected(431, "bad_request", "request header too large"))
+        if end < 0 and len(self.buf) < MAX_REQUEST_HEAD + 3:
+            return  # the end of the head may still come
+        if end < 0 or end >= MAX_REQUEST_HEAD:
+            # Checked on the whole head too: a big head often arrives in one read, end and all.
+            too_large = ChargerRejected(431, "head_too_large", f"request head of {MAX_REQUEST_HEAD} bytes or more")
+            self._refuse(too_large, linger=True)
             return
         self.started = True
         assert self.transport is not None
@@ -123,15 +151,27 @@ class Handshake(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
 
-    def _refuse(self, e: ChargerRejected, path: str = "") -> None:
+    def _refuse(self, e: ChargerRejected, path: str = "", *, linger: bool = False) -> None:
+        """Answer ``e``'s status and close; ``linger``: the client may still be sending (see the module docstring)."""
         self.metrics.connections.labels(e.outcome).inc()
         self.log.info(
             "charger_refused", reason=e.reason, outcome=e.outcome, status=e.http_status, remote=self._remote(),
             path=path[:100],
         )  # fmt: skip
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(http_error(e.http_status, e.reason, e.headers))
-            self.transport.close()
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        t.write(http_error(e.http_status, e.reason, e.headers))
+        if not linger:
+            t.close()
+            return
+        self.refused = True
+        self.buf = bytearray()
+        if t.can_write_eof():  # TLS cannot half-close: the client reads the answer (Content-Length) and closes
+            t.write_eof()
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(LINGER_S, t.close)
 
     def _remote(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
@@ -146,6 +186,7 @@ class Handshake(asyncio.Protocol):
                 raise ChargerRejected(503, "draining", "gateway is shutting down")
             if req.method != "GET":
                 raise ChargerRejected(405, "bad_request", "WebSocket upgrade needs GET")
+            check_websocket_upgrade(req.headers)
             cid = parse_charger_id(req.raw_path, self.listener.path_prefix)
             ssl_object = self.transport.get_extra_info("ssl_object") if self.transport is not None else None
             remote = self._remote()
@@ -158,9 +199,9 @@ class Handshake(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             admitted.ended()  # the charger went away while it was being admitted
             return
-        self._upgrade(admitted, socket)
+        self._upgrade(admitted, socket, cid)
 
-    def _upgrade(self, admitted: Admitted, socket: ChargerSocket) -> None:
+    def _upgrade(self, admitted: Admitted, socket: ChargerSocket, charger_id: str) -> None:
         transport = self.transport
         assert transport is not None
         if self.timer is not None:
@@ -186,5 +227,12 @@ class Handshake(asyncio.Protocol):
             buf[:n] = data[:n]
             proto.buffer_updated(n)
             data = data[n:]
+        if socket.transport is None:
+            # picows refused the request (it answered 400 and dropped the socket; it never reports a disconnect for
+            # a handshake it did not complete): end the admitted connection, and the upstream link with it
+            self.log.warning("charger_upgrade_refused", remote=socket.remote, charger_id=charger_id)
+            socket.reason = "upgrade_refused"
+            admitted.ended()
+            return
         transport.resume_reading()
         admitted.upgraded()

@@ -94,7 +94,11 @@ class LinkCaller:
     def from_backend(self, text: bytes) -> None:
         try:
             frame = parse_frame(text)
-        except FrameError:
+        except FrameError as e:
+            if e.close_code is not None:  # invalid UTF-8: the link fails, and reconnects
+                self.metrics.frame_errors.labels(self.side, e.kind.value).inc()
+                self.link.fail(e.close_code, e.kind.value)
+                return
             self.metrics.frame_errors.labels(self.side, "malformed").inc()
             return
         if type(frame) is Call:

@@ -30,7 +30,7 @@ from gateway.metrics import Metrics
 from gateway.ocpp.frames import Raw
 from gateway.security import basic_auth_header
 from gateway.tasks import stop_task
-from gateway.transport import PICOWS_LOG, READ_BUFFER, Fragments, MessageTooBig, Ticker, pause_transport
+from gateway.transport import PICOWS_LOG, READ_BUFFER, Fragments, MessageTooBig, Ticker, answer_close, pause_transport
 
 __all__ = ["Link", "LinkSink", "open_link", "upstream_url"]
 
@@ -69,8 +69,7 @@ class _BackendListener(WSListener):
                 sink.from_backend(frame.get_payload_as_bytes())
             return
         if mt is WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
+            answer_close(transport, frame)
         elif mt is WSMsgType.TEXT or mt is WSMsgType.CONTINUATION:
             try:
                 data = self.fragments.add(frame)
@@ -227,6 +226,14 @@ class Link:
     def pause_reading(self, paused: bool) -> None:
         """The charger cannot take more: stop (or resume) reading from the backend."""
         pause_transport(self.transport, paused)
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the WebSocket (RFC 6455 §7.1.7: the backend broke the protocol): close with ``code`` and drop it; the
+        link then reconnects within the grace period, as after any drop (counted as a lost link)."""
+        t = self.transport
+        if t is not None:
+            t.send_close(WSCloseCode(code), reason.encode())
+            t.disconnect()
 
     def reconnect_with(self, password: str) -> None:
         """Close and reconnect at once with a new Basic auth password (kept for every later reconnect too)."""

@@ -25,8 +25,8 @@ from enum import StrEnum
 from gateway.ocpp.versions import is_v16
 
 __all__ = [
-    "ErrorKind", "FrameError", "busy_code", "code_for", "codes_of", "normalise_code", "V16_CODES", "V201_CODES",
-    "V21_CODES",
+    "MAX_UNIQUE_ID", "UNUSABLE_ID_ANSWER", "ErrorKind", "FrameError", "busy_code", "code_for", "codes_of",
+    "normalise_code", "V16_CODES", "V201_CODES", "V21_CODES",
 ]  # fmt: skip
 
 V16_CODES = frozenset(
@@ -75,6 +75,8 @@ class ErrorKind(StrEnum):
     """Why a frame was refused; also the bounded ``kind`` label of ``ocppgw_frame_errors_total``."""
 
     INVALID_JSON = "invalid_json"
+    #: a text frame that is not UTF-8: not answered, the connection fails with 1007 (RFC 6455 §8.1)
+    INVALID_UTF8 = "invalid_utf8"
     NOT_ARRAY = "not_array"
     BAD_MESSAGE_TYPE = "bad_message_type"
     UNKNOWN_MESSAGE_TYPE = "unknown_message_type"
@@ -82,6 +84,8 @@ class ErrorKind(StrEnum):
     BAD_ACTION = "bad_action"
     BAD_SHAPE = "bad_shape"
     PAYLOAD_NOT_OBJECT = "payload_not_object"
+    #: an object with a key given twice, where the gateway reads the payload (see ``frames.has_duplicate_keys``)
+    DUPLICATE_KEYS = "duplicate_keys"
     BINARY = "binary"
     TOO_BIG = "too_big"
 
@@ -89,6 +93,7 @@ class ErrorKind(StrEnum):
 # (1.6 code, 2.x code) for each kind of malformed frame.
 _CODES: dict[ErrorKind, tuple[str, str]] = {
     ErrorKind.INVALID_JSON: ("FormationViolation", "RpcFrameworkError"),
+    ErrorKind.INVALID_UTF8: ("FormationViolation", "RpcFrameworkError"),  # never sent: the connection fails
     ErrorKind.NOT_ARRAY: ("ProtocolError", "RpcFrameworkError"),
     ErrorKind.BAD_MESSAGE_TYPE: ("ProtocolError", "RpcFrameworkError"),
     ErrorKind.UNKNOWN_MESSAGE_TYPE: ("ProtocolError", "MessageTypeNotSupported"),
@@ -96,6 +101,7 @@ _CODES: dict[ErrorKind, tuple[str, str]] = {
     ErrorKind.BAD_ACTION: ("ProtocolError", "RpcFrameworkError"),
     ErrorKind.BAD_SHAPE: ("ProtocolError", "RpcFrameworkError"),
     ErrorKind.PAYLOAD_NOT_OBJECT: ("FormationViolation", "FormatViolation"),
+    ErrorKind.DUPLICATE_KEYS: ("FormationViolation", "FormatViolation"),
     ErrorKind.BINARY: ("FormationViolation", "FormatViolation"),
     ErrorKind.TOO_BIG: ("FormationViolation", "FormatViolation"),
 }
@@ -131,11 +137,19 @@ def normalise_code(code: str, version: str) -> str:
     return code if code in codes_of(version) else "GenericError"
 
 
+#: the longest unique id OCPP-J allows (1.6 and 2.x)
+MAX_UNIQUE_ID = 36
+#: the unique id of a CALLERROR answering a CALL whose own id cannot be used (OCPP 2.0.1 Part 4 §4.2.3, CALLERROR;
+#: 2.1 keeps it): a peer matches no CALL of its own to it, and knows its CALL was refused
+UNUSABLE_ID_ANSWER = "-1"
+
+
 class FrameError(Exception):
     """The peer sent a frame that is not valid OCPP-J.
 
-    ``unique_id`` is set when it could be read, so that the session can answer with a CALLERROR;
-    ``is_call`` tells whether the frame looked like a CALL (only CALLs are answered).
+    ``unique_id`` is set when it could be read (a string id over 36 characters, too), so that the session can
+    answer with a CALLERROR (under :meth:`answer_id`); ``is_call`` tells whether the frame looked like a CALL (only
+    CALLs are answered). A frame that fails its sender's connection instead has a :attr:`close_code`.
     """
 
     def __init__(self, kind: ErrorKind, detail: str, unique_id: str | None = None, is_call: bool = True) -> None:
@@ -148,3 +162,25 @@ class FrameError(Exception):
     def code(self, version: str) -> str:
         """The CALLERROR code for this error in ``version``."""
         return code_for(self.kind, version)
+
+    @property
+    def close_code(self) -> int | None:
+        """The WebSocket close code that fails the sender's connection instead of an answer; None: answered (or
+        dropped) and the session goes on. Invalid UTF-8 in a text frame: 1007, invalid frame payload data (RFC 6455
+        §7.4.1; §8.1 says to fail the connection)."""
+        return 1007 if self.kind is ErrorKind.INVALID_UTF8 else None
+
+    def answer_id(self, version: str) -> str | None:
+        """The unique id to answer this frame's CALLERROR under in ``version``; None: it is not answered (not a
+        CALL, or no string id to read).
+
+        A unique id longer than 36 characters cannot be used: it is answered under "-1" (OCPP 2.0.1 Part 4 §4.2.3).
+        OCPP-J 1.6 names no such id, but echoing the long one makes a frame that strict peers reject (a unique id
+        has at most 36 characters in both versions), so a 1.6 peer gets "-1" too: an answer it can read.
+        """
+        uid = self.unique_id
+        if uid is None or not self.is_call or self.close_code is not None:
+            return None
+        if len(uid) > MAX_UNIQUE_ID:
+            return UNUSABLE_ID_ANSWER
+        return uid

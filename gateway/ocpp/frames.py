@@ -1,4 +1,4 @@
-"""OCPP-J frames: text in, typed frame out, and back. Pure: no I/O, no logging.
+r"""OCPP-J frames: text in, typed frame out, and back. Pure: no I/O, no logging.
 
     [2, "<uniqueId>", "<Action>", {payload}]                       CALL
     [3, "<uniqueId>", {payload}]                                   CALLRESULT
@@ -12,10 +12,28 @@ answer at all (``NotifyPeriodicEventStream``). Nothing answers either of them. T
 version; which versions may send them is the session's business (1.6 and 2.0.1 have neither).
 
 Every frame keeps the text it was parsed from (``raw``) so that pass-through forwards it byte for byte.
+
+Duplicate keys (``{"status":"A","status":"B"}``): orjson keeps the last value and says nothing, while a CSMS may
+keep the first, so the gateway's view of a payload (what it stores, translates, taps) and the receiver's could
+differ. The choice was between refusing such a CALL with the version's format error (1.6 ``FormationViolation``,
+2.x ``FormatViolation``) and forwarding a canonical re-serialisation; it refuses, because a re-serialisation
+would end byte-for-byte pass-through for exactly the frames whose meaning is in doubt and would pick last-wins on
+the sender's behalf, while a refusal tells the sender. A check costs more than the ~0.3 us per frame the hot path
+can spare, though (``bench/duplicate_keys.py``, a 508-byte 1.6 MeterValues CALL, best of 7, three runs on the
+2-core bench VM; the pass-through session costs 7.0-7.2 us per round trip there): the key tokens counted with the
+regex ``"(?:[^"\\]|\\.)*"\s*:`` against the keys parsed 18-22 us (and it is unsound: a match may start at a
+closing quote, ``["a",":"]``); every string token counted left to right 9.2-9.5 us; ``json.loads`` with an
+``object_pairs_hook`` 7.0-7.4 us; :func:`has_duplicate_keys`, which compares the colons of the raw text with those
+of orjson's re-serialisation, 1.6-1.7 us (``orjson.loads`` of the frame alone: 1.3-1.4 us). So the session checks
+only where it reads the payload anyway (every CALL under ``session.validate_schemas`` or translation; else
+BootNotification, StatusNotification and the CALLs that set a Basic auth password) and forwards every other frame
+byte for byte, duplicates and all. A CALLRESULT read there with a duplicate key is counted and forwarded: OCPP-J
+has no error channel for answers.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from enum import IntEnum
@@ -23,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from gateway.ocpp.errors import ErrorKind, FrameError
+from gateway.ocpp.errors import MAX_UNIQUE_ID, ErrorKind, FrameError
 
 __all__ = [
     "Call",
@@ -38,12 +56,12 @@ __all__ = [
     "call_result_text",
     "call_result_error_text",
     "call_text",
+    "has_duplicate_keys",
     "parse_frame",
     "send_text",
     "Send",
 ]
 
-MAX_UNIQUE_ID = 36
 MAX_ACTION = 64
 
 
@@ -105,28 +123,53 @@ class Send:
 
 Frame = Call | CallResult | CallError | CallResultError | Send
 
-# Best effort to read a unique id out of a frame that is not valid JSON, so that it can still be answered.
-_ID_IN_BROKEN = re.compile(r'^\s*\[\s*([234])\s*,\s*"([^"\\]{1,36})"')
+# Best effort to read a unique id out of a frame that is not valid JSON, so that it can still be answered: the
+# id's string token (escapes included: "\u00e9x" is "éx") right after the message type, within the first 4 KiB.
+_ID_IN_BROKEN = re.compile(r'^\s*\[\s*([234])\s*,\s*("(?:[^"\\]|\\.)+")')
+_SALVAGE_SPAN = 4096
 
 
 def _salvage(text: Raw) -> tuple[str | None, bool]:
-    if isinstance(text, bytes):
-        text = text[:200].decode("utf-8", "replace")
-    m = _ID_IN_BROKEN.match(text)
+    """The unique id (any non-empty string that can be written as UTF-8: a long one is answered under "-1") and
+    whether the frame looks like a CALL."""
+    head = text[:_SALVAGE_SPAN]
+    m = _ID_IN_BROKEN.match(head.decode("utf-8", "replace") if isinstance(head, bytes) else head)
     if m is None:
         return None, False
-    return m.group(2), m.group(1) == "2"
+    try:
+        uid = json.loads(m.group(2))  # the stdlib reads a lone surrogate escape; it is refused just below
+        uid.encode("utf-8")
+    except (ValueError, UnicodeError):
+        return None, False
+    return uid, m.group(1) == "2"
+
+
+def _is_utf8(text: Raw) -> bool:
+    """``text`` is valid UTF-8 (bytes as received), or a str that can be written as UTF-8 (no lone surrogates)."""
+    try:
+        if isinstance(text, bytes):
+            text.decode("utf-8")
+        else:
+            text.encode("utf-8")
+    except UnicodeError:
+        return False
+    return True
 
 
 def parse_frame(text: Raw) -> Frame:
     """Parse one OCPP-J text frame (UTF-8 bytes as received, or str); the frame keeps ``text`` as ``raw``.
 
-    Invalid UTF-8 is invalid JSON here (orjson checks it). Raises :class:`FrameError` with the kind of violation
-    and, when readable, the unique id. Never raises anything else for any input.
+    Invalid UTF-8 (orjson checks it while parsing) is its own kind, looked for only once orjson has refused the
+    frame: the valid frames pay no decode of their own. Raises :class:`FrameError` with the kind of violation
+    and, when readable, the unique id (a string id longer than 36 characters included: see
+    :meth:`FrameError.answer_id`). Never raises anything else for any input.
     """
     try:
         msg = orjson.loads(text)
     except orjson.JSONDecodeError:
+        # cold path: orjson checks UTF-8 as it parses, so only a frame it refused is looked at again
+        if not _is_utf8(text):
+            raise FrameError(ErrorKind.INVALID_UTF8, "text frame is not valid UTF-8", None, False) from None
         uid, is_call = _salvage(text)
         raise FrameError(ErrorKind.INVALID_JSON, "frame is not valid JSON", uid, is_call) from None
     if type(msg) is not list or not msg:
@@ -134,9 +177,12 @@ def parse_frame(text: Raw) -> Frame:
     mt = msg[0]
     n = len(msg)
     uid = msg[1] if n > 1 else None
-    if type(uid) is not str or not uid or len(uid) > MAX_UNIQUE_ID:
+    if type(uid) is not str or not uid:
         # Unreadable id: nothing can be answered.
         raise FrameError(ErrorKind.BAD_UNIQUE_ID, "unique id must be a string of 1..36 characters", None, mt == 2)
+    if len(uid) > MAX_UNIQUE_ID:
+        # Readable but too long: a CALL is answered (FrameError.answer_id says with which id per version).
+        raise FrameError(ErrorKind.BAD_UNIQUE_ID, "unique id must be a string of 1..36 characters", uid, mt == 2)
     if type(mt) is not int:
         raise FrameError(ErrorKind.BAD_MESSAGE_TYPE, "message type must be an integer", uid, True)
     if mt == 2:
@@ -165,6 +211,8 @@ def parse_frame(text: Raw) -> Frame:
             raise FrameError(
                 ErrorKind.BAD_SHAPE, "CALLERROR code/description must be strings, details an object", uid, False
             )
+        if n == 4:  # read without its ErrorDetails, which OCPP-J requires: what goes on is the five-element frame
+            text = _same_kind(text, _dumps([4, uid, code, desc, details]))
         return CallError(uid, code, desc, details, text)
     if mt == 5 or mt == 6:
         return _parse_v21(msg, mt, n, uid, text)
@@ -188,7 +236,14 @@ def _parse_v21(msg: list[Any], mt: int, n: int, uid: str, text: Raw) -> CallResu
         raise FrameError(
             ErrorKind.BAD_SHAPE, "CALLRESULTERROR code/description must be strings, details an object", uid, False
         )
+    if n == 4:
+        text = _same_kind(text, _dumps([5, uid, code, desc, details]))
     return CallResultError(uid, code, desc, details, text)
+
+
+def _same_kind(received: Raw, encoded: bytes) -> Raw:
+    """``encoded`` as bytes or str, like the frame it stands for."""
+    return encoded if isinstance(received, bytes) else encoded.decode()
 
 
 _dumps = orjson.dumps
@@ -196,6 +251,39 @@ _dumps = orjson.dumps
 #: 254, a key that is not a string); a non-finite float is written as ``null`` without an error
 #: (:mod:`gateway.ocpp.numbers` checks numbers before a payload is encoded)
 EncodeError = orjson.JSONEncodeError
+
+#: every string token of a valid JSON text, left to right, with the ``:`` that makes it a key (group 1)
+_STRING_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?', re.DOTALL)
+
+
+def has_duplicate_keys(frame: Call | CallResult) -> bool:
+    r"""``frame``'s JSON has an object with the same key twice (orjson kept the last value without a word).
+
+    Fast path: a ``:`` outside strings is a key's, so the colons of the text as received equal those of its
+    canonical serialisation (orjson's, of what was parsed) exactly when no key was given twice, unless an escape
+    hides a colon (``\u003a``): a frame with a ``\u`` escape counts its key tokens instead (slow path).
+    """
+    raw = frame.raw if isinstance(frame.raw, bytes) else frame.raw.encode()
+    if b"\\" in raw and b"\\u" in raw:
+        return sum(1 for colon in _STRING_TOKEN.findall(raw) if colon) != _count_keys(frame.payload)
+    n = _dumps(frame.payload).count(b":") + frame.unique_id.count(":")
+    if type(frame) is Call:
+        n += frame.action.count(":")
+    return raw.count(b":") != n
+
+
+def _count_keys(value: object) -> int:
+    """The keys of every object in ``value`` (parsed JSON), without recursion."""
+    n = 0
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if type(v) is dict:
+            n += len(v)
+            todo.extend(v.values())
+        elif type(v) is list:
+            todo.extend(v)
+    return n
 
 
 def call_text(unique_id: str, action: str, payload: dict[str, Any]) -> bytes:

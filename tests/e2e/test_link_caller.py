@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from gateway.links.caller import LinkCaller, Reply
 from gateway.links.credentials import UpstreamCredentials
@@ -201,6 +201,19 @@ async def test_a_malformed_frame_from_the_backend_is_counted_and_ignored() -> No
         await w.send([3, w.calls()[0][1], {}])
         assert (await pending).kind == "result"
         assert sample(w.metrics, "ocppgw_frame_errors_total", side="mirror", kind="malformed") == 1
+
+
+async def test_invalid_utf8_from_the_backend_fails_the_link_with_1007_and_it_reconnects() -> None:
+    async with wire(silent) as w, asyncio.timeout(2.0):
+        pending = asyncio.create_task(w.caller.call("Heartbeat", {}))
+        await w.received(1)
+        first = w.ws
+        await first.send_frame(b'[3,"x",{"a":"\xff"}]', WSMsgType.TEXT)
+        assert (await pending).kind == "lost"
+        await w.restored.wait()
+        assert first.close_code == 1007
+        assert w.stub.connects == [CID, CID]
+        assert sample(w.metrics, "ocppgw_frame_errors_total", side="mirror", kind="invalid_utf8") == 1
 
 
 async def test_a_full_queue_refuses_the_call() -> None:

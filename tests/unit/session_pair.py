@@ -2,8 +2,9 @@
 
 A :class:`SessionPair` plays both peers of one session: the charger and the primary backend. It feeds frames from
 either side, answers the other side's last CALL, moves a fake clock, and records every effect the session asks for:
-frames to each side (kept raw and parsed), state writes, passwords the charger accepted, CALLs taken over under the
-``terminate`` rotation policy, and the answers of the gateway's own CALLs. The session's collaborators are plain
+frames to each side (kept raw and parsed), state writes, connections it fails (with a close code), passwords the
+charger accepted, CALLs taken over under the ``terminate`` rotation policy, and the answers of the gateway's own
+CALLs. The session's collaborators are plain
 callables that record; its metrics are a real :class:`gateway.metrics.Metrics`. No sockets, no loop, no sleeps.
 
     pair = SessionPair("1.6")                       # pass-through; SessionPair("1.6", "2.0.1") translates
@@ -116,6 +117,8 @@ class SessionPair:
         self.writes: list[Write] = []
         self.passwords: list[str] = []
         self.rotations: list[tuple[str, JsonDict, str]] = []
+        #: connections the session failed: (side, close code, reason)
+        self.failed: list[tuple[str, int, str]] = []
         self.take_rotations = True
         if translator is None and backend_version is not None and backend_version != version:
             translator = translator_for(version, backend_version, session_started_at=T0, options=translation)
@@ -123,6 +126,7 @@ class SessionPair:
             to_charger=self.charger,
             to_backend=self.backend,
             persist=self._persist,
+            fail=self._fail,
             password_accepted=self.passwords.append,
             rotate_upstream=self._rotate_upstream if rotation == "terminate" else None,
         )
@@ -185,6 +189,10 @@ class SessionPair:
     def _persist(self, write: Write) -> None:
         self.writes.append(write)
         self.effects.append(("persist", write))
+
+    def _fail(self, side: str, code: int, reason: str) -> None:
+        self.failed.append((side, code, reason))
+        self.effects.append(("fail", (side, code, reason)))
 
     def _rotate_upstream(self, unique_id: str, answer: JsonDict, password: str) -> bool:
         self.rotations.append((unique_id, answer, password))

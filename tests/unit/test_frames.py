@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
 from hypothesis import given
@@ -14,11 +16,13 @@ from gateway.ocpp.frames import (
     CallResult,
     CallResultError,
     MessageType,
+    Raw,
     Send,
     call_error_text,
     call_result_error_text,
     call_result_text,
     call_text,
+    has_duplicate_keys,
     parse_frame,
     send_text,
 )
@@ -39,6 +43,17 @@ def test_callresult_and_callerror_are_parsed() -> None:
     assert isinstance(err, CallError) and err.code == "NotImplemented" and err.details == {}
 
 
+@pytest.mark.parametrize(("text", "kind"), [('[4,"c2","InternalError","no details"]', CallError),
+                                            (b'[5,"c2","InternalError","no details"]', CallResultError)])  # fmt: skip
+def test_an_error_frame_without_its_details_is_read_and_goes_on_with_them(text: Raw, kind: type) -> None:
+    # OCPP-J requires the ErrorDetails object: what is forwarded (raw) is the five-element frame, as bytes or str
+    frame = parse_frame(text)
+    assert type(frame) is kind and frame.details == {}
+    mt = b"4" if kind is CallError else b"5"
+    expected = b"[" + mt + b',"c2","InternalError","no details",{}]'
+    assert frame.raw == (expected if isinstance(text, bytes) else expected.decode())
+
+
 def test_v21_send_and_callresulterror_are_parsed_and_keep_their_text() -> None:
     text = b'[6,"s1","NotifyPeriodicEventStream",{"id":1,"pending":0,"basetime":"x","data":[]}]'
     frame = parse_frame(text)
@@ -46,9 +61,6 @@ def test_v21_send_and_callresulterror_are_parsed_and_keep_their_text() -> None:
     assert frame.raw is text
     err = parse_frame('[5,"c1","FormatViolation","tariff unreadable",{"at":"$.tariff"}]')
     assert err == CallResultError("c1", "FormatViolation", "tariff unreadable", {"at": "$.tariff"}, err.raw)
-    assert parse_frame('[5,"c2","InternalError","no details"]') == CallResultError(
-        "c2", "InternalError", "no details", {}, '[5,"c2","InternalError","no details"]'
-    )
     assert (MessageType.CALLRESULTERROR, MessageType.SEND) == (5, 6)
 
 
@@ -79,7 +91,13 @@ BAD = [
     ('{"a": 1}', ErrorKind.NOT_ARRAY, None, "ProtocolError", "RpcFrameworkError"),
     ("[]", ErrorKind.NOT_ARRAY, None, "ProtocolError", "RpcFrameworkError"),
     ('[2, 17, "Heartbeat", {}]', ErrorKind.BAD_UNIQUE_ID, None, "ProtocolError", "RpcFrameworkError"),
-    ('[2, "' + "x" * 37 + '", "Heartbeat", {}]', ErrorKind.BAD_UNIQUE_ID, None, "ProtocolError", "RpcFrameworkError"),
+    (
+        '[2, "' + "x" * 37 + '", "Heartbeat", {}]',
+        ErrorKind.BAD_UNIQUE_ID,
+        "x" * 37,
+        "ProtocolError",
+        "RpcFrameworkError",
+    ),
     ('[2, "", "Heartbeat", {}]', ErrorKind.BAD_UNIQUE_ID, None, "ProtocolError", "RpcFrameworkError"),
     ('[2, "u2", "Heartbeat"]', ErrorKind.BAD_SHAPE, "u2", "ProtocolError", "RpcFrameworkError"),
     ('[2, "u3", 5, {}]', ErrorKind.BAD_ACTION, "u3", "ProtocolError", "RpcFrameworkError"),
@@ -99,6 +117,57 @@ def test_malformed_frames_raise_typed_errors_with_version_codes(
     assert info.value.unique_id == uid
     assert info.value.code("1.6") == code16
     assert info.value.code("2.0.1") == code201
+
+
+LONG_ID = "x" * 37
+
+
+@pytest.mark.parametrize(("version", "answer_id"), [("1.6", "-1"), ("2.0", "-1"), ("2.0.1", "-1"), ("2.1", "-1")])
+def test_a_call_with_a_unique_id_over_36_characters_is_answered_per_version(version: str, answer_id: str) -> None:
+    # an id that cannot be used is answered with "-1" (OCPP 2.0.1 Part 4 §4.2.3); 1.6 names no such id, but its own
+    # id back (over 36 characters) would be a frame strict peers reject
+    with pytest.raises(FrameError) as info:
+        parse_frame(f'[2,"{LONG_ID}","Heartbeat",{{}}]')
+    assert info.value.kind is ErrorKind.BAD_UNIQUE_ID
+    assert info.value.answer_id(version) == answer_id
+
+
+@pytest.mark.parametrize("text", ['[2, 17, "Heartbeat", {}]', '[2, "", "Heartbeat", {}]', '[2, null, "Heartbeat", {}]'])
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_a_call_without_a_string_unique_id_cannot_be_answered(text: str, version: str) -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame(text)
+    assert info.value.answer_id(version) is None
+
+
+def test_a_long_unique_id_on_an_answer_is_not_answered() -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame(f'[3,"{LONG_ID}",{{}}]')
+    assert info.value.answer_id("1.6") is None and info.value.answer_id("2.0.1") is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'[2,"u1","Heartbeat",{"x":"\xff"}]',  # not UTF-8 at all
+        b'[2,"u1","Heartbeat",{"x":"\xed\xa0\x80"}]',  # an encoded surrogate
+        b'[2,"u1","Heartbeat",{"x":"\xc3"}]',  # a sequence cut short
+        '[2,"u1","Heartbeat",{"x":"\ud800"}]',  # str with a lone surrogate (cannot be encoded)
+    ],
+)
+def test_invalid_utf8_is_its_own_kind_and_fails_the_connection_with_1007(text: bytes | str) -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame(text)
+    assert info.value.kind is ErrorKind.INVALID_UTF8
+    assert info.value.close_code == 1007
+    assert info.value.answer_id("1.6") is None and info.value.answer_id("2.0.1") is None
+
+
+def test_invalid_json_in_valid_utf8_is_answered_not_closed() -> None:
+    with pytest.raises(FrameError) as info:
+        parse_frame('[2,"u1","Heartbeat",{"x":"é"}'.encode())
+    assert info.value.kind is ErrorKind.INVALID_JSON
+    assert info.value.close_code is None and info.value.answer_id("1.6") == "u1"
 
 
 def test_a_malformed_result_is_not_answered() -> None:
@@ -186,3 +255,87 @@ def test_v21_codes_are_v201s_and_spelled_as_in_v201() -> None:
     assert normalise_code("RpcFrameworkError", "2.1") == "RpcFrameworkError"
     assert normalise_code("MadeUp", "2.1") == "GenericError"
     assert FrameError(ErrorKind.UNKNOWN_MESSAGE_TYPE, "x", "u").code("2.1") == "MessageTypeNotSupported"
+
+
+DUPLICATES = [
+    '[2,"u","StatusNotification",{"status":"A","status":"B"}]',
+    '[2,"u","MeterValues",{"meterValue":[{"sampledValue":[{"value":"1","value":"2"}]}]}]',
+    '[3,"u",{"idTagInfo":{"status":"Accepted","status":"Blocked"}}]',
+    '[2, "u" , "X" , { "status" : "A" ,\n "status"\t:  "B" }]',  # whitespace around the colons
+    '[2,"u","X",{"status":"A","st\\u0061tus":"B"}]',  # the same key, once escaped (slow path)
+    '[2,"u","X",{"t":"12:00:00","t":"13:00:00"}]',  # colons in the values of both
+    '[2,"u:1","X:y",{"a":1,"a":2}]',  # colons in the unique id and action
+]
+UNIQUE = [
+    '[2,"u","StatusNotification",{"connectorId":1,"status":"Available","errorCode":"NoError"}]',
+    '[2,"u","X",{"k":["a",":"],"t":"2025-01-01T12:00:00Z"}]',  # a ':' string after a string in a list
+    '[2,"u","X",{"a:b":"c:d","e":"f\\":g"}]',  # colons inside keys and values, an escaped quote before one
+    '[2,"u","X",{"n":"caf\\u00e9","m":"\\u003a"}]',  # \\u escapes (slow path), one of them a colon
+    '[2,"u","X",{"url":"http:\\/\\/x\\/y","a":{"a":{"a":1}}}]',  # the same key at different depths
+    '[3,"u:1",{}]',
+]
+
+
+@pytest.mark.parametrize("text", DUPLICATES)
+def test_a_key_given_twice_in_any_object_is_found(text: str) -> None:
+    for raw in (text, text.encode()):
+        frame = parse_frame(raw)
+        assert isinstance(frame, Call | CallResult)
+        assert has_duplicate_keys(frame), raw
+
+
+@pytest.mark.parametrize("text", UNIQUE)
+def test_frames_without_a_repeated_key_are_not_flagged(text: str) -> None:
+    for raw in (text, text.encode()):
+        frame = parse_frame(raw)
+        assert isinstance(frame, Call | CallResult)
+        assert not has_duplicate_keys(frame), raw
+
+
+# JSON objects written as lists of pairs, so that a key can be given twice
+pairs_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(alphabet='ab:"\\é\u2028 ', max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3).map(lambda xs: ("list", xs))
+        | st.lists(st.tuples(st.sampled_from(["a", "b", "a:", 'q"', "é", "\\"]), children), max_size=3).map(
+            lambda ps: ("object", ps)
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def _write(value: object, ascii_only: bool, sep: str) -> str:
+    """JSON text of a ``pairs_values`` value, keys in the order given (repeats kept), escapes as chosen."""
+    if isinstance(value, tuple) and value[0] == "list":
+        return "[" + ("," + sep).join(_write(v, ascii_only, sep) for v in value[1]) + "]"
+    if isinstance(value, tuple) and value[0] == "object":
+        items = (
+            json.dumps(k, ensure_ascii=ascii_only) + sep + ":" + sep + _write(v, ascii_only, sep) for k, v in value[1]
+        )
+        return "{" + ",".join(items) + "}"
+    return json.dumps(value, ensure_ascii=ascii_only)
+
+
+def _repeats(value: object) -> bool:
+    if isinstance(value, tuple) and value[0] == "list":
+        return any(_repeats(v) for v in value[1])
+    if isinstance(value, tuple) and value[0] == "object":
+        keys = [k for k, _ in value[1]]
+        return len(set(keys)) != len(keys) or any(_repeats(v) for _, v in value[1])
+    return False
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b", "c:", "é"]), pairs_values), max_size=4),
+    st.booleans(),
+    st.sampled_from(["", " ", "\n\t"]),
+)
+def test_duplicate_keys_are_found_exactly_whatever_the_escapes_and_whitespace(
+    pairs: list[tuple[str, object]], ascii_only: bool, sep: str
+) -> None:
+    payload = ("object", pairs)
+    raw = f'[2,"u1","DataTransfer",{_write(payload, ascii_only, sep)}]'.encode()
+    frame = parse_frame(raw)
+    assert isinstance(frame, Call)
+    assert has_duplicate_keys(frame) == _repeats(payload)

@@ -156,10 +156,19 @@ UNANSWERABLE = [
     (b"hello", "invalid_json"),
     (b"{}", "not_array"),
     ([2, 42, "Heartbeat", {}], "bad_unique_id"),
-    ([2, "x" * 37, "Heartbeat", {}], "bad_unique_id"),
+    ([3, "x" * 37, {}], "bad_unique_id"),
     ([3, "m1"], "bad_shape"),
     ([4, "m1", "GenericError"], "bad_shape"),
     ([3, "m1", []], "payload_not_object"),
+]
+
+
+# a CALL whose unique id is longer than 36 characters: (version, the id of its CALLERROR, the code); answered
+# under "-1" (OCPP 2.0.1 Part 4 §4.2.3; 1.6 names no such id, and echoing the long one would break strict peers)
+LONG_ID_ANSWERS = [
+    ("1.6", "-1", "ProtocolError"),
+    ("2.0.1", "-1", "RpcFrameworkError"),
+    ("2.1", "-1", "RpcFrameworkError"),
 ]
 
 
@@ -196,6 +205,36 @@ class TestMalformedFrames:
         send(frame)
         pair.assert_nothing_sent()
         assert pair.counter("ocppgw_frame_errors_total", side=side, kind=kind) == 1
+
+    @pytest.mark.parametrize(("version", "answer_id", "code"), LONG_ID_ANSWERS)
+    def test_a_charger_call_with_a_unique_id_over_36_characters_is_answered_and_goes_nowhere(
+        self, version: Any, answer_id: str, code: str
+    ) -> None:
+        pair = SessionPair(version)
+        pair.charger_sends(hb("x" * 37))
+        pair.assert_error_to_charger(answer_id, code)
+        pair.assert_to_backend()
+        assert pair.counter("ocppgw_frame_errors_total", side="charger", kind="bad_unique_id") == 1
+
+    @pytest.mark.parametrize(("version", "answer_id", "code"), LONG_ID_ANSWERS)
+    def test_a_backend_call_with_a_unique_id_over_36_characters_is_answered_and_goes_nowhere(
+        self, version: Any, answer_id: str, code: str
+    ) -> None:
+        pair = SessionPair(version)
+        pair.backend_sends(hb("x" * 37))
+        pair.assert_error_to_backend(answer_id, code)
+        pair.assert_to_charger()
+        assert pair.counter("ocppgw_frame_errors_total", side="backend", kind="bad_unique_id") == 1
+
+    @pytest.mark.parametrize("side", ["charger", "backend"])
+    def test_invalid_utf8_fails_its_senders_connection_with_1007_and_goes_nowhere(self, side: str) -> None:
+        # RFC 6455 §8.1: a text frame that is not UTF-8 fails the WebSocket connection; no CALLERROR
+        pair = SessionPair("2.0.1")
+        send = pair.charger_sends if side == "charger" else pair.backend_sends
+        send(b'[2,"u1","Heartbeat",{"x":"\xff"}]')
+        pair.assert_nothing_sent()
+        assert pair.failed == [(side, 1007, "invalid_utf8")]
+        assert pair.counter("ocppgw_frame_errors_total", side=side, kind="invalid_utf8") == 1
 
     def test_the_session_lives_on_after_a_malformed_frame(self) -> None:
         pair = SessionPair("1.6")
