@@ -362,9 +362,11 @@ def has_huge_number(data: bytes) -> bool:
 
 
 def _beyond_limits(data: bytes, frame: Any) -> bool:
-    """JSON that RFC 8259 lets a parser refuse (§9): numbers no double holds, lone surrogates. (Nesting deeper than
-    MAX_DEPTH never parses here: such frames take the broken-frame rule.)"""
-    if has_huge_number(data):
+    """JSON that RFC 8259 lets a parser refuse (§9): numbers no double holds (beyond ±1.8e308; larger integers are
+    read as doubles, a 64-bit one as itself), lone surrogates. (Nesting deeper than MAX_DEPTH never parses here:
+    such frames take the broken-frame rule.)"""
+    numbers = _NUMBER.findall(_STRING.sub('""', data.decode("utf-8")).encode())  # JSON numbers, not digits in text
+    if any(math.isinf(float(token)) for token in numbers):
         return True
     for node in _nodes(frame):
         for text in [node] if isinstance(node, str) else node if isinstance(node, dict) else []:

@@ -737,13 +737,15 @@ class Session:
 
     def _refuse_frame(self, e: FrameError, side: str) -> None:
         """A malformed frame: counted, and answered to its sender when it is a CALL with an id to answer under."""
+        version = self.version if side == "charger" else self.backend_version
+        if e.v21_type and version != "2.1":  # a malformed SEND or CALLRESULTERROR: before 2.1, an unknown type
+            e = FrameError(ErrorKind.UNKNOWN_MESSAGE_TYPE, f"unknown message type {e.v21_type}", e.unique_id)
         self.metrics.frame_errors.labels(side, e.kind.value).inc()
         if self.log is not None:
             self.log.info("frame_refused", side=side, kind=e.kind.value, unique_id=e.unique_id and e.unique_id[:40])
         if e.close_code is not None:
             self.fx.fail(side, e.close_code, e.kind.value)
             return
-        version = self.version if side == "charger" else self.backend_version
         uid = e.answer_id(version)
         if uid is None:
             return

@@ -149,15 +149,19 @@ class FrameError(Exception):
 
     ``unique_id`` is set when it could be read (a string id over 36 characters, too), so that the session can
     answer with a CALLERROR (under :meth:`answer_id`); ``is_call`` tells whether the frame looked like a CALL (only
-    CALLs are answered). A frame that fails its sender's connection instead has a :attr:`close_code`.
+    CALLs are answered). A frame that fails its sender's connection instead has a :attr:`close_code`. ``v21_type``
+    is the message type of a malformed SEND (6) or CALLRESULTERROR (5): to a peer before 2.1 an unknown one.
     """
 
-    def __init__(self, kind: ErrorKind, detail: str, unique_id: str | None = None, is_call: bool = True) -> None:
+    def __init__(
+        self, kind: ErrorKind, detail: str, unique_id: str | None = None, is_call: bool = True, v21_type: int = 0
+    ) -> None:
         super().__init__(f"{kind.value}: {detail}")
         self.kind = kind
         self.detail = detail
         self.unique_id = unique_id
         self.is_call = is_call
+        self.v21_type = v21_type
 
     def code(self, version: str) -> str:
         """The CALLERROR code for this error in ``version``."""

@@ -224,17 +224,17 @@ def _parse_v21(msg: list[Any], mt: int, n: int, uid: str, text: Raw) -> CallResu
     if mt == 6:
         action, payload = (msg[2], msg[3]) if n == 4 else (None, None)
         if type(action) is not str or not action or len(action) > MAX_ACTION:
-            raise FrameError(ErrorKind.BAD_SHAPE, "SEND must be [6, id, action, {payload}]", uid, False)
+            raise FrameError(ErrorKind.BAD_SHAPE, "SEND must be [6, id, action, {payload}]", uid, False, mt)
         if type(payload) is not dict:
-            raise FrameError(ErrorKind.PAYLOAD_NOT_OBJECT, "payload must be a JSON object", uid, False)
+            raise FrameError(ErrorKind.PAYLOAD_NOT_OBJECT, "payload must be a JSON object", uid, False, mt)
         return Send(uid, action, payload, text)
     if n not in (4, 5):
-        raise FrameError(ErrorKind.BAD_SHAPE, f"CALLRESULTERROR must have 5 elements, got {n}", uid, False)
+        raise FrameError(ErrorKind.BAD_SHAPE, f"CALLRESULTERROR must have 5 elements, got {n}", uid, False, mt)
     code, desc = msg[2], msg[3]
     details = msg[4] if n == 5 else {}
     if type(code) is not str or type(desc) is not str or type(details) is not dict:
         raise FrameError(
-            ErrorKind.BAD_SHAPE, "CALLRESULTERROR code/description must be strings, details an object", uid, False
+            ErrorKind.BAD_SHAPE, "CALLRESULTERROR code/description must be strings, details an object", uid, False, mt
         )
     if n == 4:
         text = _same_kind(text, _dumps([5, uid, code, desc, details]))
@@ -264,12 +264,21 @@ def has_duplicate_keys(frame: Call | CallResult) -> bool:
     hides a colon (``\u003a``): a frame with a ``\u`` escape counts its key tokens instead (slow path).
     """
     raw = frame.raw if isinstance(frame.raw, bytes) else frame.raw.encode()
-    if b"\\" in raw and b"\\u" in raw:
-        return sum(1 for colon in _STRING_TOKEN.findall(raw) if colon) != _count_keys(frame.payload)
-    n = _dumps(frame.payload).count(b":") + frame.unique_id.count(":")
+    if b"\\u" in raw:
+        return _counted_keys_differ(raw, frame.payload)
+    try:
+        canonical = _dumps(frame.payload)
+    except EncodeError:  # nested deeper than orjson writes (254; it reads 1024): count instead
+        return _counted_keys_differ(raw, frame.payload)
+    n = canonical.count(b":") + frame.unique_id.count(":")
     if type(frame) is Call:
         n += frame.action.count(":")
     return raw.count(b":") != n
+
+
+def _counted_keys_differ(raw: bytes, payload: dict[str, Any]) -> bool:
+    """Slow path of :func:`has_duplicate_keys`: the key tokens of the text against the keys that were parsed."""
+    return sum(1 for colon in _STRING_TOKEN.findall(raw) if colon) != _count_keys(payload)
 
 
 def _count_keys(value: object) -> int:

@@ -265,6 +265,7 @@ DUPLICATES = [
     '[2,"u","X",{"status":"A","st\\u0061tus":"B"}]',  # the same key, once escaped (slow path)
     '[2,"u","X",{"t":"12:00:00","t":"13:00:00"}]',  # colons in the values of both
     '[2,"u:1","X:y",{"a":1,"a":2}]',  # colons in the unique id and action
+    '[2,"u","X",{"a":' + "[" * 600 + '{"b":1,"b":2}' + "]" * 600 + "}]",  # deeper than orjson writes (slow path)
 ]
 UNIQUE = [
     '[2,"u","StatusNotification",{"connectorId":1,"status":"Available","errorCode":"NoError"}]',
@@ -273,6 +274,7 @@ UNIQUE = [
     '[2,"u","X",{"n":"caf\\u00e9","m":"\\u003a"}]',  # \\u escapes (slow path), one of them a colon
     '[2,"u","X",{"url":"http:\\/\\/x\\/y","a":{"a":{"a":1}}}]',  # the same key at different depths
     '[3,"u:1",{}]',
+    '[2,"u","X",{"a":' + "[" * 600 + '{"b":1,"c":2}' + "]" * 600 + "}]",  # deeper than orjson writes
 ]
 
 

@@ -126,6 +126,24 @@ class TestSend:
         assert pair.counter("ocppgw_frame_errors_total", side="charger", kind="unknown_message_type") == 1
         assert pair.counter("ocppgw_frame_errors_total", side="backend", kind="unknown_message_type") == 1
 
+    @pytest.mark.parametrize(("version", "code"), [("2.0.1", "MessageTypeNotSupported"), ("1.6", "ProtocolError")])
+    @pytest.mark.parametrize(
+        "frame", [[6, "m1", "Heartbeat"], [6, "m1", "Heartbeat", []], [5, "m1", "Heartbeat", {}], [5, "m1"]]
+    )
+    def test_a_malformed_send_or_callresulterror_from_a_version_without_them_is_an_unknown_type(
+        self, version: str, code: str, frame: list[object]
+    ) -> None:
+        # to a 2.1 peer a malformed one is dropped (never answered); before 2.1 the type itself is unknown, whatever
+        # follows it, and an unknown type is answered
+        pair = SessionPair(version)  # type: ignore[arg-type]
+        pair.charger_sends(frame)
+        pair.assert_error_to_charger("m1", code)
+        pair.assert_to_backend()
+        assert pair.counter("ocppgw_frame_errors_total", side="charger", kind="unknown_message_type") == 1
+        pair.backend_sends(frame)
+        pair.assert_error_to_backend("m1", code)
+        pair.assert_to_charger()
+
 
 class TestCallResultError:
     def test_the_backends_callresulterror_reaches_the_charger_whose_callresult_it_refuses(self) -> None:
