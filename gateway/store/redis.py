@@ -140,7 +140,7 @@ class RedisStore:
                 key = k.translation(w.cid, w.sub)
                 pipe.delete(key) if v is None else pipe.set(key, v)
             elif w.kind == "cred":
-                pipe.delete(k.cred(w.cid)) if v is None else pipe.set(k.cred(w.cid), v)
+                pipe.delete(k.cred(w.cid), k.credproof(w.cid)) if v is None else pipe.set(k.cred(w.cid), v)
             elif w.kind == "upcred":
                 key = k.upcred(w.cid, w.sub)
                 pipe.delete(key) if v is None else pipe.set(key, v)
@@ -234,6 +234,24 @@ class RedisStore:
         v = await self._get(self.keys.cred(cid))
         h = v.get("hash") if v else None
         return h if isinstance(h, str) else None
+
+    async def get_password_hash_and_proof(self, cid: str, proof_ttl_s: float) -> tuple[str | None, bytes | None]:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.get(self.keys.cred(cid))
+        pipe.getex(self.keys.credproof(cid), px=_ms(proof_ttl_s))
+        try:
+            raw, proof = await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        v = _loads(raw)
+        h = v.get("hash") if v else None
+        return (h if isinstance(h, str) else None), (proof if isinstance(proof, bytes) else None)
+
+    async def put_password_proof(self, cid: str, proof: bytes, ttl_s: float) -> None:
+        try:
+            await self._r.set(self.keys.credproof(cid), proof, px=_ms(ttl_s))
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
 
     async def get_upstream_password(self, cid: str, backend: str) -> str | None:
         v = await self._get(self.keys.upcred(cid, backend))
@@ -348,6 +366,10 @@ class _RedisSubscription:
 
     async def close(self) -> None:
         await self._ps.aclose()  # type: ignore[no-untyped-call]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _text(v: bytes | str | None) -> str | None:
