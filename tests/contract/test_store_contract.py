@@ -131,14 +131,13 @@ async def test_password_hash_and_proof_come_together_and_the_proof_goes_with_the
 
 
 async def test_password_proof_expires_unless_read_again(store: Store) -> None:
-    await store.apply([Write("cred", "CP1", "", {"hash": "scrypt$1$1$1$a$b"})])
-    await store.put_password_proof("CP1", b"p" * 32, 0.3)
-    await asyncio.sleep(0.2)
-    assert (await store.get_password_hash_and_proof("CP1", 0.3))[1] == b"p" * 32  # read: 0.3 s from now again
-    await asyncio.sleep(0.2)
-    assert (await store.get_password_hash_and_proof("CP1", 0.3))[1] == b"p" * 32
-    await asyncio.sleep(0.45)
-    assert await store.get_password_hash_and_proof("CP1", 0.3) == ("scrypt$1$1$1$a$b", None)
+    await store.apply([Write("cred", "CP1", "", {"hash": "scrypt$1$1$1$a$b"}), Write("cred", "CP2", "", {"hash": "h"})])
+    await store.put_password_proof("CP1", b"p" * 32, 0.4)
+    await store.put_password_proof("CP2", b"q" * 32, 0.4)
+    assert (await store.get_password_hash_and_proof("CP2", 60))[1] == b"q" * 32  # read: 60 s from now on
+    await asyncio.sleep(0.6)
+    assert await store.get_password_hash_and_proof("CP1", 60) == ("scrypt$1$1$1$a$b", None)
+    assert await store.get_password_hash_and_proof("CP2", 60) == ("h", b"q" * 32)
 
 
 async def test_claiming_a_charger_returns_its_previous_owner(store: Store) -> None:
