@@ -36,6 +36,7 @@ __all__ = [
     "TapConfig",
     "TapHttpConfig",
     "TapRedisStreamConfig",
+    "VerificationCacheConfig",
     "load_config",
     "parse_config",
 ]
@@ -98,6 +99,17 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class VerificationCacheConfig:
+    """``security.verification_cache``: successful password checks remembered in the store, shared by every process
+    and replica, as HMAC-SHA256(secret, charger id, stored hash, password) (gateway/store/keys.py ``credproof``)."""
+
+    #: the HMAC key: the same on every replica, at least 32 characters (e.g. ``openssl rand -hex 32``)
+    secret: str = field(default="", repr=False)
+    #: how long an entry lives after the last check that read it
+    ttl_s: float = 30 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
 class SecurityConfig:
     #: YAML file of charger credentials imported into the store at start (see docs/security.md)
     credentials_file: str | None = None
@@ -107,6 +119,8 @@ class SecurityConfig:
     auth_failure_window_s: float = 60.0
     #: password hashes computed at once (each ~50 ms of CPU in a worker thread)
     hash_concurrency: int = 4
+    #: None: successful checks are remembered per process only (lost at a restart)
+    verification_cache: VerificationCacheConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,6 +712,18 @@ def _taps(c: _Checker, node: Any, routes_raw: Any, store: StoreConfig) -> tuple[
     return tuple(taps)
 
 
+def _verification_cache(c: _Checker, node: Any, path: str) -> VerificationCacheConfig | None:
+    if node is None:
+        return None
+    d = c.mapping(node, path, {"secret", "ttl_s"}, {"secret"})
+    secret = c.get(
+        d, "secret", path, str, "",
+        lambda v: None if len(v) >= 32 else "must be at least 32 characters (e.g. `openssl rand -hex 32`)",
+    )  # fmt: skip
+    ttl = c.get(d, "ttl_s", path, float, VerificationCacheConfig().ttl_s, _positive)
+    return VerificationCacheConfig(secret=secret, ttl_s=ttl) if secret else None
+
+
 def _tls_version(c: _Checker, d: Mapping[str, Any], path: str) -> TlsVersion:
     """``min_version`` of a TLS block ("1.2" | "1.3"; YAML may write it as a number)."""
     raw = {**d, "min_version": str(d.get("min_version", "1.2"))}
@@ -909,6 +935,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             "auth_failures_per_address",
             "auth_failure_window_s",
             "hash_concurrency",
+            "verification_cache",
         },
     )
     dsec = SecurityConfig()
@@ -924,6 +951,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             d, "auth_failure_window_s", "security", float, dsec.auth_failure_window_s, _positive
         ),
         hash_concurrency=c.get(d, "hash_concurrency", "security", int, dsec.hash_concurrency, _positive),
+        verification_cache=_verification_cache(c, d.get("verification_cache"), "security.verification_cache"),
     )
 
     taps = _taps(c, top.get("taps"), top.get("routes"), store)

@@ -149,6 +149,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.auth_cache = Counter(
+            "ocppgw_auth_cache_total",
+            "Basic auth password checks by verification cache result (hit: no scrypt; miss: a scrypt hash was "
+            "computed: no proof yet, a stale one, a wrong password or an unknown charger id)",
+            ["result"],
+            registry=r,
+        )
         self.tls_handshakes = Counter(
             "ocppgw_tls_handshakes_total",
             "TLS handshakes on charger listeners by listener and outcome (ok, protocol_version, untrusted_cert, "
