@@ -177,6 +177,11 @@ class BackendConfig:
     auth: BackendAuthConfig = BackendAuthConfig()
     #: how chargers of another OCPP version are translated to this backend (validated; see ``_translation``)
     translation: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    #: admission pacing, per process: at most this many new charger links per second toward this backend (None: no
+    #: limit); a charger that would wait more than ``max_connect_wait_s`` for its turn gets 503 with Retry-After.
+    #: Not compared: a reload that changes only these applies them to new admissions and reconnects nobody.
+    max_connects_per_s: float | None = field(default=None, compare=False)
+    max_connect_wait_s: float = field(default=5.0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -712,6 +717,22 @@ def _taps(c: _Checker, node: Any, routes_raw: Any, store: StoreConfig) -> tuple[
     return tuple(taps)
 
 
+#: the handshake's own deadline is 10 s (gateway/edge/handshake.py HANDSHAKE_TIMEOUT_S): a paced charger's wait must
+#: leave time for the upstream connect
+_MAX_CONNECT_WAIT_S = 8.0
+
+
+def _pacing(c: _Checker, b: Mapping[str, Any], path: str) -> tuple[float | None, float]:
+    """``backends.<name>.max_connects_per_s`` (None: no pacing) and ``max_connect_wait_s`` (gateway/links/pacing.py)."""
+    rate = c.get(b, "max_connects_per_s", path, float, 0.0, _positive)
+    wait = c.get(
+        b, "max_connect_wait_s", path, float, 5.0,
+        lambda v: None if 0 <= v <= _MAX_CONNECT_WAIT_S else f"must be 0..{_MAX_CONNECT_WAIT_S:g} (the handshake "
+        "has 10 s in all)",
+    )  # fmt: skip
+    return rate or None, wait
+
+
 def _verification_cache(c: _Checker, node: Any, path: str) -> VerificationCacheConfig | None:
     if node is None:
         return None
@@ -811,6 +832,8 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                     "tls",
                     "auth",
                     "translation",
+                    "max_connects_per_s",
+                    "max_connect_wait_s",
                 },
                 {"url"},
             )
@@ -822,6 +845,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             profile = c.get(b, "security_profile", p, int, 0, _profile)
             tls = _backend_tls(c, b.get("tls"), f"{p}.tls")
             auth = _backend_auth(c, b.get("auth"), f"{p}.auth")
+            pacing = _pacing(c, b, p)
             if profile >= 2 and url and not url.startswith("wss://"):
                 c.err(f"{p}.url", f"security profile {profile} needs a wss:// URL")
             if profile == 3 and not (tls.cert or tls.cert_dir):
@@ -839,6 +863,8 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                 reconnect_grace_s=c.get(b, "reconnect_grace_s", p, float, db.reconnect_grace_s, _non_negative),
                 ping_interval_s=c.get(b, "ping_interval_s", p, float, db.ping_interval_s, _non_negative),
                 translation=_translation(c, b.get("translation"), f"{p}.translation"),
+                max_connects_per_s=pacing[0],
+                max_connect_wait_s=pacing[1],
             )
 
     routes: list[RouteConfig] = []

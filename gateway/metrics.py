@@ -42,7 +42,7 @@ class Metrics:
         self.connections = Counter(
             "ocppgw_connections_total",
             "Charger WebSocket handshakes by outcome (accepted, bad_path, bad_charger_id, no_subprotocol, "
-            "no_route, backend_unavailable, draining, unauthorized, forbidden, rate_limited, store_unavailable)",
+            "no_route, backend_unavailable, paced, draining, unauthorized, forbidden, rate_limited, store_unavailable)",
             ["outcome"],
             registry=r,
         )
@@ -93,6 +93,14 @@ class Metrics:
             "ocppgw_backend_connects_total",
             "Upstream connection attempts by backend and outcome (ok, error, timeout)",
             ["backend", "outcome"],
+            registry=r,
+        )
+        self.backend_connect_wait = Histogram(
+            "ocppgw_backend_connect_wait_seconds",
+            "Admission pacing (max_connects_per_s): how long an admitted charger waited for its turn to open its "
+            'primary link, by backend (the refused are counted in ocppgw_connections_total{outcome="paced"})',
+            ["backend"],
+            buckets=(0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
             registry=r,
         )
         self.backend_reconnects = Counter(
