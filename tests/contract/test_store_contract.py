@@ -140,6 +140,13 @@ async def test_password_proof_expires_unless_read_again(store: Store) -> None:
     assert await store.get_password_hash_and_proof("CP2", 60) == ("h", b"q" * 32)
 
 
+async def test_a_storm_of_concurrent_reads_waits_for_connections_instead_of_failing(store: Store) -> None:
+    """A reconnect storm: hundreds of admissions read at once (redis-py's default pool failed the 101st)."""
+    await store.apply([Write("cred", f"CP{i}", "", {"hash": f"h{i}"}) for i in range(500)])
+    got = await asyncio.gather(*(store.get_password_hash_and_proof(f"CP{i}", 60) for i in range(500)))
+    assert got == [(f"h{i}", None) for i in range(500)]
+
+
 async def test_claiming_a_charger_returns_its_previous_owner(store: Store) -> None:
     assert await store.claim_owner("CP1", "A", 30) is None
     assert await store.get_owner("CP1") == "A"
