@@ -159,8 +159,9 @@ class Metrics:
         )
         self.auth_cache = Counter(
             "ocppgw_auth_cache_total",
-            "Basic auth password checks by verification cache result (hit: no scrypt; miss: a scrypt hash was "
-            "computed: no proof yet, a stale one, a wrong password or an unknown charger id)",
+            "Basic auth password checks by verification cache result (hit: no scrypt; joined: the result of the "
+            "same check already running; miss: a scrypt hash was computed: no proof yet, a stale one, a wrong "
+            "password or an unknown charger id)",
             ["result"],
             registry=r,
         )

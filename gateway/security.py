@@ -324,9 +324,12 @@ class PasswordVerifier:
       (one round trip reads hash and proof), shared by every process and replica and kept across restarts, for
       ``ttl_s`` after the last check that read them; without it, in a bounded LRU of this process under a random
       key, lost at a restart;
-    * ``on_cache`` is told ``hit`` (no scrypt) or ``miss`` (a scrypt ran: no proof, a stale one, a wrong password,
-      an unknown id) for every check; ``store_errors``: what the store raises when it cannot keep a proof now (the
-      check's result stands, the proof is not kept).
+    * the same check running twice at once (a charger that retried while its first attempt still waited for a hash,
+      as in a reconnect storm when hashing is behind) runs one scrypt: the second waits for the first's result;
+    * ``on_cache`` is told ``hit`` (no scrypt), ``joined`` (the result of the same check already running) or
+      ``miss`` (a scrypt ran: no proof, a stale one, a wrong password, an unknown id) for every check;
+      ``store_errors``: what the store raises when it cannot keep a proof now (the check's result stands, the proof
+      is not kept).
     """
 
     def __init__(
@@ -350,6 +353,8 @@ class PasswordVerifier:
         self._dummy: str | None = None
         self._on_cache = on_cache
         self._store_errors = store_errors
+        #: checks running now, by proof: a charger retrying while its first check still runs waits for that one
+        self._running: dict[bytes, asyncio.Task[bool]] = {}
 
     async def verify(self, cid: str, password: str) -> bool:
         """Raises whatever the store raises when it cannot be read (``StoreUnavailable``)."""
@@ -364,16 +369,31 @@ class PasswordVerifier:
                 self._cache.move_to_end(cid)
             self._count("hit")
             return True
-        self._count("miss")
         loop = asyncio.get_running_loop()
-        async with self._sem:
-            if stored is None:
+        if stored is None or tag is None:  # unknown id: the dummy hash, every time
+            self._count("miss")
+            async with self._sem:
                 if self._dummy is None:
                     self._dummy = await loop.run_in_executor(None, hash_password, secrets.token_hex(16))
                 await loop.run_in_executor(None, verify_password, password, self._dummy)
-                return False
+            return False
+        check = self._running.get(tag)
+        if check is not None:  # the same charger, hash and password already being checked (a retry): its result
+            self._count("joined")
+            return await asyncio.shield(check)
+        self._count("miss")
+        check = self._running[tag] = loop.create_task(self._check(cid, password, stored, tag), name="password-check")
+        check.add_done_callback(lambda _: self._running.pop(tag, None))
+        return await asyncio.shield(check)
+
+    async def _check(self, cid: str, password: str, stored: str, tag: bytes) -> bool:
+        """One scrypt, and the proof remembered when it matched. A task of its own, so that a charger that gives up
+        (its handshake deadline) neither cancels it for the retries waiting on it nor wastes the work: bounded by
+        one hash and one store write, it finishes on its own."""
+        loop = asyncio.get_running_loop()
+        async with self._sem:
             ok = await loop.run_in_executor(None, verify_password, password, stored)
-        if ok and tag is not None:
+        if ok:
             await self._remember(cid, tag)
         return ok
 

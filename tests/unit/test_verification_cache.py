@@ -4,6 +4,7 @@ so that each test stays fast (the cost does not change what is counted)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 
@@ -176,3 +177,34 @@ def test_verification_cache_config_needs_a_long_secret_and_names_its_paths() -> 
     with pytest.raises(ConfigError) as e:
         parse_config({**base, "security": {"verification_cache": {"ttl_s": 60}}})
     assert [p for p, _ in e.value.problems] == ["security.verification_cache.secret"]
+
+
+async def test_a_retry_while_the_first_check_still_runs_waits_for_it_instead_of_hashing_again(
+    scrypts: list[str],
+) -> None:
+    store, _ = await store_with("CP-1", PW)
+    results: Counter[str] = Counter()
+    v = verifier(store, results)
+    first = asyncio.ensure_future(v.verify("CP-1", PW))
+    await asyncio.sleep(0)  # the first check is running (its scrypt queued in the executor)
+    second = asyncio.ensure_future(v.verify("CP-1", PW))
+    other = asyncio.ensure_future(v.verify("CP-1", OTHER))  # another password never shares a result
+    assert await asyncio.gather(first, second, other) == [True, True, False]
+    assert len(scrypts) == 2
+    assert results == {"miss": 2, "joined": 1}
+    assert await v.verify("CP-1", PW) and len(scrypts) == 2  # then from the cache
+
+
+async def test_a_charger_that_gives_up_does_not_cancel_the_check_its_retry_waits_for(scrypts: list[str]) -> None:
+    store, _ = await store_with("CP-1", PW)
+    results: Counter[str] = Counter()
+    v = verifier(store, results)
+    first = asyncio.ensure_future(v.verify("CP-1", PW))
+    await asyncio.sleep(0)
+    retry = asyncio.ensure_future(v.verify("CP-1", PW))
+    await asyncio.sleep(0)
+    first.cancel()  # its handshake deadline passed
+    assert await retry
+    assert len(scrypts) == 1 and results == {"miss": 1, "joined": 1}
+    _, proof = await store.get_password_hash_and_proof("CP-1", 60)
+    assert proof is not None  # the work was not wasted
