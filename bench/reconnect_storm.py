@@ -14,9 +14,11 @@ What runs (loopback only, every process started and stopped here):
     ``security.verification_cache`` (the secret from the environment). ``--max-connects-per-s`` paces the backend.
   * a CSMS stand-in (``--role stub`` of this script: picows, the shared harness's ``csms_stub.answer`` for every CALL)
     that records the time of every upstream connect, so the connect rate the CSMS sees is measured;
-  * ``--procs`` picows client processes for the fleet (ids CP000000...), and one more for ``--steady`` chargers under
-    steady load (ids ST0000..., a Heartbeat every ``--steady-interval`` s each, one outstanding CALL), whose round
-    trips before the storm (baseline, ``--baseline-s``) and during it are compared.
+  * ``--procs`` picows client processes for the fleet (ids CP000000..., niced by ``--client-nice``: they stand for
+    chargers on other machines), and one more for ``--steady`` chargers under steady load (ids ST0000..., a Heartbeat
+    every ``--steady-interval`` s each, one outstanding CALL, routed to a CSMS stand-in of their own so that their
+    round trips measure the gateway rather than the CSMS that takes the storm), whose round trips before the storm
+    (baseline, ``--baseline-s``) and during it are compared.
 
 Phases: ``first``: the steady chargers connect, the baseline is measured, then the whole fleet connects at once
 (each charger: TLS, the upgrade with its Basic auth header, a BootNotification; a refused or failed attempt is
@@ -130,7 +132,9 @@ def write_pki(work: Path, key: str) -> tuple[Path, Path, Path]:
     return cert, keyf, cafile
 
 
-def gateway_config(args: argparse.Namespace, port: int, admin: int, store: str, stub: int, work: Path) -> str:
+def gateway_config(
+    args: argparse.Namespace, port: int, admin: int, store: str, stub: int, steady_stub: int, work: Path
+) -> str:
     listen: dict[str, Any] = {"host": "127.0.0.1", "port": port, "security_profile": args.profile}
     if args.profile == 2:
         listen["tls"] = {"cert": str(work / "gw-chain.pem"), "key": str(work / "gw.key")}
@@ -147,8 +151,8 @@ def gateway_config(args: argparse.Namespace, port: int, admin: int, store: str, 
         "listen": listen,
         "admin": {"host": "127.0.0.1", "port": admin},
         "store": {"url": store},
-        "backends": {"bench": backend},
-        "routes": [{"match": "*", "primary": "bench"}],
+        "backends": {"bench": backend, "steady": {"url": f"ws://127.0.0.1:{steady_stub}/ocpp", "ocpp": "1.6"}},
+        "routes": [{"match": "ST*", "primary": "steady"}, {"match": "*", "primary": "bench"}],
         "security": security,
         "logging": {"level": "info", "format": "json"},
         "session": {"shutdown_grace_s": 1},
@@ -797,12 +801,20 @@ def main() -> None:
             print(
                 f"# credentials for {args.n + args.steady} chargers in {time.monotonic() - t0:.1f} s", file=sys.stderr
             )
-        stub_port, port, admin = free_port(), free_port(), free_port()
+        stub_port, steady_port, port, admin = free_port(), free_port(), free_port(), free_port()
         dump = work / "stub-connects.json"
         stub = subprocess.Popen([PY, __file__, "--role", "stub", "--port", str(stub_port), "--dump", str(dump)])
         stack.callback(lambda: (stub.terminate(), stub.wait(10)))
+        # the steady chargers' CSMS: another stand-in, so that their round trips measure the gateway, not the CSMS
+        # that takes the storm
+        steady_stub = subprocess.Popen(
+            [PY, __file__, "--role", "stub", "--port", str(steady_port), "--dump", str(work / "steady.json")]
+        )
+        stack.callback(lambda: (steady_stub.terminate(), steady_stub.wait(10)))
         wait_port(stub_port)
-        gw = Gateway(gateway_config(args, port, admin, redis_url, stub_port, work), port, admin, work)
+        wait_port(steady_port)
+        cfg = gateway_config(args, port, admin, redis_url, stub_port, steady_port, work)
+        gw = Gateway(cfg, port, admin, work)
         stack.callback(gw.stop)
         result["gateway_start_s"] = round(gw.start(), 2)
         if args.prefill and args.cache and args.store == "redis" and args.profile in (1, 2):
