@@ -37,6 +37,7 @@ __all__ = [
     "TapConfig",
     "TapHttpConfig",
     "TapRedisStreamConfig",
+    "VerificationCacheConfig",
     "load_config",
     "parse_config",
 ]
@@ -99,6 +100,17 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class VerificationCacheConfig:
+    """``security.verification_cache``: successful password checks remembered in the store, shared by every process
+    and replica, as HMAC-SHA256(secret, charger id, stored hash, password) (gateway/store/keys.py ``credproof``)."""
+
+    #: the HMAC key: the same on every replica, at least 32 characters (e.g. ``openssl rand -hex 32``)
+    secret: str = field(default="", repr=False)
+    #: how long an entry lives after the last check that read it
+    ttl_s: float = 30 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
 class SecurityConfig:
     #: YAML file of charger credentials imported into the store at start (see docs/security.md)
     credentials_file: str | None = None
@@ -108,6 +120,8 @@ class SecurityConfig:
     auth_failure_window_s: float = 60.0
     #: password hashes computed at once (each ~50 ms of CPU in a worker thread)
     hash_concurrency: int = 4
+    #: None: successful checks are remembered per process only (lost at a restart)
+    verification_cache: VerificationCacheConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +178,11 @@ class BackendConfig:
     auth: BackendAuthConfig = BackendAuthConfig()
     #: how chargers of another OCPP version are translated to this backend (validated; see ``_translation``)
     translation: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    #: admission pacing, per process: at most this many new charger links per second toward this backend (None: no
+    #: limit); a charger that would wait more than ``max_connect_wait_s`` for its turn gets 503 with Retry-After.
+    #: Not compared: a reload that changes only these applies them to new admissions and reconnects nobody.
+    max_connects_per_s: float | None = field(default=None, compare=False)
+    max_connect_wait_s: float = field(default=5.0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -717,6 +736,34 @@ def _taps(c: _Checker, node: Any, routes_raw: Any, store: StoreConfig) -> tuple[
     return tuple(taps)
 
 
+#: the handshake's own deadline is 10 s (gateway/edge/handshake.py HANDSHAKE_TIMEOUT_S): a paced charger's wait must
+#: leave time for the upstream connect
+_MAX_CONNECT_WAIT_S = 8.0
+
+
+def _pacing(c: _Checker, b: Mapping[str, Any], path: str) -> tuple[float | None, float]:
+    """``backends.<name>.max_connects_per_s`` (None: no pacing) and ``max_connect_wait_s`` (gateway/links/pacing.py)."""
+    rate = c.get(b, "max_connects_per_s", path, float, 0.0, _positive)
+    wait = c.get(
+        b, "max_connect_wait_s", path, float, 5.0,
+        lambda v: None if 0 <= v <= _MAX_CONNECT_WAIT_S else f"must be 0..{_MAX_CONNECT_WAIT_S:g} (the handshake "
+        "has 10 s in all)",
+    )  # fmt: skip
+    return rate or None, wait
+
+
+def _verification_cache(c: _Checker, node: Any, path: str) -> VerificationCacheConfig | None:
+    if node is None:
+        return None
+    d = c.mapping(node, path, {"secret", "ttl_s"}, {"secret"})
+    secret = c.get(
+        d, "secret", path, str, "",
+        lambda v: None if len(v) >= 32 else "must be at least 32 characters (e.g. `openssl rand -hex 32`)",
+    )  # fmt: skip
+    ttl = c.get(d, "ttl_s", path, float, VerificationCacheConfig().ttl_s, _positive)
+    return VerificationCacheConfig(secret=secret, ttl_s=ttl) if secret else None
+
+
 def _tls_version(c: _Checker, d: Mapping[str, Any], path: str) -> TlsVersion:
     """``min_version`` of a TLS block ("1.2" | "1.3"; YAML may write it as a number)."""
     raw = {**d, "min_version": str(d.get("min_version", "1.2"))}
@@ -804,6 +851,8 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                     "tls",
                     "auth",
                     "translation",
+                    "max_connects_per_s",
+                    "max_connect_wait_s",
                 },
                 {"url"},
             )
@@ -815,6 +864,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             profile = c.get(b, "security_profile", p, int, 0, _profile)
             tls = _backend_tls(c, b.get("tls"), f"{p}.tls")
             auth = _backend_auth(c, b.get("auth"), f"{p}.auth")
+            pacing = _pacing(c, b, p)
             if profile >= 2 and url and not url.startswith("wss://"):
                 c.err(f"{p}.url", f"security profile {profile} needs a wss:// URL")
             if profile == 3 and not (tls.cert or tls.cert_dir):
@@ -832,6 +882,8 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                 reconnect_grace_s=c.get(b, "reconnect_grace_s", p, float, db.reconnect_grace_s, _non_negative),
                 ping_interval_s=c.get(b, "ping_interval_s", p, float, db.ping_interval_s, _non_negative),
                 translation=_translation(c, b.get("translation"), f"{p}.translation"),
+                max_connects_per_s=pacing[0],
+                max_connect_wait_s=pacing[1],
             )
 
     routes: list[RouteConfig] = []
@@ -928,6 +980,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             "auth_failures_per_address",
             "auth_failure_window_s",
             "hash_concurrency",
+            "verification_cache",
         },
     )
     dsec = SecurityConfig()
@@ -943,6 +996,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             d, "auth_failure_window_s", "security", float, dsec.auth_failure_window_s, _positive
         ),
         hash_concurrency=c.get(d, "hash_concurrency", "security", int, dsec.hash_concurrency, _positive),
+        verification_cache=_verification_cache(c, d.get("verification_cache"), "security.verification_cache"),
     )
 
     taps = _taps(c, top.get("taps"), top.get("routes"), store)

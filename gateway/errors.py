@@ -3,6 +3,7 @@
     GatewayError
      ├── ChargerRejected        the charger's handshake is refused before the upgrade -> ``http_status``
      ├── BackendUnavailable     a backend cannot be reached -> HTTP 502 (refused/failed) or 503 (timeout)
+     │    └── BackendBusy       the backend's admission pacing has no turn for the charger in time -> 503 + Retry-After
      ├── NoUpstreamCredentials  no client certificate / password for this charger toward a backend -> HTTP 502
      └── ChargerCallFailed      an admin CALL to a charger got no answer (timeout) or the charger is gone
 
@@ -14,7 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["BackendUnavailable", "ChargerCallFailed", "ChargerRejected", "GatewayError", "NoUpstreamCredentials"]
+__all__ = [
+    "BackendBusy",
+    "BackendUnavailable",
+    "ChargerCallFailed",
+    "ChargerRejected",
+    "GatewayError",
+    "NoUpstreamCredentials",
+]
 
 
 class GatewayError(Exception):
@@ -41,6 +49,15 @@ class BackendUnavailable(GatewayError):
         self.backend = backend
         self.reason = reason
         self.http_status = http_status
+
+
+class BackendBusy(BackendUnavailable):
+    """Admission pacing (``backends.<name>.max_connects_per_s``): this process opens no more links toward the backend
+    now; the charger gets 503 and ``Retry-After: retry_after_s``."""
+
+    def __init__(self, backend: str, retry_after_s: int) -> None:
+        super().__init__(backend, "pacing new connections", 503)
+        self.retry_after_s = retry_after_s
 
 
 class ChargerCallFailed(GatewayError):

@@ -42,7 +42,7 @@ class Metrics:
         self.connections = Counter(
             "ocppgw_connections_total",
             "Charger WebSocket handshakes by outcome (accepted, bad_path, bad_charger_id, no_subprotocol, "
-            "no_route, backend_unavailable, draining, unauthorized, forbidden, rate_limited, store_unavailable)",
+            "no_route, backend_unavailable, paced, draining, unauthorized, forbidden, rate_limited, store_unavailable)",
             ["outcome"],
             registry=r,
         )
@@ -94,6 +94,14 @@ class Metrics:
             "ocppgw_backend_connects_total",
             "Upstream connection attempts by backend and outcome (ok, error, timeout)",
             ["backend", "outcome"],
+            registry=r,
+        )
+        self.backend_connect_wait = Histogram(
+            "ocppgw_backend_connect_wait_seconds",
+            "Admission pacing (max_connects_per_s): how long an admitted charger waited for its turn to open its "
+            'primary link, by backend (the refused are counted in ocppgw_connections_total{outcome="paced"})',
+            ["backend"],
+            buckets=(0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
             registry=r,
         )
         self.backend_reconnects = Counter(
@@ -149,6 +157,14 @@ class Metrics:
             "Charger authentication failures by reason (missing_credentials, malformed, wrong_username, "
             "wrong_password, rate_limited, no_client_cert, cert_cn_mismatch, weaker_profile, not_allowed)",
             ["reason"],
+            registry=r,
+        )
+        self.auth_cache = Counter(
+            "ocppgw_auth_cache_total",
+            "Basic auth password checks by verification cache result (hit: no scrypt; joined: the result of the "
+            "same check already running; miss: a scrypt hash was computed: no proof yet, a stale one, a wrong "
+            "password or an unknown charger id)",
+            ["result"],
             registry=r,
         )
         self.tls_handshakes = Counter(

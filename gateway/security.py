@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -47,6 +48,7 @@ __all__ = [
     "client_context",
     "hash_password",
     "observe_handshake_failures",
+    "password_proof",
     "parse_basic_auth",
     "peer_common_name",
     "server_context",
@@ -290,7 +292,24 @@ def verify_password(password: str, encoded: str) -> bool:
 
 
 class HashSource(Protocol):
+    """Where the verifier reads hashes and keeps proofs (the store)."""
+
     async def get_password_hash(self, cid: str) -> str | None: ...
+
+    async def get_password_hash_and_proof(self, cid: str, proof_ttl_s: float) -> tuple[str | None, bytes | None]: ...
+
+    async def put_password_proof(self, cid: str, proof: bytes, ttl_s: float) -> None: ...
+
+
+def password_proof(key: bytes, cid: str, stored_hash: str, password: str) -> bytes:
+    """HMAC-SHA256(key, charger id, stored hash, password), each part length-prefixed (no two triples share an
+    input). It proves that ``password`` matched ``stored_hash`` for ``cid``, and is worthless without ``key``: it
+    holds neither the password nor the hash, and a guess cannot be tested against it without the key."""
+    mac = hmac.new(key, b"ocppgw-credproof-v1", hashlib.sha256)
+    for part in (cid.encode(), stored_hash.encode(), password.encode()):
+        mac.update(len(part).to_bytes(4, "big"))
+        mac.update(part)
+    return mac.digest()
 
 
 class PasswordVerifier:
@@ -298,44 +317,101 @@ class PasswordVerifier:
 
     * scrypt runs in the default executor, at most ``concurrency`` at once, so the loop keeps serving frames;
     * an id without a stored hash is checked against a dummy hash, so timing does not tell which ids exist;
-    * a successful check is remembered as HMAC(process key, password) next to the stored hash (bounded LRU), so a
-      fleet reconnecting after a restart of the CSMS pays scrypt once per charger, not once per connection. A new
-      hash in the store (rotation, admin API) makes the entry miss. The cache holds no password.
+    * a successful check is remembered as a proof, :func:`password_proof` of (charger id, stored hash, password),
+      so that a fleet reconnecting pays scrypt once per charger, not once per connection. A new hash in the store
+      (rotation, admin API) makes the proof miss; so does any other password, which then costs a real scrypt. The
+      comparison is constant-time. With ``secret`` (``security.verification_cache``) proofs are kept in the store
+      (one round trip reads hash and proof), shared by every process and replica and kept across restarts, for
+      ``ttl_s`` after the last check that read them; without it, in a bounded LRU of this process under a random
+      key, lost at a restart;
+    * the same check running twice at once (a charger that retried while its first attempt still waited for a hash,
+      as in a reconnect storm when hashing is behind) runs one scrypt: the second waits for the first's result;
+    * ``on_cache`` is told ``hit`` (no scrypt), ``joined`` (the result of the same check already running) or
+      ``miss`` (a scrypt ran: no proof, a stale one, a wrong password, an unknown id) for every check;
+      ``store_errors``: what the store raises when it cannot keep a proof now (the check's result stands, the proof
+      is not kept).
     """
 
-    def __init__(self, store: HashSource, concurrency: int = 4, cache_size: int = 100_000) -> None:
+    def __init__(
+        self,
+        store: HashSource,
+        concurrency: int = 4,
+        cache_size: int = 100_000,
+        *,
+        secret: str | None = None,
+        ttl_s: float = 30 * 86400.0,
+        on_cache: Callable[[str], None] | None = None,
+        store_errors: tuple[type[Exception], ...] = (),
+    ) -> None:
         self.store = store
         self._sem = asyncio.Semaphore(concurrency)
-        self._key = secrets.token_bytes(32)
-        self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._shared = secret is not None
+        self._key = secret.encode() if secret is not None else secrets.token_bytes(32)
+        self._ttl_s = ttl_s
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cache_size = cache_size
         self._dummy: str | None = None
-
-    def _tag(self, password: str) -> bytes:
-        return hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+        self._on_cache = on_cache
+        self._store_errors = store_errors
+        #: checks running now, by proof: a charger retrying while its first check still runs waits for that one
+        self._running: dict[bytes, asyncio.Task[bool]] = {}
 
     async def verify(self, cid: str, password: str) -> bool:
         """Raises whatever the store raises when it cannot be read (``StoreUnavailable``)."""
-        stored = await self.store.get_password_hash(cid)
-        if stored is not None:
-            hit = self._cache.get(cid)
-            if hit is not None and hit[0] == stored and hmac.compare_digest(hit[1], self._tag(password)):
+        if self._shared:
+            stored, proof = await self.store.get_password_hash_and_proof(cid, self._ttl_s)
+        else:
+            stored = await self.store.get_password_hash(cid)
+            proof = self._cache.get(cid)
+        tag = password_proof(self._key, cid, stored, password) if stored is not None else None
+        if tag is not None and proof is not None and hmac.compare_digest(proof, tag):
+            if not self._shared:
                 self._cache.move_to_end(cid)
-                return True
+            self._count("hit")
+            return True
         loop = asyncio.get_running_loop()
-        async with self._sem:
-            if stored is None:
+        if stored is None or tag is None:  # unknown id: the dummy hash, every time
+            self._count("miss")
+            async with self._sem:
                 if self._dummy is None:
                     self._dummy = await loop.run_in_executor(None, hash_password, secrets.token_hex(16))
                 await loop.run_in_executor(None, verify_password, password, self._dummy)
-                return False
+            return False
+        check = self._running.get(tag)
+        if check is not None:  # the same charger, hash and password already being checked (a retry): its result
+            self._count("joined")
+            return await asyncio.shield(check)
+        self._count("miss")
+        check = self._running[tag] = loop.create_task(self._check(cid, password, stored, tag), name="password-check")
+        check.add_done_callback(lambda _: self._running.pop(tag, None))
+        return await asyncio.shield(check)
+
+    async def _check(self, cid: str, password: str, stored: str, tag: bytes) -> bool:
+        """One scrypt, and the proof remembered when it matched. A task of its own, so that a charger that gives up
+        (its handshake deadline) neither cancels it for the retries waiting on it nor wastes the work: bounded by
+        one hash and one store write, it finishes on its own."""
+        loop = asyncio.get_running_loop()
+        async with self._sem:
             ok = await loop.run_in_executor(None, verify_password, password, stored)
         if ok:
-            self._cache[cid] = (stored, self._tag(password))
+            await self._remember(cid, tag)
+        return ok
+
+    def _count(self, result: str) -> None:
+        if self._on_cache is not None:
+            self._on_cache(result)
+
+    async def _remember(self, cid: str, tag: bytes) -> None:
+        if not self._shared:
+            self._cache[cid] = tag
             self._cache.move_to_end(cid)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return ok
+            return
+        # Not remembered when the store fails now: the charger is admitted all the same (its password matched), and
+        # its next check runs scrypt again.
+        with contextlib.suppress(*self._store_errors):
+            await self.store.put_password_proof(cid, tag, self._ttl_s)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,9 +9,12 @@ In order, each refusal an HTTP status before the upgrade:
    translates to it) -> 400;
 4. no upstream credentials for this charger toward the primary -> 502 (store unreadable: 503);
 5. a translated charger's state cannot be read -> 503 (the charger retries, and queues meanwhile);
-6. a live session with the same id is closed first (here or, through the fleet, on another node), so that the CSMS
+6. admission pacing toward the primary (``max_connects_per_s``, the link factory's): the charger waits for its turn,
+   or gets 503 with ``Retry-After`` when none comes within ``max_connect_wait_s``; after the security checks, so that
+   chargers that cannot authenticate take no turn from those that can;
+7. a live session with the same id is closed first (here or, through the fleet, on another node), so that the CSMS
    never sees two connections for one charger;
-7. the primary link opens (the link factory) or 502 (refused/failed) / 503 (timed out): the charger stays offline
+8. the primary link opens (the link factory) or 502 (refused/failed) / 503 (timed out): the charger stays offline
    and queues on its own; the gateway never answers for the CSMS.
 """
 
@@ -22,7 +25,7 @@ from gateway.app.hub import Hub
 from gateway.app.routing import Route
 from gateway.edge.charger import ChargerSocket
 from gateway.edge.handshake import UpgradeRequest
-from gateway.errors import BackendUnavailable, ChargerRejected, NoUpstreamCredentials
+from gateway.errors import BackendBusy, BackendUnavailable, ChargerRejected, NoUpstreamCredentials
 from gateway.ocpp.versions import SUBPROTOCOLS, VERSIONS, OcppVersion
 from gateway.store import StoreUnavailable
 from gateway.translate import TRANSLATABLE, translator_for
@@ -79,6 +82,11 @@ class Admission:
         except StoreUnavailable:
             raise ChargerRejected(503, "store_unavailable", "credential store unavailable") from None
         translator = await self._translator(cid, version, route) if version != backend.ocpp else None
+        try:
+            await hub.links.pace(backend)
+        except BackendBusy as e:
+            retry = {"Retry-After": str(e.retry_after_s)}
+            raise ChargerRejected(503, "paced", f"backend {e.backend} is pacing new connections", retry) from None
 
         # A second connection with the same id replaces the first, before the new upstream link opens, so that the
         # CSMS never sees two connections for one charger.

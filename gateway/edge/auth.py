@@ -81,7 +81,12 @@ class EdgeSecurity:
         self.metrics = metrics
         self.log = get_logger(component="security")
         s = config.security
-        self.verifier = PasswordVerifier(store, concurrency=s.hash_concurrency)
+        cache = s.verification_cache
+        self.verifier = PasswordVerifier(
+            store, concurrency=s.hash_concurrency, secret=cache.secret if cache is not None else None,
+            ttl_s=cache.ttl_s if cache is not None else 0.0, on_cache=self._cache_result,
+            store_errors=(StoreUnavailable,),
+        )  # fmt: skip
         self.by_charger = FailureLimiter(s.auth_failures_per_charger, s.auth_failure_window_s)
         self.by_address = FailureLimiter(s.auth_failures_per_address, s.auth_failure_window_s)
         problems: list[tuple[str, str]] = []
@@ -96,6 +101,9 @@ class EdgeSecurity:
                 observe_handshake_failures(ctx, functools.partial(self._tls_failed, lst.name))
         if problems:
             raise ConfigError(problems)
+
+    def _cache_result(self, result: str) -> None:
+        self.metrics.auth_cache.labels(result).inc()
 
     def _tls_failed(self, listener: str, e: BaseException) -> None:
         """A TLS handshake failed on a charger listener (called inside the loop's TLS code: must not raise)."""

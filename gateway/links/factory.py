@@ -6,20 +6,28 @@ its client TLS context (CA, client certificate: one file or one per charger from
 password per ``auth.password_from`` (profiles 1 and 2), its timeouts. A link's reconnects reuse what it was opened
 with (:mod:`gateway.links.link`), so nothing else ever builds a connection to a backend.
 
+Admission pacing (``backends.<name>.max_connects_per_s``, :mod:`gateway.links.pacing`) is the factory's too: the
+admission awaits :meth:`LinkFactory.pace` for a charger's primary right before it opens the link, so that a reconnect
+storm reaches each CSMS at the configured rate. Mirror feeds and cutovers do not take turns: a down mirror is probed
+once per back-off for all chargers, and a cutover has its own ``rate_per_s``.
+
 Errors: :class:`~gateway.errors.NoUpstreamCredentials` (no certificate or password for this charger: the charger
 gets 502), ``StoreUnavailable`` (the password could not be read: 503), :class:`~gateway.errors.BackendUnavailable`
-(refused, failed, timed out: 502/503). Each names the backend and a reason that holds no secret.
+(refused, failed, timed out: 502/503), :class:`~gateway.errors.BackendBusy` (no turn in time: 503 + Retry-After).
+Each names the backend and a reason that holds no secret.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
 from gateway.config import BackendConfig
-from gateway.errors import NoUpstreamCredentials
+from gateway.errors import BackendBusy, NoUpstreamCredentials
 from gateway.links.credentials import UpstreamCredentials
 from gateway.links.link import Link, open_link
+from gateway.links.pacing import ConnectPacer
 from gateway.metrics import Metrics
 from gateway.ocpp.versions import SUBPROTOCOLS
 from gateway.transport import Ticker
@@ -35,6 +43,26 @@ class LinkFactory:
         self.metrics = metrics
         self.ticker = ticker
         self.max_frame = max_frame
+        #: admission pacing per backend name (rebuilt when a reload changes the backend's rate or wait)
+        self._pacers: dict[str, ConnectPacer] = {}
+
+    async def pace(self, backend: BackendConfig) -> None:
+        """Wait for a turn to open a charger's link toward ``backend`` (no wait when it has no
+        ``max_connects_per_s``), or raise :class:`~gateway.errors.BackendBusy` when none comes within
+        ``max_connect_wait_s``. The wait is observed in ``ocppgw_backend_connect_wait_seconds``."""
+        rate = backend.max_connects_per_s
+        if rate is None:
+            return
+        pacer = self._pacers.get(backend.name)
+        if pacer is None or pacer.rate != rate or pacer.max_wait_s != backend.max_connect_wait_s:
+            pacer = self._pacers[backend.name] = ConnectPacer(rate, backend.max_connect_wait_s)
+        now = asyncio.get_running_loop().time()
+        wait = pacer.take(now)
+        if wait is None:
+            raise BackendBusy(backend.name, pacer.retry_after(now))
+        self.metrics.backend_connect_wait.labels(backend.name).observe(wait)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def open(
         self,

@@ -33,7 +33,8 @@ class Write:
     the ownership go only when that node still owns the charger (or nobody does); sub "" deletes unconditionally.
     ``boot``: value = {"payload", "at"}. ``status``: sub = connector id, value = StatusNotification payload.
     ``tx``: sub = backend name, value = translation state. ``route``: value = {"primary", "mirrors"} override.
-    ``cred``: the charger's own Basic auth password, value = {"hash": scrypt hash} (never the password).
+    ``cred``: the charger's own Basic auth password, value = {"hash": scrypt hash} (never the password). Deleting it
+    deletes the charger's verification proof too (:meth:`Store.put_password_proof`).
     ``upcred``: sub = backend name, value = {"password": ...}, the password the gateway presents for the charger
     to that backend. Credential writes are applied directly (awaited), never through the lossy write-behind queue.
     """
@@ -115,6 +116,15 @@ class Store(Protocol):
 
     async def get_password_hash(self, cid: str) -> str | None:
         """The scrypt hash of the charger's Basic auth password (``cred`` write), or None."""
+        ...
+
+    async def get_password_hash_and_proof(self, cid: str, proof_ttl_s: float) -> tuple[str | None, bytes | None]:
+        """The charger's password hash and its verification proof (:meth:`put_password_proof`), in one round trip;
+        the proof, when there is one, lives ``proof_ttl_s`` from now on."""
+        ...
+
+    async def put_password_proof(self, cid: str, proof: bytes, ttl_s: float) -> None:
+        """Keep ``proof`` (an HMAC from a successful password check, never the password) for ``ttl_s`` seconds."""
         ...
 
     async def get_upstream_password(self, cid: str, backend: str) -> str | None:

@@ -15,6 +15,13 @@
 - ``<p>:{cid}:tx:<backend>`` (string, JSON): translation state toward that backend (transaction ids, seqNo...).
 - ``<p>:{cid}:cred`` (string, JSON ``{"hash": "scrypt$..."}``): the charger's Basic auth password hash. Admin API,
   credentials file, password rotation. Never the password itself.
+- ``<p>:{cid}:credproof`` (string, 32 bytes, TTL ``security.verification_cache.ttl_s``): the verification cache
+  shared by every process and replica (only with ``security.verification_cache`` configured): HMAC-SHA256, keyed with
+  the configured secret, of (charger id, the stored scrypt hash, the password) from the last successful Basic auth
+  check. Never the password, nor anything that lets one recover it or test a guess without the secret. Read with the
+  ``cred`` key in one pipeline at every check (``GETEX``: the TTL starts again), written after a check that ran
+  scrypt, deleted with the ``cred`` key. A new hash (rotation, admin API) no longer matches it: it is stale, not
+  wrong.
 - ``<p>:{cid}:upcred:<backend>`` (string, JSON ``{"password": ...}``): the password the gateway presents for this
   charger to that backend (profiles 1/2 upstream). In clear, because it must be sent: protect Redis (ACLs, TLS).
 - ``<p>:{cid}:outbox:<mirror>`` (stream): copies waiting for a mirror, oldest first; entries are deleted when the
@@ -38,8 +45,9 @@
 - ``<p>:node:<node>`` (pub/sub channel, not a key): messages to one node, JSON: ``takeover`` (close your session of
   this charger with 1000), ``call`` (run an admin CALL on your charger) and their ``reply``.
 
-Only ``owner`` and tap ``lease`` keys have a TTL. Nothing here is a cache of something else: a restart reads it back
-and loses nothing the next connection needs.
+Only ``owner``, ``credproof`` and tap ``lease`` keys have a TTL. ``credproof`` is the one cache of something else
+(it saves a scrypt computation): losing it costs CPU, never correctness. Everything else is read back by a restart,
+which loses nothing the next connection needs.
 """
 
 from __future__ import annotations
@@ -69,6 +77,10 @@ class Keys:
 
     def cred(self, cid: str) -> str:
         return f"{self.prefix}:{{{cid}}}:cred"
+
+    def credproof(self, cid: str) -> str:
+        """The shared verification cache entry of a charger's Basic auth password (an HMAC, TTL)."""
+        return f"{self.prefix}:{{{cid}}}:credproof"
 
     def upcred(self, cid: str, backend: str) -> str:
         return f"{self.prefix}:{{{cid}}}:upcred:{backend}"

@@ -27,6 +27,8 @@ class MemoryStore:
         self._status: dict[str, dict[str, dict[str, Any]]] = {}
         self._tx: dict[tuple[str, str], dict[str, Any]] = {}
         self._cred: dict[str, dict[str, Any]] = {}
+        #: cid -> (verification proof, expiry on the monotonic clock)
+        self._proof: dict[str, tuple[bytes, float]] = {}
         self._upcred: dict[tuple[str, str], dict[str, Any]] = {}
         self._route: dict[str, dict[str, Any]] = {}
         #: cid -> (node, expiry on the monotonic clock)
@@ -56,6 +58,8 @@ class MemoryStore:
                 _put(self._tx, (w.cid, w.sub), v)
             elif w.kind == "cred":
                 _put(self._cred, w.cid, v)
+                if v is None:
+                    self._proof.pop(w.cid, None)
             elif w.kind == "upcred":
                 _put(self._upcred, (w.cid, w.sub), v)
             elif w.kind == "route":
@@ -127,6 +131,19 @@ class MemoryStore:
         v = self._cred.get(cid)
         h = v.get("hash") if v else None
         return h if isinstance(h, str) else None
+
+    async def get_password_hash_and_proof(self, cid: str, proof_ttl_s: float) -> tuple[str | None, bytes | None]:
+        proof = self._proof.get(cid)
+        now = time.monotonic()
+        if proof is not None and proof[1] <= now:
+            del self._proof[cid]
+            proof = None
+        if proof is not None:
+            self._proof[cid] = (proof[0], now + proof_ttl_s)
+        return await self.get_password_hash(cid), None if proof is None else proof[0]
+
+    async def put_password_proof(self, cid: str, proof: bytes, ttl_s: float) -> None:
+        self._proof[cid] = (bytes(proof), time.monotonic() + ttl_s)
 
     async def get_upstream_password(self, cid: str, backend: str) -> str | None:
         v = self._upcred.get((cid, backend))

@@ -25,6 +25,13 @@ from gateway.store.redis_outbox import RedisOutbox
 __all__ = ["RedisLease", "RedisStore"]
 
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, "health_check_interval": 15}
+#: Redis connections of one process. redis-py (>= 6) bounds its default pool at 100 and fails the 101st concurrent
+#: command with "Too many connections": a reconnect storm (hundreds of admissions reading credentials, routes and
+#: ownership at once) then refused chargers with 503 store_unavailable. The blocking pool makes a command wait for a
+#: free connection instead, up to ``_POOL_WAIT_S``; 64 connections pipeline far more than one process needs.
+_POOL_SIZE, _POOL_WAIT_S = 64, 5.0
+#: Sentinel has no blocking pool in redis-py: a bound high enough that only a runaway could reach it
+_SENTINEL_POOL_SIZE = 4096
 
 # Ownership scripts touch the keys of one charger only (one hash slot: fine on Redis Cluster).
 #: KEYS[1] owner; ARGV node, ttl ms: extend our ownership, or claim it again when it expired; 0 when another owns it
@@ -107,9 +114,12 @@ class RedisStore:
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 hosts, sentinel_kwargs={"password": password} if password else {}, **_TIMEOUTS
             )
-            client = sentinel.master_for(service, db=db, password=password)
+            client = sentinel.master_for(service, db=db, password=password, max_connections=_SENTINEL_POOL_SIZE)
             return cls(client, prefix)
-        return cls(aioredis.from_url(url, **_TIMEOUTS), prefix)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=_POOL_SIZE, timeout=_POOL_WAIT_S, **_TIMEOUTS
+        )
+        return cls(aioredis.Redis.from_pool(pool), prefix)  # from_pool: closing the client closes the pool
 
     async def ping(self) -> None:
         try:
@@ -140,7 +150,7 @@ class RedisStore:
                 key = k.translation(w.cid, w.sub)
                 pipe.delete(key) if v is None else pipe.set(key, v)
             elif w.kind == "cred":
-                pipe.delete(k.cred(w.cid)) if v is None else pipe.set(k.cred(w.cid), v)
+                pipe.delete(k.cred(w.cid), k.credproof(w.cid)) if v is None else pipe.set(k.cred(w.cid), v)
             elif w.kind == "upcred":
                 key = k.upcred(w.cid, w.sub)
                 pipe.delete(key) if v is None else pipe.set(key, v)
@@ -234,6 +244,24 @@ class RedisStore:
         v = await self._get(self.keys.cred(cid))
         h = v.get("hash") if v else None
         return h if isinstance(h, str) else None
+
+    async def get_password_hash_and_proof(self, cid: str, proof_ttl_s: float) -> tuple[str | None, bytes | None]:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.get(self.keys.cred(cid))
+        pipe.getex(self.keys.credproof(cid), px=_ms(proof_ttl_s))
+        try:
+            raw, proof = await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
+        v = _loads(raw)
+        h = v.get("hash") if v else None
+        return (h if isinstance(h, str) else None), (proof if isinstance(proof, bytes) else None)
+
+    async def put_password_proof(self, cid: str, proof: bytes, ttl_s: float) -> None:
+        try:
+            await self._r.set(self.keys.credproof(cid), proof, px=_ms(ttl_s))
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(str(e)) from e
 
     async def get_upstream_password(self, cid: str, backend: str) -> str | None:
         v = await self._get(self.keys.upcred(cid, backend))
@@ -348,6 +376,10 @@ class _RedisSubscription:
 
     async def close(self) -> None:
         await self._ps.aclose()  # type: ignore[no-untyped-call]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _text(v: bytes | str | None) -> str | None:

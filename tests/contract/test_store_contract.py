@@ -111,6 +111,42 @@ async def test_credentials_are_kept_per_charger_and_per_backend(store: Store) ->
     assert await store.get_upstream_password("CP/é 1", "csms-b") == "up-b"
 
 
+async def test_password_hash_and_proof_come_together_and_the_proof_goes_with_the_credentials(store: Store) -> None:
+    h = "scrypt$16384$8$1$c2FsdA==$aGFzaA=="
+    assert await store.get_password_hash_and_proof("CP/é 1", 60) == (None, None)
+    await store.apply([Write("cred", "CP/é 1", "", {"hash": h})])
+    assert await store.get_password_hash_and_proof("CP/é 1", 60) == (h, None)
+    proof = bytes(range(32))
+    await store.put_password_proof("CP/é 1", proof, 60)
+    assert await store.get_password_hash_and_proof("CP/é 1", 60) == (h, proof)
+    assert await store.get_password_hash_and_proof("other", 60) == (None, None)
+    # a new hash (rotation) leaves the proof in place: it no longer matches, which the verifier sees
+    await store.apply([Write("cred", "CP/é 1", "", {"hash": h + "x"})])
+    assert await store.get_password_hash_and_proof("CP/é 1", 60) == (h + "x", proof)
+    # deleting the credentials deletes the proof
+    await store.apply([Write("cred", "CP/é 1", "", None)])
+    assert await store.get_password_hash_and_proof("CP/é 1", 60) == (None, None)
+    await store.apply([Write("cred", "CP/é 1", "", {"hash": h})])
+    assert await store.get_password_hash_and_proof("CP/é 1", 60) == (h, None)
+
+
+async def test_password_proof_expires_unless_read_again(store: Store) -> None:
+    await store.apply([Write("cred", "CP1", "", {"hash": "scrypt$1$1$1$a$b"}), Write("cred", "CP2", "", {"hash": "h"})])
+    await store.put_password_proof("CP1", b"p" * 32, 0.4)
+    await store.put_password_proof("CP2", b"q" * 32, 0.4)
+    assert (await store.get_password_hash_and_proof("CP2", 60))[1] == b"q" * 32  # read: 60 s from now on
+    await asyncio.sleep(0.6)
+    assert await store.get_password_hash_and_proof("CP1", 60) == ("scrypt$1$1$1$a$b", None)
+    assert await store.get_password_hash_and_proof("CP2", 60) == ("h", b"q" * 32)
+
+
+async def test_a_storm_of_concurrent_reads_waits_for_connections_instead_of_failing(store: Store) -> None:
+    """A reconnect storm: hundreds of admissions read at once (redis-py's default pool failed the 101st)."""
+    await store.apply([Write("cred", f"CP{i}", "", {"hash": f"h{i}"}) for i in range(500)])
+    got = await asyncio.gather(*(store.get_password_hash_and_proof(f"CP{i}", 60) for i in range(500)))
+    assert got == [(f"h{i}", None) for i in range(500)]
+
+
 async def test_claiming_a_charger_returns_its_previous_owner(store: Store) -> None:
     assert await store.claim_owner("CP1", "A", 30) is None
     assert await store.get_owner("CP1") == "A"
