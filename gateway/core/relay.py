@@ -71,6 +71,9 @@ class RelayHost(Protocol):
     def mirror(self) -> Callable[[str, Raw | JsonDict, Raw | JsonDict | None], None] | None: ...
 
     def _note_boot(self, request: JsonDict) -> None: ...
+    def _violated(
+        self, side: str, message: str, action: str, e: schemas.SchemaViolation, payload: JsonDict
+    ) -> None: ...
     def _record_boot(self, response: JsonDict) -> None: ...
     def _to_origin(self, lane: Lane[Job], data: bytes) -> None: ...
     def _send_backend(self, data: Raw) -> None: ...
@@ -108,6 +111,7 @@ class Translating:
             pass  # the translator answers NotImplemented for actions it does not know
         except schemas.SchemaViolation as e:
             s.metrics.frame_errors.labels(origin, "schema").inc()
+            s._violated(origin, "call", call.action, e, call.payload)
             s._to_origin(
                 lane, call_error_text(call.unique_id, schemas.schema_error_code(e, src), f"{e.path}: {e.message}")
             )
@@ -204,6 +208,7 @@ class Translating:
         except schemas.SchemaViolation as e:
             side = "backend" if lane is s.up else "charger"
             s.metrics.frame_errors.labels(side, "schema_result").inc()
+            s._violated(side, "callresult", action, e, frame.payload)
             if s.log is not None:
                 s.log.warning("invalid_callresult", side=side, action=action, path=e.path)
             if version == "2.1":

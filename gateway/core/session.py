@@ -9,8 +9,9 @@ tests, ``tests/unit/session_pair.py``) feeds the session and carries out what it
   :meth:`Session.hold` / :meth:`Session.release` (a cutover), :meth:`Session.close`;
 * out: the :class:`Effects` it was given (send to the charger, send to the backend, persist a state write, a new
   Basic auth password the charger accepted, a password the CSMS sets under the ``terminate`` rotation policy), the
-  receivers of admin CALLs, and the optional hooks ``mirror``/``mirror_spool`` (copies to mirror feeds), ``tap``
-  and ``observe``. Counting goes straight to pre-bound Prometheus children.
+  receivers of admin CALLs, and the optional hooks ``mirror``/``mirror_spool`` (copies to mirror feeds), ``tap``,
+  ``observe``, ``on_boot`` and ``quirks`` (a charger's quirk profile: gateway/core/quirks.py). Counting goes straight
+  to pre-bound Prometheus children.
 
 Everything here is synchronous: a frame is handled to the end within the transport's read callback, with no task
 per message. No asyncio, no sockets, no store: the clocks are given (``clock``: the loop's, for deadlines and
@@ -25,7 +26,8 @@ Rules it enforces (OCPP-J: one outstanding CALL per direction), all through two 
   is dropped and counted, never delivered to the wrong party. A CALL unanswered by its deadline is forgotten.
 * A malformed frame gets the CALLERROR its sender's version names, when its unique id can be read; nothing
   malformed reaches the other side. The session lives on.
-* Pass-through forwards the original text unchanged, with the sender's unique id.
+* Pass-through forwards the original text unchanged, with the sender's unique id; a frame a quirk rule repaired
+  (``quirks``, before the schema check and the translation) is serialised anew.
 * Translation (``translator`` set: charger and backend speak different versions): a CALL is *planned* by the
   translator only when its turn on the lane comes, so that it sees the state the CALL before it left (a
   StopTransaction is planned after the StartTransaction's answer assigned the ids). The plan's CALLs
@@ -47,6 +49,7 @@ from typing import Any
 
 from gateway.core.jobs import AdminAnswer, Effects, Forward, Job, Own, Planned, Receiver, Send, SessionSettings
 from gateway.core.lane import FULL, START, Lane
+from gateway.core.quirks import SessionQuirks
 from gateway.core.relay import Translating
 from gateway.core.rotation import ROTATION_ACTIONS, intercept_csms_call, rotation_accepted, rotation_offer
 from gateway.metrics import Metrics
@@ -59,6 +62,7 @@ from gateway.ocpp.frames import (
     CallResultError,
     Raw,
     call_error_text,
+    call_result_text,
     call_text,
     parse_frame,
 )
@@ -96,6 +100,8 @@ class Session:
         "mirror_spool",
         "mirror_tag",
         "observe",
+        "on_boot",
+        "quirks",
         "relay",
         "remote",
         "settings",
@@ -161,6 +167,11 @@ class Session:
         #: called with (direction, message type, action, unique id, payload) for each frame relayed, when a tap
         #: selects this charger's route (gateway/fanout/taps.py); None otherwise
         self.tap: Callable[[str, str, str, str, JsonDict], None] | None = None
+        #: called with each BootNotification request of the charger as it came, before any repair (the app layer
+        #: chooses the charger's quirk profile again, and may set ``quirks``); None when no profile could match
+        self.on_boot: Callable[[JsonDict], None] | None = None
+        #: the charger's quirk profile and compliance counting (gateway/core/quirks.py); None: nothing per frame
+        self.quirks: SessionQuirks | None = None
         self._boot: JsonDict | None = None
         self._ids = 0
         self._session_id = session_id or secrets.token_hex(4)  # message ids never repeat across connections
@@ -185,6 +196,10 @@ class Session:
             return
         if type(frame) is Call:
             action = frame.action
+            if action == "BootNotification" and self.on_boot is not None:
+                self.on_boot(frame.payload)
+            if self.quirks is not None and self.quirks.call("from_charger", action, frame.payload):
+                frame = Call(frame.unique_id, action, frame.payload, call_text(frame.unique_id, action, frame.payload))
             self.metrics.count_message("from_charger", "call", action, self.backend)
             if self.validate and not self._valid_call(frame, "charger"):
                 return
@@ -211,6 +226,8 @@ class Session:
             return
         if type(frame) is Call:
             action = frame.action
+            if self.quirks is not None and self.quirks.call("from_backend", action, frame.payload):
+                frame = Call(frame.unique_id, action, frame.payload, call_text(frame.unique_id, action, frame.payload))
             self.metrics.count_message("from_backend", "call", action, self.backend)
             if self.validate and not self._valid_call(frame, "backend"):
                 return
@@ -479,6 +496,12 @@ class Session:
             return
         action = lane.action
         result = type(frame) is CallResult
+        if (
+            self.quirks is not None
+            and type(frame) is CallResult
+            and self.quirks.result(direction, action, frame.payload)
+        ):
+            frame = CallResult(frame.unique_id, frame.payload, call_result_text(frame.unique_id, frame.payload))
         kind = "callresult" if result else "callerror"
         metrics, backend = self.metrics, self.backend
         metrics.count_message(direction, kind, action, backend)
@@ -644,6 +667,7 @@ class Session:
             return True  # not in this version's schemas: the other side answers NotImplemented
         except schemas.SchemaViolation as e:
             self.metrics.frame_errors.labels(side, "schema").inc()
+            self._violated(side, "call", call.action, e, call.payload)
             answer = call_error_text(call.unique_id, schemas.schema_error_code(e, version), f"{e.path}: {e.message}")
             if side == "charger":
                 self.fx.to_charger(answer)
@@ -660,8 +684,14 @@ class Session:
             pass
         except schemas.SchemaViolation as e:
             self.metrics.frame_errors.labels(side, "schema_result").inc()
+            self._violated(side, "callresult", action, e, payload)
             if self.log is not None:
                 self.log.warning("invalid_callresult", side=side, action=action, path=e.path)
+
+    def _violated(self, side: str, message: str, action: str, e: schemas.SchemaViolation, payload: JsonDict) -> None:
+        """A frame of ``side`` failed its schema check: counted for the charger's model (quirks)."""
+        if self.quirks is not None:
+            self.quirks.violated("from_" + side, message, action, e, payload)
 
     def _refuse_frame(self, e: FrameError, side: str) -> None:
         self.metrics.frame_errors.labels(side, e.kind.value).inc()
