@@ -8,7 +8,8 @@ In order, each refusal an HTTP status before the upgrade:
 3. no subprotocol in common between the charger's offer and the primary (its own version, or one the gateway
    translates to it) -> 400;
 4. no upstream credentials for this charger toward the primary -> 502 (store unreadable: 503);
-5. a translated charger's state cannot be read -> 503 (the charger retries, and queues meanwhile);
+5. a translated charger's state cannot be read -> 503 (the charger retries, and queues meanwhile); the last boot is
+   read when a quirk profile may match on it (gateway/app/quirks.py; unreadable: chosen at the next boot instead);
 6. a live session with the same id is closed first (here or, through the fleet, on another node), so that the CSMS
    never sees two connections for one charger;
 7. the primary link opens (the link factory) or 502 (refused/failed) / 503 (timed out): the charger stays offline
@@ -79,6 +80,7 @@ class Admission:
         except StoreUnavailable:
             raise ChargerRejected(503, "store_unavailable", "credential store unavailable") from None
         translator = await self._translator(cid, version, route) if version != backend.ocpp else None
+        identity = await hub.quirks.identity(hub.store, cid)  # the last boot, when a quirk profile may need it
 
         # A second connection with the same id replaces the first, before the new upstream link opens, so that the
         # CSMS never sees two connections for one charger.
@@ -100,6 +102,7 @@ class Admission:
             hub, charger_id=cid, socket=socket, link=link, route=route, version=version, subprotocol=subprotocol,
             translator=translator, charger_password=admitted.password, log=log,
         )  # fmt: skip
+        hub.quirks.attach(conn, identity)
         hub.conns[cid] = conn
         conn.gauge.inc()
         hub.metrics.connections.labels("accepted").inc()

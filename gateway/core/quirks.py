@@ -33,9 +33,9 @@ from gateway.quirks.violations import classify
 
 __all__ = ["Sink", "SessionQuirks"]
 
-#: adds ``n`` to one counter of the charger's model: ("r", profile, rule, direction, message, action, path, repair)
-#: values repaired, ("f", ...the same) of them violations, ("v", direction, message, action, path, kind, hint,
-#: value) violations found
+#: adds ``n`` to one counter of the charger's model: ("r", version, profile, rule, direction, message, action, path,
+#: repair) values repaired, ("f", ...the same) of them violations, ("v", version, direction, message, action, path,
+#: kind, hint, value) violations found
 Sink = Callable[[tuple[str, ...], int], None]
 
 
@@ -86,7 +86,7 @@ class SessionQuirks:
         for a in done:
             rule = a.rule
             m.quirk_repairs.labels(profile, rule.name).inc(a.changed)
-            key = (profile, rule.name, direction, message, action, rule.path, rule.repair)
+            key = (self.version, profile, rule.name, direction, message, action, rule.path, rule.repair)
             self._sink(("r", *key), a.changed)
             if a.fixed:
                 self._sink(("f", *key), a.fixed)
@@ -109,7 +109,7 @@ class SessionQuirks:
             return
         v = classify(e.path, e.message, payload)
         self._metrics.schema_violations.labels(self.model, action_label(action), "unrepaired").inc()
-        self._sink(("v", direction, message, action, v.path, v.kind, v.hint, v.value or ""), 1)
+        self._sink(("v", self.version, direction, message, action, v.path, v.kind, v.hint, v.value or ""), 1)
 
     def take_checked(self) -> int:
         n, self.checked = self.checked, 0

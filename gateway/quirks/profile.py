@@ -148,7 +148,8 @@ class QuirksConfig:
 class ComplianceConfig:
     """``compliance:`` of the config (see README "Non-conforming chargers")."""
 
-    #: the per-model report in the store is kept (chargers seen, messages, violations, repairs)
+    #: the per-model report in the store is kept (chargers seen, messages, violations, repairs); true when the
+    #: section is there, unless it says otherwise
     enabled: bool = False
     #: share of the charger's CALLs and CALLRESULTs checked against the schema, for counting only, in sessions
     #: that do not validate (``session.validate_schemas`` off, pass-through); 0: none
@@ -164,7 +165,7 @@ class ComplianceConfig:
 
     @property
     def active(self) -> bool:
-        return self.enabled or self.sample_rate > 0
+        return self.enabled
 
 
 def shipped_names() -> list[str]:

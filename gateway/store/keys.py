@@ -43,9 +43,10 @@
   (gateway/store/compliance.py), in batches written behind (``compliance.flush_interval_s``).
 - ``<p>:compliance:<id>:chargers`` (set): the charger ids seen with that model.
 - ``<p>:compliance:<id>:counts`` (hash): counter (JSON of a tuple: ``["messages"]``, ``["checked"]``, a violation
-  ``["v", direction, message, action, path, kind, hint, value]``, a repair ``["r"|"f", profile, rule, direction,
-  message, action, path, repair]``) -> count; at most ``compliance.max_fields`` counters (checked atomically by a
-  script), further increments go to ``["other"]``. ``ocpp-gateway report compliance --reset`` deletes these keys.
+  ``["v", version, direction, message, action, path, kind, hint, value]``, a repair ``["r"|"f", version, profile,
+  rule, direction, message, action, path, repair]``) -> count; at most ``compliance.max_fields`` counters (checked
+  atomically by a script), further increments go to ``["other"]``. ``ocpp-gateway report compliance --reset``
+  deletes these keys.
 
 Only ``owner`` and tap ``lease`` keys have a TTL. Nothing here is a cache of something else: a restart reads it back
 and loses nothing the next connection needs.

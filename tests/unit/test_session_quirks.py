@@ -52,7 +52,7 @@ def test_a_repaired_call_reaches_the_backend_serialised_anew_and_counted() -> No
     assert pair.counter("ocppgw_quirk_repairs_total", profile="acme", rule="status-case") == 1
     assert pair.counter("ocppgw_schema_violations_total", model="ACME/X1", action="StatusNotification",
                         outcome="repaired") == 1  # fmt: skip
-    key = ("acme", "status-case", "from_charger", "call", "StatusNotification", "$.status", "enum_case")
+    key = ("1.6", "acme", "status-case", "from_charger", "call", "StatusNotification", "$.status", "enum_case")
     assert counts.fields == {("r", *key): 1, ("f", *key): 1}
     assert pair.session.quirks is not None and pair.session.quirks.take_checked() == 1
 
@@ -66,7 +66,7 @@ def test_without_the_profile_the_same_call_is_refused_and_counted_unrepaired() -
     assert pair.counter("ocppgw_schema_violations_total", model="ACME/X1", action="StatusNotification",
                         outcome="unrepaired") == 1  # fmt: skip
     assert counts.fields == {
-        ("v", "from_charger", "call", "StatusNotification", "$.status", "enum", "enum_case", ""): 1
+        ("v", "1.6", "from_charger", "call", "StatusNotification", "$.status", "enum", "enum_case", ""): 1
     }
 
 
@@ -112,9 +112,17 @@ def test_a_translated_charger_is_repaired_before_translation() -> None:
     pair.charger_sends([2, "1", "StatusNotification", dict(quirky)])
     (to_csms,) = pair.backend.unread()
     assert to_csms[2] == "StatusNotification" and to_csms[3]["connectorStatus"] == "Occupied"
-    assert ("f", "acme", "status-case", "from_charger", "call", "StatusNotification", "$.status", "enum_case") in (
-        counts.fields
-    )
+    assert (
+        "f",
+        "1.6",
+        "acme",
+        "status-case",
+        "from_charger",
+        "call",
+        "StatusNotification",
+        "$.status",
+        "enum_case",
+    ) in (counts.fields)
 
 
 def test_a_session_that_does_not_validate_samples_for_counting_only() -> None:
@@ -129,7 +137,7 @@ def test_a_session_that_does_not_validate_samples_for_counting_only() -> None:
     pair.charger_sends(quirky2)  # sampled: counted, forwarded all the same
     pair.assert_to_backend(quirky2)
     assert counts.fields == {
-        ("v", "from_charger", "call", "StatusNotification", "$.status", "enum", "enum_case", ""): 1
+        ("v", "1.6", "from_charger", "call", "StatusNotification", "$.status", "enum", "enum_case", ""): 1
     }
     assert pair.session.quirks is not None and pair.session.quirks.take_checked() == 1
 
