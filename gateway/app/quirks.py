@@ -71,6 +71,8 @@ class ComplianceRecorder:
         self.metrics = metrics
         self.log = log
         self._pending: dict[ModelKey, ModelCounts] = {}
+        #: the hooks' counts since the last flush, by their fields (named when the batch is made)
+        self._tallies: dict[ModelKey, dict[tuple[str, ...], int]] = {}
         self._models: set[ModelKey] = set()
         self._up = True
         self._task: asyncio.Task[None] | None = None
@@ -94,10 +96,13 @@ class ComplianceRecorder:
             self._delta(model).add(name, n)
 
     def sink(self, model: ModelKey) -> Sink:
-        """The hook's counter of one model (a counter's name is the JSON of its fields)."""
+        """The hook's counter of one model (named by the JSON of its fields when the batch is written)."""
 
         def add(key: tuple[str, ...], n: int) -> None:
-            self.add(model, orjson.dumps(list(key)).decode(), n)
+            tally = self._tallies.get(model)
+            if tally is None:
+                tally = self._tallies[model] = {}
+            tally[key] = tally.get(key, 0) + n
 
         return add
 
@@ -132,6 +137,10 @@ class ComplianceRecorder:
 
     async def flush(self) -> bool:
         """Add what is pending to the store; False (kept for the next time) when the store is away."""
+        tallies, self._tallies = self._tallies, {}
+        for model, tally in tallies.items():
+            for key, n in tally.items():
+                self.add(model, orjson.dumps(list(key)).decode(), n)
         batch, self._pending = self._pending, {}
         if not batch:
             return True

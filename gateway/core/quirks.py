@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gateway.core.repair import Applied, Repairs
+from gateway.core.repair import Applied, Repairs, run
 from gateway.metrics import Metrics
 from gateway.ocpp import schemas
 from gateway.ocpp.actions import action_label
@@ -40,7 +40,8 @@ Sink = Callable[[tuple[str, ...], int], None]
 
 
 class SessionQuirks:
-    __slots__ = ("_every", "_metrics", "_sink", "_until", "checked", "model", "profile", "repairs", "validating",
+    __slots__ = ("_backend_calls", "_backend_results", "_charger_calls", "_charger_results", "_counting", "_every",
+                 "_incs", "_metrics", "_sink", "_until", "checked", "model", "profile", "repairs", "validating",
                  "version")  # fmt: skip
 
     def __init__(self, *, repairs: Repairs | None, model: str, version: str, metrics: Metrics, sink: Sink,
@@ -54,38 +55,64 @@ class SessionQuirks:
         self._metrics = metrics
         self._sink = sink
         self._every = 0 if validating else sample_every
+        self._counting = validating or self._every > 0
+        #: per rule name: its ``ocppgw_quirk_repairs_total`` child's increment (bound once)
+        self._incs: dict[str, Callable[[float], None]] = {}
         self._until = sample_every
         #: charger frames checked against their schema (by the session, or sampled here), not yet reported
         self.checked = 0
+        # per frame: one lookup of the action in the rules of its direction and message
+        table = repairs.by_message if repairs is not None else {}
+        self._charger_calls = table.get(("from_charger", "call"), {})
+        self._charger_results = table.get(("from_charger", "callresult"), {})
+        self._backend_calls = table.get(("from_backend", "call"), {})
+        self._backend_results = table.get(("from_backend", "callresult"), {})
 
     def call(self, direction: str, action: str, payload: dict[str, Any]) -> bool:
-        return self._frame(direction, "call", action, payload)
+        if direction == "from_charger":
+            rules = self._charger_calls.get(action)
+            changed = rules is not None and self._repair(rules, direction, "call", action, payload)
+            if self._counting:
+                self._count("call", action, payload)
+            return changed
+        rules = self._backend_calls.get(action)
+        return rules is not None and self._repair(rules, direction, "call", action, payload)
 
     def result(self, direction: str, action: str, payload: dict[str, Any]) -> bool:
-        return self._frame(direction, "callresult", action, payload)
-
-    def _frame(self, direction: str, message: str, action: str, payload: dict[str, Any]) -> bool:
-        changed = False
-        if self.repairs is not None:
-            done = self.repairs.apply(direction, message, action, payload)
-            if done is not None:
-                self._repaired(direction, message, action, done)
-                changed = True
         if direction == "from_charger":
-            if self.validating:
-                self.checked += 1
-            elif self._every:
-                self._until -= 1
-                if self._until <= 0:
-                    self._until = self._every
-                    self._sample(message, action, payload)
-        return changed
+            rules = self._charger_results.get(action)
+            changed = rules is not None and self._repair(rules, direction, "callresult", action, payload)
+            if self._counting:
+                self._count("callresult", action, payload)
+            return changed
+        rules = self._backend_results.get(action)
+        return rules is not None and self._repair(rules, direction, "callresult", action, payload)
+
+    def _repair(self, rules: Any, direction: str, message: str, action: str, payload: dict[str, Any]) -> bool:
+        done = run(rules, payload)
+        if done is None:
+            return False
+        self._repaired(direction, message, action, done)
+        return True
+
+    def _count(self, message: str, action: str, payload: dict[str, Any]) -> None:
+        """A charger frame: checked by the session (counted), or every N-th sampled here."""
+        if self.validating:
+            self.checked += 1
+        elif self._every:
+            self._until -= 1
+            if self._until <= 0:
+                self._until = self._every
+                self._sample(message, action, payload)
 
     def _repaired(self, direction: str, message: str, action: str, done: list[Applied]) -> None:
         m, profile = self._metrics, self.profile
         for a in done:
             rule = a.rule
-            m.quirk_repairs.labels(profile, rule.name).inc(a.changed)
+            inc = self._incs.get(rule.name)
+            if inc is None:
+                inc = self._incs[rule.name] = m.quirk_repairs.labels(profile, rule.name).inc
+            inc(a.changed)
             key = (self.version, profile, rule.name, direction, message, action, rule.path, rule.repair)
             self._sink(("r", *key), a.changed)
             if a.fixed:

@@ -37,7 +37,7 @@ from gateway.quirks.paths import Step
 from gateway.quirks.profile import Profile, Rule, sub_validator, zone_of
 from gateway.translate.v201_v16.context import id_alias
 
-__all__ = ["Applied", "Repairs"]
+__all__ = ["Applied", "Repairs", "run"]
 
 JsonDict = dict[str, Any]
 _DATE_TIME = re.compile(CodeGeneratorDraft04.FORMAT_REGEXS["date-time"])
@@ -89,6 +89,11 @@ class Repairs:
             fix = self._compile(rule, profile.ocpp, zone)
             table.setdefault((rule.direction, rule.message, rule.action), []).append(_Compiled(rule, fix))
         self.table = {k: tuple(v) for k, v in table.items()}
+        #: (direction, message) -> action -> its rules: what a session's hook looks up per frame
+        self.by_message: dict[tuple[str, str], dict[str, tuple[_Compiled, ...]]] = {
+            (d, m): {a: rules for (d2, m2, a), rules in self.table.items() if (d2, m2) == (d, m)}
+            for d in ("from_charger", "from_backend") for m in ("call", "callresult")
+        }  # fmt: skip
 
     def names(self, direction: str, message: str, action: str) -> bool:
         """Some rule names this message."""
@@ -97,16 +102,7 @@ class Repairs:
     def apply(self, direction: str, message: str, action: str, payload: JsonDict) -> list[Applied] | None:
         """Repair ``payload`` in place; what changed, or None when nothing did."""
         rules = self.table.get((direction, message, action))
-        if rules is None:
-            return None
-        done: list[Applied] | None = None
-        for c in rules:
-            changed, fixed = _run(c, payload)
-            if changed:
-                if done is None:
-                    done = []
-                done.append(Applied(c.rule, changed, fixed))
-        return done
+        return None if rules is None else run(rules, payload)
 
     # ------------------------------------------------------------------ one fix per repair kind
 
@@ -148,6 +144,18 @@ class Repairs:
         if self._now is not None:
             return self._now()
         return datetime.now(UTC).timestamp()
+
+
+def run(rules: tuple[_Compiled, ...], payload: JsonDict) -> list[Applied] | None:
+    """Apply one message's rules (``Repairs.by_message``) to ``payload`` in place; what changed, or None."""
+    done: list[Applied] | None = None
+    for c in rules:
+        changed, fixed = _run(c, payload)
+        if changed:
+            if done is None:
+                done = []
+            done.append(Applied(c.rule, changed, fixed))
+    return done
 
 
 def _run(c: _Compiled, payload: JsonDict) -> tuple[int, int]:

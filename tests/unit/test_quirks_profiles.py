@@ -177,3 +177,20 @@ def test_the_first_matching_profile_wins() -> None:
     assert picked is not None and picked.name == "one"
     other = choose(config.profiles, "XX", "1.6", None)
     assert other is not None and other.name == "two"
+
+
+def test_check_config_names_a_bad_rule_by_its_yaml_path(tmp_path: Path) -> None:
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "backends: {csms: {url: 'ws://127.0.0.1:9100/ocpp'}}\nroutes: [{match: '*', primary: csms}]\n"
+        "quirks:\n  profiles:\n    - name: acme\n      ocpp: '2.0.1'\n      match: {vendor: ACME}\n      rules:\n"
+        "        - {action: StatusNotification, direction: from_charger, message: call, path: $.status,"
+        " repair: enum_case}\n"
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "gateway", "check-config", str(config)], capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 2
+    assert (
+        "quirks.profiles[0].rules[0].path: the schema has no field 'status' there (StatusNotification request, "
+        "OCPP 2.0.1; fields: connectorId, connectorStatus, customData, evseId, timestamp)" in done.stderr
+    )
