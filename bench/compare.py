@@ -18,6 +18,8 @@ Targets:
   gateway-mirror-down   the gateway with a mirror backend that is down (copies pile up in the outbox)
   gateway-redis-mirror-down   the same with the Redis store (the outbox is a Redis Stream)
   gateway-validate      the gateway validating every CALL and CALLRESULT against the official schemas
+  gateway-quirks        the gateway with every shipped quirk profile configured (quirks: {shipped: all}), none of
+                        which matches the load's chargers: the pass-through cost of profiles that do not apply
   gateway-base    the ``gateway`` config, run by another ocpp-gateway executable: ``--base-exe PATH`` (default: env
                   OCPPGW_BASE_GATEWAY). It is the code before a change, so that a restructured gateway and the code
                   it replaces are measured in one batch. Build it once from the old commit in a second venv, NOT
@@ -142,9 +144,8 @@ def start_targets(
         mirrors = ", mirrors: [down]" if t.endswith("mirror-down") else ""
         validate = "true" if t == "gateway-validate" else "false"
         cfg = procs.work / f"{t}.yaml"
-        cfg.write_text(
-            CONFIG.format(port=port, admin=admin, store=store, stub=STUB_PORT, mirrors=mirrors, validate=validate)
-        )
+        text = CONFIG.format(port=port, admin=admin, store=store, stub=STUB_PORT, mirrors=mirrors, validate=validate)
+        cfg.write_text(text + ("quirks:   {shipped: all}\n" if t == "gateway-quirks" else ""))
         exe = GATEWAY
         if t == "gateway-base":
             if base_exe is None:

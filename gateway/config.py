@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from gateway.ocpp.versions import SUBPROTOCOLS, OcppVersion, parse_version
+from gateway.quirks.profile import ComplianceConfig, QuirksConfig, parse_compliance, parse_quirks
 
 __all__ = [
     "config_warnings",
@@ -282,6 +283,9 @@ class Config:
     workers: int = 1
     #: copies of selected messages to Redis Streams or HTTP endpoints (gateway/fanout/taps.py)
     taps: tuple[TapConfig, ...] = ()
+    #: repair profiles of non-conforming chargers, and the per-model compliance report (gateway/quirks/)
+    quirks: QuirksConfig = field(default_factory=QuirksConfig)
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
 
     def all_listeners(self) -> tuple[ListenConfig, ...]:
         return self.listeners or (self.listen,)
@@ -777,7 +781,8 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
     top = c.mapping(
         raw,
         "",
-        {"listen", "admin", "store", "backends", "routes", "logging", "session", "security", "workers", "taps"},
+        {"listen", "admin", "store", "backends", "routes", "logging", "session", "security", "workers", "taps"}
+        | {"quirks", "compliance"},
         {"backends", "routes"},
     )
 
@@ -1000,6 +1005,10 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
     )
 
     taps = _taps(c, top.get("taps"), top.get("routes"), store)
+    quirks, problems = parse_quirks(top.get("quirks"))
+    compliance, more = parse_compliance(top.get("compliance"))
+    for where, msg in problems + more:
+        c.err(where, msg)
 
     if c.problems:
         raise ConfigError(c.problems)
@@ -1015,6 +1024,8 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
         security=security,
         workers=workers,
         taps=taps,
+        quirks=quirks,
+        compliance=compliance,
     )
 
 

@@ -262,6 +262,17 @@ class Metrics:
             ["exit"],
             registry=r,
         )
+        # quirk profiles and the compliance report (gateway/quirks/, gateway/core/quirks.py)
+        self.quirk_repairs = Counter(
+            "ocppgw_quirk_repairs_total", "Values repaired by quirk profile rules, by profile and rule",
+            ["profile", "rule"], registry=r,
+        )  # fmt: skip
+        self.schema_violations = Counter(
+            "ocppgw_schema_violations_total",
+            "Schema violations in chargers' frames, by model (an allow-listed vendor/model, profile:<name>, or other),"
+            " action and outcome (repaired by a profile rule; unrepaired: the frame still failed its schema)",
+            ["model", "action", "outcome"], registry=r,
+        )  # fmt: skip
         self._message_incs: dict[tuple[str, str, str, str], Callable[[float], None]] = {}
         self._rtt_observers: dict[tuple[str, str, str], Callable[[float], None]] = {}
 

@@ -8,7 +8,8 @@ In order, each refusal an HTTP status before the upgrade:
 3. no subprotocol in common between the charger's offer and the primary (its own version, or one the gateway
    translates to it) -> 400;
 4. no upstream credentials for this charger toward the primary -> 502 (store unreadable: 503);
-5. a translated charger's state cannot be read -> 503 (the charger retries, and queues meanwhile);
+5. a translated charger's state cannot be read -> 503 (the charger retries, and queues meanwhile); the last boot is
+   read when a quirk profile may match on it (gateway/app/quirks.py; unreadable: chosen at the next boot instead);
 6. admission pacing toward the primary (``max_connects_per_s``, the link factory's): the charger waits for its turn,
    or gets 503 with ``Retry-After`` when none comes within ``max_connect_wait_s``; after the security checks, so that
    chargers that cannot authenticate take no turn from those that can;
@@ -82,6 +83,7 @@ class Admission:
         except StoreUnavailable:
             raise ChargerRejected(503, "store_unavailable", "credential store unavailable") from None
         translator = await self._translator(cid, version, route) if version != backend.ocpp else None
+        identity = await hub.quirks.identity(hub.store, cid)  # the last boot, when a quirk profile may need it
         try:
             await hub.links.pace(backend)
         except BackendBusy as e:
@@ -108,6 +110,7 @@ class Admission:
             hub, charger_id=cid, socket=socket, link=link, route=route, version=version, subprotocol=subprotocol,
             translator=translator, charger_password=admitted.password, log=log,
         )  # fmt: skip
+        hub.quirks.attach(conn, identity)
         hub.conns[cid] = conn
         conn.gauge.inc()
         hub.metrics.connections.labels("accepted").inc()

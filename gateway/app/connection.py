@@ -102,6 +102,8 @@ class Conn:
         self.mirrors = MirrorSet(hub.mirror_context, self.session, log, charger_password)
         self.gauge = hub.metrics.chargers_connected.labels(version)
         self.info: dict[str, Any] = {}
+        #: the charger's quirk profile and compliance state (gateway/app/quirks.py); None when profiles are off
+        self.quirk_state: Any = None
         self._attach(link)
 
     def _attach(self, link: Link) -> None:
@@ -146,6 +148,8 @@ class Conn:
             hub.writer.put(Write("conn", cid, hub.node, None))  # releases ownership unless another node took it over
             self.gauge.dec()
         session.close()
+        if self.quirk_state is not None:
+            self.quirk_state.ended(self)
         hub.metrics.disconnects.labels(self.socket.reason).inc()
         self.log.info("charger_disconnected", reason=self.socket.reason)
         hub.spawn(self._teardown(), f"close:{cid}", hub.teardowns)

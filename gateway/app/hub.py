@@ -23,6 +23,7 @@ from typing import Any
 
 from gateway.app.connection import Conn
 from gateway.app.fleet import Fleet
+from gateway.app.quirks import ComplianceRecorder, QuirkBook
 from gateway.app.routing import Router, RouteResolver
 from gateway.config import Config
 from gateway.core.jobs import SessionSettings
@@ -68,6 +69,11 @@ class Hub:
         self.conns: dict[str, Conn] = {}
         self.taps: Taps | None = None
         self.fleet = Fleet(self, config.store.owner_ttl_s)
+        #: the compliance report's counting (``compliance:``), and the quirk profiles (gateway/app/quirks.py)
+        self.compliance = (
+            ComplianceRecorder(store.compliance(), config, metrics, self.log) if config.compliance.active else None
+        )
+        self.quirks = QuirkBook(config, metrics, self.compliance, self.log)
         self.draining = False
         #: see Session.observe (the demo's live view); None in production
         self.observe: Callable[[str, str, bytes], None] | None = None
@@ -97,6 +103,13 @@ class Hub:
         self.credentials = credentials
         self.links.credentials = credentials
         self.routes = RouteResolver(Router(config), self.store, self.log)
+        self.quirks = QuirkBook(config, self.metrics, self.compliance, self.log)
+        for conn in list(self.conns.values()):  # connected chargers get the new profiles now
+            state = conn.quirk_state
+            if state is not None:
+                self.quirks.apply(conn, state.identity)
+            else:
+                self.quirks.attach(conn, None)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str, owner: set[asyncio.Task[None]] | None = None) -> None:
         """Run a short-lived task owned by the hub: in ``handshakes`` (cancelled and awaited at drain) unless
@@ -132,10 +145,17 @@ class Hub:
                 stack.push_async_callback(taps.close)
             await self.fleet.start()  # ownership and node messages work before the first charger is admitted
             stack.push_async_callback(self.fleet.close)
+            if self.compliance is not None:
+                self.compliance.start(self.conns.values)
+                stack.push_async_callback(lambda: self._close_compliance())
             sweeper = asyncio.get_running_loop().create_task(self.sweep(), name="sweeper")
             stack.push_async_callback(stop_task, sweeper)
             stack.push_async_callback(self.drain)
             yield self
+
+    async def _close_compliance(self) -> None:
+        if self.compliance is not None:
+            await self.compliance.close(self.conns.values())
 
     async def sweep(self) -> None:
         """Once a second, for every connection: expire overdue CALLs, ping silent peers (both sides) and close the

@@ -3,7 +3,8 @@
 * An invalid file is rejected with every problem and its YAML path; the running config stays.
 * Applied: ``backends``, ``routes`` (mirrors, outbox bounds, mirror_calls, security overrides), ``session``,
   ``logging.level`` is not re-configured (structlog is configured once per process).
-* Not applied (they need a restart and the result says so): ``listen``, ``admin``, ``store``, ``workers``.
+* Not applied (they need a restart and the result says so): ``listen``, ``admin``, ``store``, ``workers``,
+  ``compliance``. ``quirks`` is applied: connected chargers get the new profiles at once.
 * Connected chargers whose route did not change are untouched. A charger whose primary (or the primary's settings)
   changed is closed with 1012 (service restart) so that it reconnects on its new route at once; a charger whose
   mirrors changed keeps its connection and gets its feeds adjusted.
@@ -56,12 +57,12 @@ async def reload_config(hub: Hub, path: str | None) -> ReloadResult:
         return ReloadResult(False, e.problems)
     old = hub.config
     res = ReloadResult(True)
-    for key in ("listen", "listeners", "admin", "store", "workers", "taps"):
+    for key in ("listen", "listeners", "admin", "store", "workers", "taps", "compliance"):
         if getattr(old, key) != getattr(new, key):
             res.restart_required.append(key)
     applied = replace(
         new, listen=old.listen, listeners=old.listeners, admin=old.admin, store=old.store, workers=old.workers,
-        taps=old.taps,
+        taps=old.taps, compliance=old.compliance,
     )  # fmt: skip
     try:
         security = EdgeSecurity(applied, hub.store, hub.metrics)

@@ -104,6 +104,9 @@ class RelayHost(Protocol):
     def mirror(self) -> Callable[[str, Raw | JsonDict, Raw | JsonDict | None], None] | None: ...
 
     def _note_boot(self, request: JsonDict) -> None: ...
+    def _violated(
+        self, side: str, message: str, action: str, e: schemas.SchemaViolation, payload: JsonDict
+    ) -> None: ...
     def _record_boot(self, response: JsonDict) -> None: ...
     def _to_origin(self, lane: Lane[Job], data: bytes) -> None: ...
     def _send_backend(self, data: Raw) -> None: ...
@@ -141,6 +144,7 @@ class Translating:
             pass  # the translator answers NotImplemented for actions it does not know
         except schemas.SchemaViolation as e:
             s.metrics.frame_errors.labels(origin, "schema").inc()
+            s._violated(origin, "call", call.action, e, call.payload)
             s._to_origin(
                 lane, call_error_text(call.unique_id, schemas.schema_error_code(e, src), f"{e.path}: {e.message}")
             )
@@ -259,6 +263,7 @@ class Translating:
             pass
         except schemas.SchemaViolation as e:
             s.metrics.frame_errors.labels(side, "schema_result").inc()
+            s._violated(side, "callresult", action, e, frame.payload)
             if s.log is not None:
                 s.log.warning("invalid_callresult", side=side, action=action, path=e.path)
             if version == "2.1":

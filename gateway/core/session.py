@@ -10,7 +10,8 @@ tests, ``tests/unit/session_pair.py``) feeds the session and carries out what it
 * out: the :class:`Effects` it was given (send to the charger, send to the backend, persist a state write, fail a
   side's connection, a new Basic auth password the charger accepted, a password the CSMS sets under the
   ``terminate`` rotation policy), the receivers of admin CALLs, and the optional hooks ``mirror``/``mirror_spool``
-  (copies to mirror feeds), ``tap`` and ``observe``. Counting goes straight to pre-bound Prometheus children.
+  (copies to mirror feeds), ``tap``, ``observe``, ``on_boot`` and ``quirks`` (a charger's quirk profile:
+  gateway/core/quirks.py). Counting goes straight to pre-bound Prometheus children.
 
 Everything here is synchronous: a frame is handled to the end within the transport's read callback, with no task
 per message. No asyncio, no sockets, no store: the clocks are given (``clock``: the loop's, for deadlines and
@@ -26,7 +27,8 @@ Rules it enforces (OCPP-J: one outstanding CALL per direction), all through two 
 * A malformed frame gets the CALLERROR its sender's version names, when its unique id can be read; nothing
   malformed reaches the other side. The session lives on, except after a text frame that is not UTF-8: that
   side's connection fails with 1007 (the ``fail`` effect; RFC 6455 §8.1).
-* Pass-through forwards the original text unchanged, with the sender's unique id.
+* Pass-through forwards the original text unchanged, with the sender's unique id; a frame a quirk rule repaired
+  (``quirks``, before the schema check and the translation) is serialised anew.
 * A CALL with a key given twice in one object is refused with its sender's format error where the gateway reads
   the payload (validation, translation: every CALL; otherwise BootNotification, StatusNotification and the CALLs
   that set the Basic auth password); a CALLRESULT it reads with one is counted and forwarded. Everything else is
@@ -54,6 +56,7 @@ from typing import Any
 
 from gateway.core.jobs import AdminAnswer, Effects, Forward, Job, Own, Planned, Receiver, Send, SessionSettings
 from gateway.core.lane import FULL, START, Lane
+from gateway.core.quirks import SessionQuirks
 from gateway.core.relay import OUT_OF_RANGE, Translating
 from gateway.core.rotation import ROTATION_ACTIONS, intercept_csms_call, rotation_accepted, rotation_offer
 from gateway.metrics import Metrics
@@ -67,6 +70,7 @@ from gateway.ocpp.frames import (
     EncodeError,
     Raw,
     call_error_text,
+    call_result_text,
     call_text,
     has_duplicate_keys,
     parse_frame,
@@ -109,6 +113,8 @@ class Session:
         "mirror_spool",
         "mirror_tag",
         "observe",
+        "on_boot",
+        "quirks",
         "relay",
         "remote",
         "settings",
@@ -178,6 +184,11 @@ class Session:
         #: called with (direction, message type, action, unique id, payload) for each frame relayed, when a tap
         #: selects this charger's route (gateway/fanout/taps.py); None otherwise
         self.tap: Callable[[str, str, str, str, JsonDict], None] | None = None
+        #: called with each BootNotification request of the charger as it came, before any repair (the app layer
+        #: chooses the charger's quirk profile again, and may set ``quirks``); None when no profile could match
+        self.on_boot: Callable[[JsonDict], None] | None = None
+        #: the charger's quirk profile and compliance counting (gateway/core/quirks.py); None: nothing per frame
+        self.quirks: SessionQuirks | None = None
         self._boot: JsonDict | None = None
         self._ids = 0
         self._session_id = session_id or secrets.token_hex(4)  # message ids never repeat across connections
@@ -202,6 +213,10 @@ class Session:
             return
         if type(frame) is Call:
             action = frame.action
+            if action == "BootNotification" and self.on_boot is not None:
+                self.on_boot(frame.payload)
+            if self.quirks is not None and self.quirks.call("from_charger", action, frame.payload):
+                frame = _repaired_call(frame)
             self.metrics.count_message("from_charger", "call", action, self.backend)
             if self.strict and not self._checked_call(frame, "charger"):
                 return
@@ -231,6 +246,8 @@ class Session:
             return
         if type(frame) is Call:
             action = frame.action
+            if self.quirks is not None and self.quirks.call("from_backend", action, frame.payload):
+                frame = _repaired_call(frame)
             self.metrics.count_message("from_backend", "call", action, self.backend)
             if self.strict and not self._checked_call(frame, "backend"):
                 return
@@ -513,6 +530,12 @@ class Session:
             return
         action = lane.action
         result = type(frame) is CallResult
+        if (
+            self.quirks is not None
+            and type(frame) is CallResult
+            and self.quirks.result(direction, action, frame.payload)
+        ):
+            frame = _repaired_result(frame)
         kind = "callresult" if result else "callerror"
         metrics, backend = self.metrics, self.backend
         metrics.count_message(direction, kind, action, backend)
@@ -714,6 +737,7 @@ class Session:
             return True  # not in this version's schemas: the other side answers NotImplemented
         except schemas.SchemaViolation as e:
             self.metrics.frame_errors.labels(side, "schema").inc()
+            self._violated(side, "call", call.action, e, call.payload)
             answer = call_error_text(call.unique_id, schemas.schema_error_code(e, version), f"{e.path}: {e.message}")
             if side == "charger":
                 self.fx.to_charger(answer)
@@ -732,8 +756,14 @@ class Session:
             pass
         except schemas.SchemaViolation as e:
             self.metrics.frame_errors.labels(side, "schema_result").inc()
+            self._violated(side, "callresult", action, e, result.payload)
             if self.log is not None:
                 self.log.warning("invalid_callresult", side=side, action=action, path=e.path)
+
+    def _violated(self, side: str, message: str, action: str, e: schemas.SchemaViolation, payload: JsonDict) -> None:
+        """A frame of ``side`` failed its schema check: counted for the charger's model (quirks)."""
+        if self.quirks is not None:
+            self.quirks.violated("from_" + side, message, action, e, payload)
 
     def _refuse_frame(self, e: FrameError, side: str) -> None:
         """A malformed frame: counted, and answered to its sender when it is a CALL with an id to answer under."""
@@ -754,6 +784,24 @@ class Session:
             self.fx.to_charger(answer)
         else:
             self._send_backend(answer)
+
+
+def _repaired_call(frame: Call) -> Call:
+    """``frame`` after a quirk rule changed its payload: serialised anew (or, nested deeper than orjson writes,
+    forwarded as it came: nothing raises out of a frame callback)."""
+    try:
+        uid, action, payload = frame.unique_id, frame.action, frame.payload
+        return Call(uid, action, payload, call_text(uid, action, payload))
+    except EncodeError:
+        return frame
+
+
+def _repaired_result(frame: CallResult) -> CallResult:
+    """:func:`_repaired_call` for a CALLRESULT."""
+    try:
+        return CallResult(frame.unique_id, frame.payload, call_result_text(frame.unique_id, frame.payload))
+    except EncodeError:
+        return frame
 
 
 def _on_wire(lane: Lane[Job]) -> str | None:

@@ -58,6 +58,7 @@ __all__ = [
     "UnknownAction",
     "Version",
     "actions",
+    "document",
     "SCHEMA_VERSIONS",
     "has_schema",
     "load",
@@ -139,6 +140,24 @@ def load(version: str) -> Mapping[tuple[str, Kind], Validator]:
     if not table:
         raise RuntimeError(f"no schemas found for OCPP {version}")
     return MappingProxyType(table)
+
+
+@functools.cache
+def document(version: str, action: str, kind: Kind) -> Mapping[str, Any]:
+    """The schema of (version, action, kind) as the JSON document it is (read once; the quirk profiles walk it to
+    check their paths and repairs). Raises :class:`UnknownAction` when there is none. Do not change what it returns:
+    it is shared."""
+    if version not in _DIRS:
+        raise UnknownAction(version, action, kind)
+    stem = action + ("Response" if kind == "response" else "" if version == "1.6" else "Request")
+    file = _schema_dir(version) / f"{stem}.json"
+    if not file.exists() and version == "2.1" and kind == "request":
+        file = _schema_dir(version) / f"{action}.json"  # a SEND message's file has no suffix
+    if not file.exists():
+        raise UnknownAction(version, action, kind)
+    with file.open(encoding="utf-8") as fh:
+        loaded: dict[str, Any] = json.load(fh)
+    return loaded
 
 
 def load_all() -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``ocpp-gateway run|check-config|hash-password|id-alias|demo``. The only module that exits."""
+"""Command line: ``ocpp-gateway run|check-config|hash-password|id-alias|report|demo``. The only module that exits."""
 
 from __future__ import annotations
 
@@ -110,6 +110,45 @@ def cmd_id_alias(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_compliance(args: argparse.Namespace) -> int:
+    """The compliance report from the store the config names (gateway/quirks/report.py); ``--reset`` empties it."""
+    import orjson
+
+    from gateway.quirks.report import build, render_text
+    from gateway.store import StoreUnavailable, open_store
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        _print_problems(args.config, e)
+        return 2
+
+    async def read() -> dict[str, object]:
+        store = open_store(config.store.url, config.store.prefix)
+        try:
+            if args.reset:
+                await store.compliance().clear()
+                return {}
+            return build(await store.compliance().read(), min_count=args.min_count)
+        finally:
+            await store.close()
+
+    try:
+        report = asyncio.run(read())
+    except StoreUnavailable as e:
+        print(f"store {config.store.url.split('@')[-1]} unavailable: {e}", file=sys.stderr)
+        return 1
+    if args.reset:
+        print("compliance report emptied")
+    elif args.json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        if config.store.url.startswith("memory:"):
+            print("note: the memory store lives in the gateway process; this reads an empty one", file=sys.stderr)
+        print(render_text(report), end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.ops.demo import run_csms_only, run_demo
     from gateway.ops.lifecycle import install_loop_policy
@@ -147,6 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("type_arg", nargs="?", metavar="TYPE", choices=ID_TOKEN_TYPES, help="same as --type")
     a.add_argument("--type", choices=ID_TOKEN_TYPES, help="its IdTokenEnumType (default ISO14443)")
     a.set_defaults(func=cmd_id_alias)
+    rp = sub.add_parser("report", help="reports from the store: compliance (per charger model)")
+    rsub = rp.add_subparsers(dest="report", required=True)
+    comp = rsub.add_parser(
+        "compliance",
+        help="per vendor/model/firmware: chargers, messages, violations, repairs, suggested profile rules",
+    )
+    comp.add_argument("--config", "-c", default="config/gateway.yaml", help="YAML config file (its store is read)")
+    comp.add_argument("--json", action="store_true", help="the report as JSON (as GET /api/compliance)")
+    comp.add_argument("--min-count", type=int, default=3, help="violations seen this often get a suggested rule")
+    comp.add_argument("--reset", action="store_true", help="empty the report (every replica's counts)")
+    comp.set_defaults(func=cmd_report_compliance)
     d = sub.add_parser("demo", help="gateway + built-in CSMS + simulated chargers in one process, until Ctrl-C")
     d.add_argument("--chargers", type=int, default=3, help="simulated chargers (half 1.6, half 2.0.1)")
     d.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")

@@ -18,6 +18,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from gateway.store.compliance import ComplianceCounters
 from gateway.store.outbox import Outbox
 
 __all__ = ["Lease", "Store", "StoreUnavailable", "Subscription", "Write", "WriteKind"]
@@ -154,6 +155,10 @@ class Store(Protocol):
 
     def outbox(self) -> Outbox:
         """The durable outboxes kept by this store (the same object every call)."""
+        ...
+
+    def compliance(self) -> ComplianceCounters:
+        """The compliance report's counters, fleet-wide (the same object every call)."""
         ...
 
     def lease(self, key: str, holder: str, ttl_s: float) -> Lease:

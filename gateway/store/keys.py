@@ -45,6 +45,16 @@
 - ``<p>:node:<node>`` (pub/sub channel, not a key): messages to one node, JSON: ``takeover`` (close your session of
   this charger with 1000), ``call`` (run an admin CALL on your charger) and their ``reply``.
 
+- ``<p>:compliance:models`` (hash): model id -> JSON ``[vendor, model, firmware]`` as chargers said them in their
+  BootNotification; the id is 16 hex characters of the SHA-256 of that JSON. Every replica adds to the report
+  (gateway/store/compliance.py), in batches written behind (``compliance.flush_interval_s``).
+- ``<p>:compliance:<id>:chargers`` (set): the charger ids seen with that model.
+- ``<p>:compliance:<id>:counts`` (hash): counter (JSON of a tuple: ``["messages"]``, ``["checked"]``, a violation
+  ``["v", version, direction, message, action, path, kind, hint, value]``, a repair ``["r"|"f", version, profile,
+  rule, direction, message, action, path, repair]``) -> count; at most ``compliance.max_fields`` counters (checked
+  atomically by a script), further increments go to ``["other"]``. ``ocpp-gateway report compliance --reset``
+  deletes these keys.
+
 Only ``owner``, ``credproof`` and tap ``lease`` keys have a TTL. ``credproof`` is the one cache of something else
 (it saves a scrypt computation): losing it costs CPU, never correctness. Everything else is read back by a restart,
 which loses nothing the next connection needs.
@@ -122,3 +132,13 @@ class Keys:
 
     def node_channel(self, node: str) -> str:
         return f"{self.prefix}:node:{node}"
+
+    def compliance_models(self) -> str:
+        """Hash of the models in the compliance report: id -> [vendor, model, firmware]."""
+        return f"{self.prefix}:compliance:models"
+
+    def compliance_chargers(self, model_id: str) -> str:
+        return f"{self.prefix}:compliance:{model_id}:chargers"
+
+    def compliance_counts(self, model_id: str) -> str:
+        return f"{self.prefix}:compliance:{model_id}:counts"

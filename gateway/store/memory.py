@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from gateway.store.base import StoreUnavailable, Subscription, Write
+from gateway.store.compliance import MemoryCompliance
 from gateway.store.outbox import Batch, Entry, Items, Outbox, Packed, SpoolEntry
 
 __all__ = ["MemoryLease", "MemoryOutbox", "MemoryStore"]
@@ -35,6 +36,7 @@ class MemoryStore:
         self._owner: dict[str, tuple[str, float]] = {}
         self._channels: dict[str, set[asyncio.Queue[bytes]]] = {}
         self._outbox = MemoryOutbox()
+        self._compliance = MemoryCompliance()
 
     async def ping(self) -> None:
         return None
@@ -152,6 +154,9 @@ class MemoryStore:
 
     def outbox(self) -> Outbox:
         return self._outbox
+
+    def compliance(self) -> MemoryCompliance:
+        return self._compliance
 
     def lease(self, key: str, holder: str, ttl_s: float) -> MemoryLease:
         return MemoryLease()

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from gateway.store.base import StoreUnavailable, Subscription, Write
 from gateway.store.keys import Keys
+from gateway.store.redis_compliance import RedisCompliance
 from gateway.store.redis_outbox import RedisOutbox
 
 __all__ = ["RedisLease", "RedisStore"]
@@ -97,6 +98,7 @@ class RedisStore:
         self._hold = client.register_script(_HOLD)
         self._lease_release = client.register_script(_LEASE_RELEASE)
         self._outbox = RedisOutbox(client)
+        self._compliance = RedisCompliance(client, self.keys)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "ocppgw") -> RedisStore:
@@ -318,6 +320,9 @@ class RedisStore:
 
     def outbox(self) -> RedisOutbox:
         return self._outbox
+
+    def compliance(self) -> RedisCompliance:
+        return self._compliance
 
     def lease(self, key: str, holder: str, ttl_s: float) -> RedisLease:
         return RedisLease(self, key, holder, ttl_s)

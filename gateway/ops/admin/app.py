@@ -4,7 +4,8 @@
 * ``GET /readyz``: 200 when the charger listener is up, the gateway is not draining and the store answers a ping;
   503 with the reasons otherwise.
 * ``GET /metrics``: Prometheus text format.
-* ``/api/chargers…``: :mod:`gateway.ops.admin.chargers`; routes, cutover and reload: :mod:`gateway.ops.admin.routes`.
+* ``/api/chargers…``: :mod:`gateway.ops.admin.chargers`; routes, cutover and reload: :mod:`gateway.ops.admin.routes`;
+  ``/api/compliance``: :mod:`gateway.ops.admin.compliance`.
 
 ``/api/*`` requires ``Authorization: Bearer <admin.token>`` when a token is configured (compared in constant time);
 the config refuses a non-loopback ``admin.host`` without a token. ``admin.tls`` serves the listener over HTTPS.
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from gateway.app.hub import Hub
 from gateway.ops.admin.chargers import add_charger_api
+from gateway.ops.admin.compliance import add_compliance_api
 from gateway.ops.admin.keys import HUB, RENDER_METRICS
 from gateway.ops.admin.routes import add_route_api
 from gateway.store import StoreUnavailable
@@ -85,4 +87,5 @@ def admin_app(hub: Hub, render_metrics: Callable[[], Awaitable[bytes]] | None = 
     app.router.add_get("/metrics", metrics)
     add_charger_api(app)
     add_route_api(app)
+    add_compliance_api(app)
     return app
