@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: .venv with the test extras, a redis-server if none is on PATH, ocpp-rpc from
-# npm when node is on PATH (scripts/interop-deps.sh), then ruff, mypy, the import-linter layer contract
+# npm (scripts/interop-deps.sh; node and npm from apt when missing), then ruff, mypy, the import-linter layer contract
 # (pyproject.toml), pytest and the deploy checks (scripts/deploy-checks.sh).
 # CI (.ci/run) runs exactly this.
 set -euo pipefail
