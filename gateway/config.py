@@ -19,6 +19,7 @@ import yaml
 
 from gateway.ocpp.versions import SUBPROTOCOLS, OcppVersion, parse_version
 from gateway.quirks.profile import ComplianceConfig, QuirksConfig, parse_compliance, parse_quirks
+from gateway.sites.config import SiteConfig, parse_sites
 
 __all__ = [
     "config_warnings",
@@ -286,6 +287,8 @@ class Config:
     #: repair profiles of non-conforming chargers, and the per-model compliance report (gateway/quirks/)
     quirks: QuirksConfig = field(default_factory=QuirksConfig)
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+    #: local load management: sites whose grid connection the controller keeps under its limit (gateway/sites/)
+    sites: tuple[SiteConfig, ...] = ()
 
     def all_listeners(self) -> tuple[ListenConfig, ...]:
         return self.listeners or (self.listen,)
@@ -782,7 +785,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
         raw,
         "",
         {"listen", "admin", "store", "backends", "routes", "logging", "session", "security", "workers", "taps"}
-        | {"quirks", "compliance"},
+        | {"quirks", "compliance", "sites"},
         {"backends", "routes"},
     )
 
@@ -1009,6 +1012,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
     compliance, more = parse_compliance(top.get("compliance"))
     for where, msg in problems + more:
         c.err(where, msg)
+    sites = parse_sites(c, top.get("sites"))
 
     if c.problems:
         raise ConfigError(c.problems)
@@ -1026,6 +1030,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
         taps=taps,
         quirks=quirks,
         compliance=compliance,
+        sites=sites,
     )
 
 

@@ -273,8 +273,68 @@ class Metrics:
             " action and outcome (repaired by a profile rule; unrepaired: the frame still failed its schema)",
             ["model", "action", "outcome"], registry=r,
         )  # fmt: skip
+        self._sites(r)
         self._message_incs: dict[tuple[str, str, str, str], Callable[[float], None]] = {}
         self._rtt_observers: dict[tuple[str, str, str], Callable[[float], None]] = {}
+
+    def _sites(self, r: CollectorRegistry) -> None:
+        """Local load management (gateway/app/sites.py). Labelled by site, never by charger (per-charger figures are
+        in the admin API). The gauges are set by the node controlling the site and removed on the others, so that
+        ``max by (site)`` over replicas reads the controller's figures. A sites are in amperes per phase, kW sites
+        in watts: each site has the family of its unit."""
+        self.site_controller = Gauge(
+            "ocppgw_site_controller", "1 on the node controlling the site (it holds the site's lease)", ["site"],
+            registry=r,
+        )  # fmt: skip
+        limit_help = "The site's limit ({}): kind=connection as configured, kind=effective after demand-response events"
+        draw_help = "The site's measured draw ({}): its meter, else the sum of the EVs' own meter values"
+        alloc_help = (
+            "What the site's chargers are allowed together ({}), offline ones at the most they may draw on their own"
+        )
+        self.site_limit_amperes = Gauge(
+            "ocppgw_site_limit_amperes", limit_help.format("A per phase"), ["site", "kind"], registry=r
+        )
+        self.site_limit_watts = Gauge("ocppgw_site_limit_watts", limit_help.format("W"), ["site", "kind"], registry=r)
+        self.site_draw_amperes = Gauge(
+            "ocppgw_site_draw_amperes", draw_help.format("A per phase"), ["site", "phase"], registry=r
+        )
+        self.site_draw_watts = Gauge("ocppgw_site_draw_watts", draw_help.format("W"), ["site"], registry=r)
+        self.site_allocated_amperes = Gauge(
+            "ocppgw_site_allocated_amperes", alloc_help.format("A per phase"), ["site", "phase"], registry=r
+        )
+        self.site_allocated_watts = Gauge("ocppgw_site_allocated_watts", alloc_help.format("W"), ["site"], registry=r)
+        self.site_transactions = Gauge(
+            "ocppgw_site_transactions", "Transactions in progress at the site: state=charging, or paused (no room "
+            "for their minimum current)", ["site", "state"], registry=r,
+        )  # fmt: skip
+        self.site_events = Gauge(
+            "ocppgw_site_events", "Demand-response events of the site by state (active, scheduled)", ["site", "state"],
+            registry=r,
+        )  # fmt: skip
+        self.site_event_changes = Counter(
+            "ocppgw_site_event_changes_total",
+            "Demand-response events by change (created, cancelled, ended, refused) and source (api, mqtt)",
+            ["site", "change", "source"], registry=r,
+        )  # fmt: skip
+        self.site_profiles = Counter(
+            "ocppgw_site_profiles_total",
+            "SetChargingProfile CALLs of the controller by result (accepted, rejected, failed: no answer)",
+            ["site", "result"], registry=r,
+        )  # fmt: skip
+        self.site_allocations = Counter(
+            "ocppgw_site_allocations_total",
+            "Allocations computed, by what started them (period, transaction, meter, event, charger)",
+            ["site", "trigger"], registry=r,
+        )  # fmt: skip
+        self.site_meter_age = Gauge(
+            "ocppgw_site_meter_age_seconds", "Age of the site meter's last reading (sites with a meter; -1: none yet)",
+            ["site"],
+            registry=r,
+        )  # fmt: skip
+        self.site_meter_messages = Counter(
+            "ocppgw_site_meter_messages_total", "Site meter messages by result (ok, invalid)", ["site", "result"],
+            registry=r,
+        )  # fmt: skip
 
     def count_message(self, direction: str, message_type: str, action: str, backend: str) -> None:
         """One frame in ``ocppgw_messages_total``; ``action`` as received (one that is not an OCPP action is counted

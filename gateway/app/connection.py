@@ -36,6 +36,14 @@ from gateway.transport import Ticker
 __all__ = ["Conn", "ConnHost"]
 
 
+class SiteHooks(Protocol):
+    """Local load management (gateway/app/sites.py): observes the sessions of site chargers."""
+
+    def attach(self, cid: str, session: Session) -> None: ...
+
+    def detach(self, cid: str, session: Session) -> None: ...
+
+
 class ConnHost(Protocol):
     """What a connection uses of its process (the hub, :class:`gateway.app.hub.Hub`)."""
 
@@ -51,6 +59,9 @@ class ConnHost(Protocol):
     observe: Callable[[str, str, bytes], None] | None
     conns: dict[str, Conn]
     teardowns: set[asyncio.Task[None]]
+
+    @property
+    def sites(self) -> SiteHooks | None: ...
 
     def session_settings(self) -> SessionSettings: ...
 
@@ -137,6 +148,8 @@ class Conn:
         if taps is not None and taps.wants(route.origin):
             origin = route.origin
             self.session.tap = lambda d, t, a, u, p: taps.offer(cid, origin, d, t, a, u, p)
+        if hub.sites is not None:
+            hub.sites.attach(cid, self.session)
         self.log.info("charger_connected", remote=self.socket.remote, subprotocol=self.subprotocol)
 
     def ended(self) -> None:
@@ -147,6 +160,8 @@ class Conn:
             del hub.conns[cid]
             hub.writer.put(Write("conn", cid, hub.node, None))  # releases ownership unless another node took it over
             self.gauge.dec()
+            if hub.sites is not None:
+                hub.sites.detach(cid, session)
         session.close()
         if self.quirk_state is not None:
             self.quirk_state.ended(self)

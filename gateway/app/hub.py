@@ -25,6 +25,7 @@ from gateway.app.connection import Conn
 from gateway.app.fleet import Fleet
 from gateway.app.quirks import ComplianceRecorder, QuirkBook
 from gateway.app.routing import Router, RouteResolver
+from gateway.app.sites import Sites
 from gateway.config import Config
 from gateway.core.jobs import SessionSettings
 from gateway.edge.auth import EdgeSecurity
@@ -74,6 +75,10 @@ class Hub:
             ComplianceRecorder(store.compliance(), config, metrics, self.log) if config.compliance.active else None
         )
         self.quirks = QuirkBook(config, metrics, self.compliance, self.log)
+        #: local load management (gateway/app/sites.py); None without ``sites:``
+        self.sites = (
+            Sites(self, config.sites, self.keys, call_timeout_s=config.session.call_timeout_s) if config.sites else None
+        )
         self.draining = False
         #: see Session.observe (the demo's live view); None in production
         self.observe: Callable[[str, str, bytes], None] | None = None
@@ -148,6 +153,9 @@ class Hub:
             if self.compliance is not None:
                 self.compliance.start(self.conns.values)
                 stack.push_async_callback(lambda: self._close_compliance())
+            if self.sites is not None:  # its controllers call chargers on other nodes through the fleet
+                await self.sites.start()
+                stack.push_async_callback(self.sites.close)
             sweeper = asyncio.get_running_loop().create_task(self.sweep(), name="sweeper")
             stack.push_async_callback(stop_task, sweeper)
             stack.push_async_callback(self.drain)

@@ -4,7 +4,7 @@
 * Applied: ``backends``, ``routes`` (mirrors, outbox bounds, mirror_calls, security overrides), ``session``,
   ``logging.level`` is not re-configured (structlog is configured once per process).
 * Not applied (they need a restart and the result says so): ``listen``, ``admin``, ``store``, ``workers``,
-  ``compliance``. ``quirks`` is applied: connected chargers get the new profiles at once.
+  ``taps``, ``compliance``, ``sites``. ``quirks`` is applied: connected chargers get the new profiles at once.
 * Connected chargers whose route did not change are untouched. A charger whose primary (or the primary's settings)
   changed is closed with 1012 (service restart) so that it reconnects on its new route at once; a charger whose
   mirrors changed keeps its connection and gets its feeds adjusted.
@@ -57,7 +57,7 @@ async def reload_config(hub: Hub, path: str | None) -> ReloadResult:
         return ReloadResult(False, e.problems)
     old = hub.config
     res = ReloadResult(True)
-    for key in ("listen", "listeners", "admin", "store", "workers", "taps", "compliance"):
+    for key in ("listen", "listeners", "admin", "store", "workers", "taps", "compliance", "sites"):
         if getattr(old, key) != getattr(new, key):
             res.restart_required.append(key)
     applied = replace(

@@ -153,11 +153,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.ops.demo import run_csms_only, run_demo
     from gateway.ops.lifecycle import install_loop_policy
 
+    args.chargers_set = args.chargers is not None
+    args.chargers = args.chargers if args.chargers is not None else 3
+
     configure_logging("warning", "console")
     install_loop_policy()
     try:
         if args.csms_only:
             return asyncio.run(run_csms_only(args.csms_port))
+        if args.site:
+            from gateway.ops.site_sim import run_site_demo
+
+            chargers = args.chargers if args.chargers_set else 8
+            return asyncio.run(
+                run_site_demo(chargers=chargers, duration=args.duration, port=args.port, admin_port=args.admin_port)
+            )
         return asyncio.run(
             run_demo(chargers=args.chargers, duration=args.duration, port=args.port, admin_port=args.admin_port)
         )
@@ -198,7 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--reset", action="store_true", help="empty the report (every replica's counts)")
     comp.set_defaults(func=cmd_report_compliance)
     d = sub.add_parser("demo", help="gateway + built-in CSMS + simulated chargers in one process, until Ctrl-C")
-    d.add_argument("--chargers", type=int, default=3, help="simulated chargers (half 1.6, half 2.0.1)")
+    d.add_argument("--chargers", type=int, default=None, help="simulated chargers (default 3; 8 with --site)")
+    d.add_argument(
+        "--site",
+        action="store_true",
+        help="local load management: a 100 A site of chargers whose draw follows their profiles, EVs arriving and "
+        "leaving, the controller keeping the site under its limit",
+    )
     d.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")
     d.add_argument("--port", type=int, default=9000, help="charger port of the demo gateway")
     d.add_argument("--admin-port", type=int, default=9001, help="admin/metrics port of the demo gateway")

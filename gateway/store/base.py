@@ -23,7 +23,7 @@ from gateway.store.outbox import Outbox
 
 __all__ = ["Lease", "Store", "StoreUnavailable", "Subscription", "Write", "WriteKind"]
 
-WriteKind = Literal["conn", "boot", "status", "tx", "cred", "upcred", "route"]
+WriteKind = Literal["conn", "boot", "status", "tx", "cred", "upcred", "route", "site"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,8 @@ class Write:
     deletes the charger's verification proof too (:meth:`Store.put_password_proof`).
     ``upcred``: sub = backend name, value = {"password": ...}, the password the gateway presents for the charger
     to that backend. Credential writes are applied directly (awaited), never through the lossy write-behind queue.
+    ``site``: cid = the site's name, sub = a field of the site's document (``charger:<id>``, ``ctl:<id>``,
+    ``event:<id>``, ``summary``: gateway/app/sites.py), value = its JSON document. Events are applied directly.
     """
 
     kind: WriteKind
@@ -113,6 +115,10 @@ class Store(Protocol):
 
     async def list_route_overrides(self) -> dict[str, dict[str, Any]]:
         """Every route override, by charger id."""
+        ...
+
+    async def get_site(self, site: str) -> dict[str, dict[str, Any]]:
+        """Every field of a site's document (``site`` writes): field -> its JSON document."""
         ...
 
     async def get_password_hash(self, cid: str) -> str | None:

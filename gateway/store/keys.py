@@ -42,6 +42,15 @@
 - ``<p>:routes`` (set): charger ids with a route override.
 - ``<p>:connected`` (set): charger ids with a live session on some node (a superset: members without an owner key
   are dropped when the fleet is listed; each node adds its chargers again at every refresh).
+- ``<p>:site:{<site>}`` (hash): one site of the local controller (gateway/app/sites.py), field -> JSON:
+  ``charger:<id>`` what the node holding the charger observed (connection, transactions per EVSE, measured draw),
+  written behind on every change; ``ctl:<id>`` what the controller last did to that charger (the profile limits it
+  sent, their validity, the connection it read back), written by the site's controller; ``event:<id>`` a
+  demand-response event, written directly (awaited) by the admin API or the MQTT topic, deleted when it ended or
+  was cancelled; ``summary`` the last allocation (for every replica's admin API). The braces make one site's keys
+  one hash slot.
+- ``<p>:site:{<site>}:lease`` (string, TTL): the node id of the one process controlling that site (a
+  :class:`gateway.store.base.Lease`, as for taps).
 - ``<p>:node:<node>`` (pub/sub channel, not a key): messages to one node, JSON: ``takeover`` (close your session of
   this charger with 1000), ``call`` (run an admin CALL on your charger) and their ``reply``.
 
@@ -55,7 +64,7 @@
   atomically by a script), further increments go to ``["other"]``. ``ocpp-gateway report compliance --reset``
   deletes these keys.
 
-Only ``owner``, ``credproof`` and tap ``lease`` keys have a TTL. ``credproof`` is the one cache of something else
+Only ``owner``, ``credproof`` and lease keys (taps, sites) have a TTL. ``credproof`` is the one cache of something else
 (it saves a scrypt computation): losing it costs CPU, never correctness. Everything else is read back by a restart,
 which loses nothing the next connection needs.
 """
@@ -129,6 +138,14 @@ class Keys:
 
     def connected(self) -> str:
         return f"{self.prefix}:connected"
+
+    def site(self, name: str) -> str:
+        """Hash of one site of the local controller: observations, controller state, events, summary."""
+        return f"{self.prefix}:site:{{{name}}}"
+
+    def site_lease(self, name: str) -> str:
+        """Node id of the process controlling one site (TTL)."""
+        return f"{self.prefix}:site:{{{name}}}:lease"
 
     def node_channel(self, node: str) -> str:
         return f"{self.prefix}:node:{node}"

@@ -32,6 +32,7 @@ class MemoryStore:
         self._proof: dict[str, tuple[bytes, float]] = {}
         self._upcred: dict[tuple[str, str], dict[str, Any]] = {}
         self._route: dict[str, dict[str, Any]] = {}
+        self._site: dict[str, dict[str, dict[str, Any]]] = {}
         #: cid -> (node, expiry on the monotonic clock)
         self._owner: dict[str, tuple[str, float]] = {}
         self._channels: dict[str, set[asyncio.Queue[bytes]]] = {}
@@ -66,6 +67,8 @@ class MemoryStore:
                 _put(self._upcred, (w.cid, w.sub), v)
             elif w.kind == "route":
                 _put(self._route, w.cid, v)
+            elif w.kind == "site":
+                _put(self._site.setdefault(w.cid, {}), w.sub, v)
 
     async def get_connection(self, cid: str) -> dict[str, Any] | None:
         return copy.deepcopy(self._conn.get(cid))
@@ -128,6 +131,9 @@ class MemoryStore:
 
     async def list_route_overrides(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy(self._route)
+
+    async def get_site(self, site: str) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy(self._site.get(site, {}))
 
     async def get_password_hash(self, cid: str) -> str | None:
         v = self._cred.get(cid)

@@ -156,6 +156,8 @@ class RedisStore:
             elif w.kind == "upcred":
                 key = k.upcred(w.cid, w.sub)
                 pipe.delete(key) if v is None else pipe.set(key, v)
+            elif w.kind == "site":
+                pipe.hdel(k.site(w.cid), w.sub) if v is None else pipe.hset(k.site(w.cid), w.sub, v)
             elif w.kind == "route":
                 if v is None:
                     pipe.delete(k.route(w.cid))
@@ -212,8 +214,11 @@ class RedisStore:
         return await self._get(self.keys.boot(cid))
 
     async def get_statuses(self, cid: str) -> dict[str, dict[str, Any]]:
+        return await self._hash(self.keys.status(cid))
+
+    async def _hash(self, key: str) -> dict[str, dict[str, Any]]:
         try:
-            raw = await self._r.hgetall(self.keys.status(cid))
+            raw = await self._r.hgetall(key)
         except (RedisError, OSError) as e:
             raise StoreUnavailable(str(e)) from e
         out: dict[str, dict[str, Any]] = {}
@@ -225,6 +230,9 @@ class RedisStore:
 
     async def get_translation_state(self, cid: str, backend: str) -> dict[str, Any] | None:
         return await self._get(self.keys.translation(cid, backend))
+
+    async def get_site(self, site: str) -> dict[str, dict[str, Any]]:
+        return await self._hash(self.keys.site(site))
 
     async def get_route_override(self, cid: str) -> dict[str, Any] | None:
         return await self._get(self.keys.route(cid))

@@ -58,6 +58,24 @@ async def test_translation_state_is_per_backend(store: Store) -> None:
     assert await store.get_translation_state("CP1", "a") is None
 
 
+async def test_a_site_document_keeps_each_field_until_it_is_deleted(store: Store) -> None:
+    await store.apply(
+        [
+            Write("site", "depot", "charger:CP/é 1", {"connected": True, "evses": {"1": {"tx": "7"}}}),
+            Write("site", "depot", "event:dr-1", {"id": "dr-1", "limit": 60.0}),
+            Write("site", "depot", "charger:CP/é 1", {"connected": False, "evses": {}}),
+            Write("site", "other", "summary", {"limit": 1}),
+        ]
+    )
+    assert await store.get_site("depot") == {
+        "charger:CP/é 1": {"connected": False, "evses": {}},
+        "event:dr-1": {"id": "dr-1", "limit": 60.0},
+    }
+    await store.apply([Write("site", "depot", "event:dr-1", None)])
+    assert await store.get_site("depot") == {"charger:CP/é 1": {"connected": False, "evses": {}}}
+    assert await store.get_site("nowhere") == {}
+
+
 async def test_values_are_copies_not_aliases(store: Store) -> None:
     value = {"node": "n1", "nested": {"x": 1}}
     await store.apply([Write("conn", "CP1", "", value)])

@@ -184,3 +184,27 @@ async def test_shipped_config_runs_against_the_built_in_csms(tmp_path: Path) -> 
             except TimeoutError:
                 p.kill()
                 await p.wait()
+
+
+@pytest.mark.slow
+async def test_site_demo_keeps_the_100_a_connection_under_its_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.ops.site_sim import run_site_demo
+
+    async with asyncio.timeout(60):
+        rc = await run_site_demo(chargers=8, duration=14, port=0, admin_port=0)
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "a 100 A connection" in out and "/api/sites/demo-site" in out
+    rows = [line for line in out.splitlines() if re.match(r"^\d\d:\d\d:\d\d  (ok  |OVER) L1", line)]
+    assert len(rows) >= 10
+    assert not [r for r in rows if " OVER " in r], rows
+    assert max(int(m) for m in re.findall(r"EVs (\d+) \(", out)) >= 4  # the site was short: the controller split it
+    (verdict,) = re.findall(r"highest phase current ([\d.]+) A of 100 A; 0 of (\d+) one-second samples over", out)
+    assert float(verdict[0]) <= 100.0
+    # the demand-response event: announced, then the site under its 70 A (the line shows the limit in force)
+    assert "demand response demo-peak: the site may draw 70 A for 12 s" in out
+    during = [r for r in rows if "(event: 70)" in r]
+    assert during
+    for r in during:
+        currents = [float(x) for x in re.findall(r"L\d +([\d.]+)", r)]
+        assert max(currents) <= 70.0, r
