@@ -138,6 +138,8 @@ def gateway_config(
     listen: dict[str, Any] = {"host": "127.0.0.1", "port": port, "security_profile": args.profile}
     if args.profile == 2:
         listen["tls"] = {"cert": str(work / "gw-chain.pem"), "key": str(work / "gw.key")}
+        if args.max_tls_handshakes is not None:
+            listen["max_tls_handshakes"] = args.max_tls_handshakes
     backend: dict[str, Any] = {"url": f"ws://127.0.0.1:{stub}/ocpp", "ocpp": "1.6"}
     if args.max_connects_per_s:
         backend["max_connects_per_s"] = args.max_connects_per_s
@@ -686,11 +688,18 @@ def summary(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _turns(r: dict[str, Any]) -> str:
+    """The listener's max_tls_handshakes of a run: 'off' (0), the figure, or '-' (runs before the queue existed,
+    or profile 0/1)."""
+    v = r.get("max_tls_handshakes", "-")
+    return "off" if v == 0 else ("default" if v is None and r["profile"] == 2 and "max_tls_handshakes" in r else str(v))
+
+
 def summarize(paths: list[str]) -> str:
     """A markdown table of the runs in these jsonl files (one row per phase)."""
-    head = ("| N | profile | store | shared cache | pacing | resume | phase | all admitted s | admission p50 / p99 ms "
-            "| gateway CPU s (ms/charger) | CSMS connects peak/s | cache hit/miss | TLS resumed | steady p99 ms "
-            "(x baseline) | errors |")  # fmt: skip
+    head = ("| N | profile | store | shared cache | pacing | TLS turns | resume | phase | all admitted s "
+            "| admission p50 / p99 ms | gateway CPU s (ms/charger) | CSMS connects peak/s | cache hit/miss "
+            "| TLS resumed | steady p99 ms (x baseline) | errors |")  # fmt: skip
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for path in paths:
         for line in Path(path).read_text().splitlines():
@@ -700,7 +709,8 @@ def summarize(paths: list[str]) -> str:
                 c = p["auth_cache"]
                 rows.append(
                     f"| {r['n']} | {r['profile']} | {r['store']} | {'yes' if r['cache'] else 'no'} | "
-                    f"{r['max_connects_per_s'] or '-'} | {'yes' if r['tls_resume'] else 'no'} | {p['phase']} | "
+                    f"{r['max_connects_per_s'] or '-'} | {_turns(r)} | {'yes' if r['tls_resume'] else 'no'} | "
+                    f"{p['phase']} | "
                     f"{p['all_admitted_s']} | {p['admission_p50_ms']} / {p['admission_p99_ms']} | "
                     f"{p['gateway_cpu_s']} ({p['gateway_cpu_ms_per_charger']}) | {p['upstream']['peak_per_s']} | "
                     f"{int(c.get('{result=hit}', 0))}/{int(c.get('{result=miss}', 0))} | {p['tls_resumed']} | "
@@ -739,6 +749,12 @@ def main() -> None:
     ap.add_argument("--steady-interval", type=float, default=0.1, help="seconds between their Heartbeats")
     ap.add_argument("--baseline-s", type=float, default=3.0)
     ap.add_argument("--max-connects-per-s", type=float, default=0, help="backend pacing (0: none)")
+    ap.add_argument(
+        "--max-tls-handshakes",
+        type=int,
+        default=None,
+        help="listen.max_tls_handshakes with --profile 2 (default: the gateway's; 0: every handshake at once)",
+    )
     ap.add_argument("--max-connect-wait-s", type=float, default=5.0)
     ap.add_argument("--hash-concurrency", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=300, help="bound of each phase, seconds (<= 900)")
@@ -778,6 +794,7 @@ def main() -> None:
         "profile": args.profile, "store": args.store, "cache": args.cache, "prefill": args.prefill,
         "tls_resume": args.tls_resume,
         "key": args.key if args.profile == 2 else None, "max_connects_per_s": args.max_connects_per_s or None,
+        "max_tls_handshakes": args.max_tls_handshakes,
         "max_connect_wait_s": args.max_connect_wait_s, "procs": args.procs, "client_nice": args.client_nice,
         "steady": args.steady,
         "hash_concurrency": args.hash_concurrency, "tag": args.tag, "python": sys.version.split()[0],

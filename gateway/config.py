@@ -90,6 +90,8 @@ class ListenConfig:
     #: the security profile chargers on this listener must reach (a route may override it)
     security_profile: int = 0
     tls: ServerTlsConfig | None = None
+    #: TLS handshakes at once, at most (gateway/edge/listener.py: fewer while the event loop lags); 0 = no queue
+    max_tls_handshakes: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +436,7 @@ _LISTEN_KEYS = {
     "ocpp_versions",
     "security_profile",
     "tls",
+    "max_tls_handshakes",
 }
 
 
@@ -517,6 +520,14 @@ def _listener(c: _Checker, node: Any, path: str, index: int) -> ListenConfig:
         ocpp_versions=tuple(versions) or dl.ocpp_versions,
         security_profile=profile,
         tls=tls,
+        max_tls_handshakes=c.get(
+            d,
+            "max_tls_handshakes",
+            path,
+            int,
+            dl.max_tls_handshakes,
+            lambda v: None if 0 <= v <= 65536 else "must be 0..65536 (0: no queue)",
+        ),
     )
 
 

@@ -174,6 +174,19 @@ class Metrics:
             ["listener", "outcome"],
             registry=r,
         )
+        self.tls_handshakes_waiting = Gauge(
+            "ocppgw_tls_handshakes_waiting",
+            "Accepted connections of a TLS charger listener waiting for their handshake's turn",
+            ["listener"],
+            registry=r,
+        )
+        self.tls_handshake_turns = Gauge(
+            "ocppgw_tls_handshake_turns",
+            "TLS handshakes a charger listener runs at once now (fewer while the event loop lags, up to "
+            "listen.max_tls_handshakes)",
+            ["listener"],
+            registry=r,
+        )
         self.certificate_expiry = Gauge(
             "ocppgw_certificate_expiry_seconds",
             "Seconds until the first certificate of a configured file expires (negative: expired), by config path",

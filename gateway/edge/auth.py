@@ -98,14 +98,14 @@ class EdgeSecurity:
                 problems.append((f"listen[{i}].tls", f"cannot set up TLS: {e}"))
                 continue
             if ctx is not None:
-                observe_handshake_failures(ctx, functools.partial(self._tls_failed, lst.name))
+                observe_handshake_failures(ctx, functools.partial(self.tls_failed, lst.name))
         if problems:
             raise ConfigError(problems)
 
     def _cache_result(self, result: str) -> None:
         self.metrics.auth_cache.labels(result).inc()
 
-    def _tls_failed(self, listener: str, e: BaseException) -> None:
+    def tls_failed(self, listener: str, e: BaseException) -> None:
         """A TLS handshake failed on a charger listener (called inside the loop's TLS code: must not raise)."""
         outcome = tls_failure(e)
         self.metrics.tls_handshakes.labels(listener, outcome).inc()

@@ -34,6 +34,7 @@ from gateway.app.hub import Hub
 from gateway.app.reload import reload_config
 from gateway.config import Config, ConfigError, config_warnings
 from gateway.edge.handshake import HANDSHAKE_TIMEOUT_S, Handshake
+from gateway.edge.listener import GatedTlsServer, serve_tls
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from gateway.ocpp import schemas
@@ -167,12 +168,33 @@ async def running_gateway(
         await stack.enter_async_context(hub.running())
         admission = Admission(hub)
         ports: dict[str, int] = {}
-        servers: list[asyncio.Server] = []
+        servers: list[asyncio.Server | GatedTlsServer] = []
         for lst in config.all_listeners() if supervisor is None else ():
+            factory = functools.partial(
+                Handshake, admission, lst, metrics=metrics, ticker=hub.ticker, log=log, spawn=hub.spawn
+            )
+            tls_ctx = hub.security.listener_tls.get(lst.name)
+            if tls_ctx is not None and lst.max_tls_handshakes > 0:
+                gated = await serve_tls(
+                    factory,
+                    lst.host,
+                    lst.port,
+                    ctx=tls_ctx,
+                    handshake_timeout=HANDSHAKE_TIMEOUT_S,
+                    max_turns=lst.max_tls_handshakes,
+                    reuse_port=worker_socket is not None,
+                    on_failure=functools.partial(hub.security.tls_failed, lst.name),
+                    on_change=functools.partial(
+                        _handshake_queue,
+                        metrics.tls_handshakes_waiting.labels(lst.name),
+                        metrics.tls_handshake_turns.labels(lst.name),
+                    ),
+                )
+                servers.append(gated)
+                ports[lst.name] = int(gated.sockets[0].getsockname()[1])
+                continue
             server = await loop.create_server(
-                functools.partial(
-                    Handshake, admission, lst, metrics=metrics, ticker=hub.ticker, log=log, spawn=hub.spawn
-                ),
+                factory,
                 lst.host,
                 lst.port,
                 backlog=4096,
@@ -215,11 +237,16 @@ async def running_gateway(
         yield running
 
 
-def _stop_accepting(hub: Hub, servers: list[asyncio.Server]) -> None:
+def _stop_accepting(hub: Hub, servers: list[asyncio.Server | GatedTlsServer]) -> None:
     """The first step of a stop: no new charger (listening sockets closed; handshakes under way get 503)."""
     hub.draining = True
     for server in servers:
         server.close()  # open connections stay until drained
+
+
+def _handshake_queue(waiting_gauge: Any, turns_gauge: Any, waiting: int, turns: int) -> None:
+    waiting_gauge.set(waiting)
+    turns_gauge.set(turns)
 
 
 def _seconds_left(not_after: float) -> float:
