@@ -250,3 +250,39 @@ async def test_ocpp201_outage_is_ridden_through_with_transaction_events(redis_ur
             assert got == [("TransactionEvent", "Started", t1), ("TransactionEvent", "Ended", t2),
                            ("Heartbeat", None, None)]  # fmt: skip
     await csms.stop()
+
+
+async def test_translated_16_charger_behind_201_csms_rides_through(redis_url: str) -> None:
+    """Set-up A (1.6 charger, 2.0.1 CSMS): the journal holds the translated 2.0.1 CALLs, answered from the 2.0.1
+    CSMS's own answers and translated back for the charger."""
+    cid = "RIDE16T-1"
+    csms = Csms()
+    await csms.up()
+    async with asyncio.timeout(TIMEOUT), ride_gateway(redis_url, csms, "2.0.1") as running:
+        async with connected(Charger16, running.charger_url(), cid) as cp:
+            boot = await cp.call(call16.BootNotification(charge_point_model="M", charge_point_vendor="V"),
+                                 suppress=False)  # fmt: skip
+            assert (boot.status, boot.interval) == ("Accepted", 120)
+            assert (await cp.call(call16.Authorize(id_tag="TAG-T"), suppress=False)).id_tag_info["status"] == "Accepted"
+            before = len(csms.received)
+            await csms.stop()
+            t1, t2 = now_iso(-20), now_iso(-10)
+            start = await cp.call(call16.StartTransaction(connector_id=1, id_tag="TAG-T", meter_start=100,
+                                                          timestamp=t1), suppress=False)  # fmt: skip
+            assert start.id_tag_info["status"] == "Accepted"
+            gw_tx = start.transaction_id
+            stop = await cp.call(call16.StopTransaction(meter_stop=900, timestamp=t2, transaction_id=gw_tx),
+                                 suppress=False)  # fmt: skip
+            assert stop is not None
+            assert len(csms.received) == before
+            await csms.up()
+            await live_again(running, cid)
+            got = [(r.action, r.payload.get("eventType"), r.payload.get("timestamp")) for r in csms.received[before:]]
+            assert [g for g in got if g[0] == "TransactionEvent"] == [
+                ("TransactionEvent", "Started", t1), ("TransactionEvent", "Ended", t2),
+            ]  # fmt: skip
+            events = csms.calls(cid, "TransactionEvent")
+            assert events[0]["idToken"]["idToken"] == "TAG-T"
+            assert len({e["transactionInfo"]["transactionId"] for e in events}) == 1
+            assert (await ride_view(running))[cid]["divergences"] == 0
+    await csms.stop()
