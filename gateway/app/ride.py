@@ -68,6 +68,7 @@ _LEARN = frozenset({"BootNotification", "Authorize", "StartTransaction", "StopTr
 _MAP_UP = frozenset({"StopTransaction", "MeterValues"})
 _MAP_DOWN = frozenset({"RemoteStopTransaction", "SetChargingProfile"})
 _BATCH = 50
+_ENERGY = "Energy.Active.Import.Register"
 #: the journal is never trimmed by the outbox (its own bounds refuse new transactions first)
 _NO_TRIM = 1_000_000_000
 
@@ -574,20 +575,21 @@ def _ended(call: Call) -> bool:
 
 
 def _energy(meter_values: Any) -> float | None:
-    """The last Energy.Active.Import.Register (Wh, or kWh converted) in a list of meter values."""
+    """The last Energy.Active.Import.Register (Wh, or kWh converted) in a list of meter values (None: none; anything
+    malformed is skipped: a charger's payload never raises here)."""
     out: float | None = None
     if not isinstance(meter_values, list):
         return None
     for mv in meter_values:
-        for sv in mv.get("sampledValue", []) if isinstance(mv, dict) else []:
-            if not isinstance(sv, dict) or sv.get("measurand", "Energy.Active.Import.Register") != (
-                "Energy.Active.Import.Register"
-            ):
+        values = mv.get("sampledValue") if isinstance(mv, dict) else None
+        for sv in values if isinstance(values, list) else []:
+            if not isinstance(sv, dict) or sv.get("measurand", _ENERGY) != _ENERGY:
                 continue
             try:
                 value = float(sv.get("value"))  # type: ignore[arg-type]
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 continue
-            unit = sv.get("unit") or (sv.get("unitOfMeasure") or {}).get("unit")
+            uom = sv.get("unitOfMeasure")
+            unit = sv.get("unit") or (uom.get("unit") if isinstance(uom, dict) else None)
             out = value * 1000 if unit == "kWh" else value
     return out
