@@ -286,3 +286,48 @@ async def test_translated_16_charger_behind_201_csms_rides_through(redis_url: st
             assert len({e["transactionInfo"]["transactionId"] for e in events}) == 1
             assert (await ride_view(running))[cid]["divergences"] == 0
     await csms.stop()
+
+
+async def test_translated_201_charger_behind_16_csms_maps_the_csms_transaction_id(redis_url: str) -> None:
+    """Set-up B (2.0.1 charger, 1.6 CSMS): the gateway's 1.6 transactionId is replaced by the CSMS's in the replayed
+    StopTransaction; the charger keeps its own 2.0.1 id throughout."""
+    cid = "RIDE201T-1"
+    csms = Csms()
+    await csms.up()
+    token = {"id_token": "TOK-B", "type": "ISO14443"}
+    meter = [
+        {"timestamp": now_iso(-30), "sampled_value": [{"value": 100.0, "measurand": "Energy.Active.Import.Register"}]}
+    ]
+    async with asyncio.timeout(TIMEOUT), ride_gateway(redis_url, csms, "1.6") as running:
+        async with connected(Charger201, running.charger_url(), cid) as cp:
+            station = {"model": "M", "vendor_name": "V"}
+            assert (await cp.call(call201.BootNotification(charging_station=station, reason="PowerUp"),
+                                  suppress=False)).status == "Accepted"  # fmt: skip
+            auth = await cp.call(call201.Authorize(id_token=token), suppress=False)
+            assert auth.id_token_info["status"] == "Accepted"
+            before = len(csms.received)
+            await csms.stop()
+            started = await cp.call(call201.TransactionEvent(
+                event_type="Started", timestamp=now_iso(-20), trigger_reason="Authorized", seq_no=0,
+                transaction_info={"transaction_id": "TX-B"}, id_token=token, evse={"id": 1, "connector_id": 1},
+                meter_value=meter,
+            ), suppress=False)  # fmt: skip
+            assert started.id_token_info["status"] == "Accepted"
+            end_meter = [
+                {
+                    "timestamp": now_iso(-10),
+                    "sampled_value": [{"value": 900.0, "measurand": "Energy.Active.Import.Register"}],
+                }
+            ]
+            await cp.call(call201.TransactionEvent(
+                event_type="Ended", timestamp=now_iso(-10), trigger_reason="StopAuthorized", seq_no=1,
+                transaction_info={"transaction_id": "TX-B", "stopped_reason": "Local"}, meter_value=end_meter,
+            ), suppress=False)  # fmt: skip
+            await csms.up()
+            await live_again(running, cid)
+            actions = [r.action for r in csms.received[before:]]
+            assert actions.count("StartTransaction") == 1 and actions.count("StopTransaction") == 1
+            assert actions.index("StartTransaction") < actions.index("StopTransaction")
+            (stop,) = csms.calls(cid, "StopTransaction")
+            assert stop["transactionId"] == csms.transaction_ids[cid][-1] > 0
+    await csms.stop()
