@@ -25,9 +25,10 @@ from gateway.ops.demo import Charger16, Charger201, ConnectionClosed, OcppWs
 from gateway.ops.demo_csms import DemoCsms
 from gateway.ops.lifecycle import Running, running_gateway
 from tests.helpers import make_config
+from tests.ocpp_rpc import rpc_charger
 from tests.peers import now_iso
 
-TIMEOUT = 25
+TIMEOUT = 30
 RIDE = {"mode": "ride_through"}
 
 
@@ -330,4 +331,52 @@ async def test_translated_201_charger_behind_16_csms_maps_the_csms_transaction_i
             assert actions.index("StartTransaction") < actions.index("StopTransaction")
             (stop,) = csms.calls(cid, "StopTransaction")
             assert stop["transactionId"] == csms.transaction_ids[cid][-1] > 0
+    await csms.stop()
+
+
+async def test_ocpp_rpc_strict_charger_rides_through_and_accepts_every_gateway_answer(redis_url: str) -> None:
+    """ocpp-rpc (npm, strict mode: every answer checked against its own copy of the official schemas) as the charger:
+    the gateway's answers on the CSMS's behalf are valid to an independent validator, and the CSMS gets it all."""
+    cid = "RIDE-RPC-1"
+    csms = Csms()
+    await csms.up()
+    async with asyncio.timeout(TIMEOUT), ride_gateway(redis_url, csms, "1.6") as running:
+        async with rpc_charger(running.charger_url(), cid, "ocpp1.6", mode="idle") as cp:
+
+            async def rpc(action: str, params: dict[str, Any]) -> dict[str, Any]:
+                done = await cp.command("call", action=action, params=params, timeout=15)
+                assert "response" in done, cp.transcript()
+                return dict(done["response"])
+
+            assert (await rpc("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}))[
+                "interval"
+            ] == 120
+            await rpc("Authorize", {"idTag": "RPC-TAG"})
+            before = len(csms.received)
+            await csms.stop()
+
+            async def is_riding() -> bool:
+                return (await ride_view(running))[cid]["state"] == "riding"
+
+            await until(is_riding)
+            t1 = now_iso(-10)
+            assert (await rpc("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}))[
+                "interval"
+            ] == 120
+            start = await rpc(
+                "StartTransaction", {"connectorId": 1, "idTag": "RPC-TAG", "meterStart": 5, "timestamp": t1}
+            )
+            assert start["idTagInfo"]["status"] == "Accepted"
+            await rpc("MeterValues", {"connectorId": 1, "transactionId": start["transactionId"],
+                                      "meterValue": sampled(50, t1)})  # fmt: skip
+            await rpc("StopTransaction", {"transactionId": start["transactionId"], "meterStop": 60, "timestamp": t1})
+            assert (await rpc("Heartbeat", {}))["currentTime"]
+            assert (await rpc("DataTransfer", {"vendorId": "X"})) == {"status": "Rejected"}
+            await csms.up()
+            await live_again(running, cid)
+            got = [r.action for r in csms.received[before:]]
+            assert got == ["BootNotification", "StartTransaction", "MeterValues", "StopTransaction", "Heartbeat"]
+            (stop,) = csms.calls(cid, "StopTransaction")
+            assert stop["transactionId"] == csms.transaction_ids[cid][-1]
+            assert not cp.problems(), cp.transcript()
     await csms.stop()
