@@ -249,6 +249,8 @@ class Ride:
                     self._live = None
                     if type(frame) is CallResult:
                         self._learn(live[1], live[2], frame.payload)
+                    if live[1] == "StopTransaction":  # answered: the transaction's id map is no longer needed
+                        self._forget_tx(live[2].get("transactionId"))
             elif type(frame) is Call and self.to_charger and frame.action in _MAP_DOWN:
                 mapped = answerer.map_transaction_ids(frame.action, frame.payload, self.to_charger, False)
                 if mapped is not None:
@@ -322,8 +324,6 @@ class Ride:
             mapped = answerer.map_transaction_ids(action, frame.payload, self.to_csms, True)
             if mapped is not None:
                 data = call_text(frame.unique_id, action, mapped)
-                if action == "StopTransaction":
-                    self._forget_tx(frame.payload.get("transactionId"))
         self.link.send(data)
 
     # ------------------------------------------------------------------ answering while riding

@@ -118,7 +118,7 @@ async def test_ocpp16_mid_session_outage_is_ridden_through_and_replayed_in_order
     csms = Csms()
     await csms.up()
     async with asyncio.timeout(TIMEOUT), ride_gateway(redis_url, csms, "1.6") as running:
-        async with connected(Charger16, running.charger_url(), cid) as cp:
+        async with connected(Charger16Stops, running.charger_url(), cid) as cp:
             boot = await cp.call(call16.BootNotification(charge_point_model="M", charge_point_vendor="V"),
                                  suppress=False)  # fmt: skip
             assert (boot.status, boot.interval) == ("Accepted", 120)
@@ -159,7 +159,11 @@ async def test_ocpp16_mid_session_outage_is_ridden_through_and_replayed_in_order
                 ("MeterValues", {"connectorId": 1, "transactionId": csms_tx, "meterValue": sampled(1500, t2)}),
             ]  # fmt: skip
 
-            # live again: the charger still uses its own id; the CSMS gets its own
+            # live again: the CSMS's CALLs carry its id, the charger gets its own
+            point = await csms.point(cid)
+            assert (await point.call(call16.RemoteStopTransaction(transaction_id=csms_tx))).status == "Accepted"
+            assert ("RemoteStopTransaction", {"transaction_id": gw_tx}) in cp.handled
+            # and the charger still uses its own id; the CSMS gets its own
             t3 = now_iso()
             stop = await cp.call(call16.StopTransaction(meter_stop=2000, timestamp=t3, transaction_id=gw_tx,
                                                         id_tag="TAG-1"), suppress=False)  # fmt: skip
