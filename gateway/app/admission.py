@@ -109,7 +109,7 @@ class Admission:
             link = await hub.links.open(backend, cid, credentials=credentials, log=log)
         except BackendUnavailable as e:
             log.warning("backend_unavailable", reason=e.reason, status=e.http_status)
-            if ride is None:
+            if ride is None or e.refused:  # a CSMS that answers and refuses is not down: never ridden through
                 raise ChargerRejected(
                     e.http_status, "backend_unavailable", f"backend {e.backend} unavailable"
                 ) from None

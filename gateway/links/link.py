@@ -119,13 +119,15 @@ async def _connect(
         raise BackendUnavailable(backend.name, "connect timed out", 503) from None
     except picows.WSHandshakeError as e:
         status = getattr(getattr(e, "response", None), "status", None)
-        raise BackendUnavailable(backend.name, f"handshake refused (HTTP {int(status) if status else '?'})") from None
+        code = int(status) if status else 0
+        refused = 400 <= code < 500
+        raise BackendUnavailable(backend.name, f"handshake refused (HTTP {code or '?'})", refused=refused) from None
     except (picows.WSError, OSError, ssl.SSLError) as e:
         raise BackendUnavailable(backend.name, f"{type(e).__name__}: {e}") from None
     got = transport.response.headers.get("Sec-WebSocket-Protocol") if transport.response is not None else None
     if got != subprotocol:
         transport.disconnect(graceful=False)
-        raise BackendUnavailable(backend.name, f"backend did not accept subprotocol {subprotocol}")
+        raise BackendUnavailable(backend.name, f"backend did not accept subprotocol {subprotocol}", refused=True)
     return transport
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from gateway.ops.lifecycle import Running, running_gateway
 from tests.conftest import RedisServer
@@ -177,3 +178,35 @@ async def test_admin_api_lists_drops_and_replays_behind_its_token(redis_url: str
             assert [f[1] for c, f in csms.received if f[0] == 2 and f[1] != "b1"] == ["h9"]  # dropped: never sent
             metrics = await get_metrics(base)
             assert metric(metrics, "ocppgw_ride_through_messages_total", backend="a", outcome="dropped") == 3
+
+
+async def test_a_csms_that_refuses_the_charger_is_not_ridden_through(redis_url: str) -> None:
+    """An HTTP 403 to the upstream upgrade is a reachable CSMS saying no: the charger gets 502, as without ride-through;
+    only an unreachable one (nothing listening) admits it."""
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=403)
+
+    app = web.Application()
+    app.router.add_get("/ocpp/{cid}", refuse)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    config = make_config(
+        {"a": {"url": f"ws://127.0.0.1:{port}/ocpp"}}, store=redis_url,
+        routes=[{"match": "*", "primary": "a", "offline": {"mode": "ride_through"}}],
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(TIMEOUT), running_gateway(config) as running:
+            async with aiohttp.ClientSession() as http:
+                with contextlib.suppress(aiohttp.WSServerHandshakeError):
+                    async with http.ws_connect(f"{running.charger_url()}/RO-9", protocols=("ocpp1.6",)):
+                        raise AssertionError("admitted although the CSMS refused it")
+            metrics = await get_metrics(running.admin_url())
+            assert metric(metrics, "ocppgw_connections_total", outcome="backend_unavailable") == 1
+            await site.stop()  # now nothing listens there: unreachable, so ridden through
+            async with raw_charger(running.charger_url(), "RO-9") as ws:
+                assert (await call(ws, "h1", "Heartbeat", {}))[:2] == [3, "h1"]
+    finally:
+        await runner.cleanup()
