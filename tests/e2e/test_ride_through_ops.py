@@ -183,6 +183,7 @@ async def test_admin_api_lists_drops_and_replays_behind_its_token(redis_url: str
 async def test_a_csms_that_refuses_the_charger_is_not_ridden_through(redis_url: str) -> None:
     """An HTTP 403 to the upstream upgrade is a reachable CSMS saying no: the charger gets 502, as without ride-through;
     only an unreachable one (nothing listening) admits it."""
+
     async def refuse(request: web.Request) -> web.Response:
         return web.Response(status=403)
 
