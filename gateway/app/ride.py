@@ -198,7 +198,7 @@ class Ride:
             return True
         self.state = RideState.REPLAYING
         if self._replay is None or self._replay.done():
-            self._replay = asyncio.get_running_loop().create_task(self._run_replay(), name="ride-replay")
+            self._replay = asyncio.get_running_loop().create_task(self._replay_guarded(), name="ride-replay")
         return True
 
     async def drop(self) -> int:
@@ -355,7 +355,14 @@ class Ride:
         entry = {"u": call.unique_id, "a": call.action, "p": call.payload, "r": ans.payload, "t": now}
         self._writing = True
         self._written.clear()
-        self.spawn(self._journal(call, ans, entry), f"ride-journal:{self.charger_id}")
+        self.spawn(self._journal_guarded(call, ans, entry), f"ride-journal:{self.charger_id}")
+
+    async def _journal_guarded(self, call: Call, ans: Answer, entry: dict[str, Any]) -> None:
+        try:
+            await self._journal(call, ans, entry)
+        except Exception:  # a bug: logged and counted; the CALL is not answered (the charger times out)
+            self.log.exception("ride_through_journal_crashed", action=call.action)
+            self.board.metrics.internal_errors.labels("ride_journal").inc()
 
     async def _journal(self, call: Call, ans: Answer, entry: dict[str, Any]) -> None:
         m = self.board.metrics.ride_messages
@@ -445,6 +452,18 @@ class Ride:
             self.board.writer.put(Write("ride", self.charger_id, f"{self.backend}|tx:{gw}", None))
 
     # ------------------------------------------------------------------ the replay
+
+    async def _replay_guarded(self) -> None:
+        """The replay; a bug in it is logged and counted, and it starts again after a back-off (the journal is
+        intact: an entry is removed only once the CSMS answered it)."""
+        while self.state is RideState.REPLAYING:
+            try:
+                await self._run_replay()
+                return
+            except Exception:
+                self.log.exception("ride_through_replay_crashed")
+                self.board.metrics.internal_errors.labels("ride_replay").inc()
+                await asyncio.sleep(5.0)
 
     async def _run_replay(self) -> None:
         outbox = self.board.store.outbox()
