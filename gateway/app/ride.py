@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.app.ride_board import RideBoard
 from gateway.core import answerer
 from gateway.core.answerer import Answer
+from gateway.core.limits import LimitWatch
 from gateway.core.session import Session
 from gateway.links.link import Link
 from gateway.ocpp import schemas
@@ -68,7 +69,6 @@ _LEARN = frozenset({"BootNotification", "Authorize", "StartTransaction", "StopTr
 _MAP_UP = frozenset({"StopTransaction", "MeterValues"})
 _MAP_DOWN = frozenset({"RemoteStopTransaction", "SetChargingProfile"})
 _BATCH = 50
-_ENERGY = "Energy.Active.Import.Register"
 #: the journal is never trimmed by the outbox (its own bounds refuse new transactions first)
 _NO_TRIM = 1_000_000_000
 
@@ -139,8 +139,8 @@ class Ride:
         self._own: set[str] = set()
         self._own_n = 0
         self._tag = secrets.token_hex(3)
-        #: transactions started under accept_limited: id -> (started at, meter start in Wh or None)
-        self._limited: dict[int | str, tuple[float, float | None]] = {}
+        #: transactions started under accept_limited, until they end or reach a limit
+        self._limits = LimitWatch(policy)
         self.divergences = 0
         self.last_divergence: dict[str, Any] | None = None
         self.replayed = 0
@@ -382,41 +382,14 @@ class Ride:
             self.oldest_at = entry["t"]
         self.depth += 1
         m.labels(self.backend, "journalled").inc()
-        self._watch_limits(call, ans)
+        for tx in self._limits.seen(call.action, call.payload, ans, time.time()):
+            self._stop(tx, "limit")
         self.session.from_backend(call_result_text(call.unique_id, ans.payload))
 
     def _refuse(self, call: Call, why: str) -> None:
         self.session.from_backend(call_error_text(call.unique_id, "InternalError", why))
 
     # ------------------------------------------------------------------ unknown tokens accepted with a limit
-
-    def _watch_limits(self, call: Call, ans: Answer) -> None:
-        p, now = call.payload, time.time()
-        if ans.limited and call.action == "StartTransaction":
-            tx = ans.payload.get("transactionId")
-            start = p.get("meterStart")
-            if isinstance(tx, int):
-                self._limited[tx] = (now, float(start) if isinstance(start, int | float) else None)
-        elif ans.limited and call.action == "TransactionEvent":
-            info = p.get("transactionInfo")
-            tx = info.get("transactionId") if isinstance(info, dict) else None
-            if isinstance(tx, str):
-                self._limited[tx] = (now, _energy(p.get("meterValue")))
-        if not self._limited:
-            return
-        if call.action in ("StopTransaction", "TransactionEvent") and _ended(call):
-            self._limited.pop(_tx_of(call), None)  # type: ignore[arg-type]
-            return
-        for tx, (started, meter_start) in list(self._limited.items()):
-            energy = _energy(p.get("meterValue")) if _tx_of(call) == tx else None
-            over_time = self.policy.max_duration_s is not None and now - started >= self.policy.max_duration_s
-            over_energy = (
-                self.policy.max_energy_wh is not None and energy is not None and meter_start is not None
-                and energy - meter_start >= self.policy.max_energy_wh
-            )  # fmt: skip
-            if over_time or over_energy:
-                del self._limited[tx]
-                self._stop(tx, "limit")
 
     def _stop(self, tx: int | str, reason: str) -> None:
         """Ask the charger to stop transaction ``tx`` (its own id), as if the CSMS asked: the session delivers it
@@ -578,37 +551,3 @@ def _valid(version: str, action: str, ans: Answer) -> bool:
     except schemas.SchemaViolation:
         return False
     return True
-
-
-def _tx_of(call: Call) -> int | str | None:
-    p = call.payload
-    if "transactionInfo" in p and isinstance(p["transactionInfo"], dict):
-        tx = p["transactionInfo"].get("transactionId")
-        return tx if isinstance(tx, str) else None
-    tx = p.get("transactionId")
-    return tx if isinstance(tx, int) else None
-
-
-def _ended(call: Call) -> bool:
-    return call.action == "StopTransaction" or call.payload.get("eventType") == "Ended"
-
-
-def _energy(meter_values: Any) -> float | None:
-    """The last Energy.Active.Import.Register (Wh, or kWh converted) in a list of meter values (None: none; anything
-    malformed is skipped: a charger's payload never raises here)."""
-    out: float | None = None
-    if not isinstance(meter_values, list):
-        return None
-    for mv in meter_values:
-        values = mv.get("sampledValue") if isinstance(mv, dict) else None
-        for sv in values if isinstance(values, list) else []:
-            if not isinstance(sv, dict) or sv.get("measurand", _ENERGY) != _ENERGY:
-                continue
-            try:
-                value = float(sv.get("value"))  # type: ignore[arg-type]
-            except (TypeError, ValueError, OverflowError):
-                continue
-            uom = sv.get("unitOfMeasure")
-            unit = sv.get("unit") or (uom.get("unit") if isinstance(uom, dict) else None)
-            out = value * 1000 if unit == "kWh" else value
-    return out
