@@ -384,3 +384,36 @@ async def test_ocpp_rpc_strict_charger_rides_through_and_accepts_every_gateway_a
             assert stop["transactionId"] == csms.transaction_ids[cid][-1]
             assert not cp.problems(), cp.transcript()
     await csms.stop()
+
+
+async def test_ocpp201_token_refused_meanwhile_is_enforced_with_request_stop(redis_url: str) -> None:
+    cid = "RIDE201-2"
+    csms = Csms()
+    await csms.up()
+    token = {"id_token": "TOK-2", "type": "ISO14443"}
+    async with asyncio.timeout(TIMEOUT), ride_gateway(redis_url, csms, "2.0.1") as running:
+        async with connected(Charger201Stops, running.charger_url(), cid) as cp:
+            station = {"model": "M", "vendor_name": "V"}
+            await cp.call(call201.BootNotification(charging_station=station, reason="PowerUp"), suppress=False)
+            await cp.call(call201.Authorize(id_token=token), suppress=False)
+            await csms.stop()
+            csms.refused.add("TOK-2")
+            started = await cp.call(call201.TransactionEvent(
+                event_type="Started", timestamp=now_iso(-5), trigger_reason="Authorized", seq_no=0,
+                transaction_info={"transaction_id": "TX-R"}, id_token=token, evse={"id": 1, "connector_id": 1},
+            ), suppress=False)  # fmt: skip
+            assert started.id_token_info["status"] == "Accepted"  # the cache's answer
+            await csms.up()
+            await live_again(running, cid)
+
+            async def stopped() -> bool:
+                return ("RequestStopTransaction", {"transaction_id": "TX-R"}) in cp.handled
+
+            await until(stopped)
+            view = (await ride_view(running))[cid]
+            assert view["divergences"] == 1 and view["last_divergence"]["csms"]["idTokenInfo"]["status"] == "Blocked"
+            # from then on the CSMS's decision holds, even offline: the cache learned it from the replay
+            await csms.stop()
+            again = await cp.call(call201.Authorize(id_token=token), suppress=False)
+            assert again.id_token_info["status"] == "Blocked"
+    await csms.stop()

@@ -119,6 +119,8 @@ async def test_past_the_journal_bound_new_transactions_are_refused_and_counted(r
             metrics = await get_metrics(running.admin_url())
             assert metric(metrics, "ocppgw_ride_through_messages_total", backend="a", outcome="journal_full") == 2
             assert metric(metrics, "ocppgw_ride_through_journal_depth", backend="a") == 4
+            assert metric(metrics, "ocppgw_ride_through_chargers", backend="a") == 1
+            assert metric(metrics, "ocppgw_ride_through_journal_age_seconds", backend="a") >= 0
             assert (await view(running))["RO-1"]["journal_depth"] == 4
 
 
