@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from gateway.ocpp.versions import SUBPROTOCOLS, OcppVersion, parse_version
+from gateway.offline.config import OfflineConfig, parse_offline
 from gateway.quirks.profile import ComplianceConfig, QuirksConfig, parse_compliance, parse_quirks
 from gateway.sites.config import SiteConfig, parse_sites
 
@@ -187,6 +188,9 @@ class BackendConfig:
     #: Not compared: a reload that changes only these applies them to new admissions and reconnects nobody.
     max_connects_per_s: float | None = field(default=None, compare=False)
     max_connect_wait_s: float = field(default=5.0, compare=False)
+    #: the pace of the ride-through journal's replay toward this backend, CALLs per second for the whole process
+    #: (routes[].offline; gateway/app/ride.py)
+    replay_per_s: float = field(default=50.0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,8 @@ class RouteConfig:
     #: bounds of each (charger, mirror) outbox: entries, and age in seconds
     outbox_max_len: int = 10_000
     outbox_max_age_s: float = 7 * 86400.0
+    #: what happens while the primary is unreachable (gateway/offline/config.py)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
 
 
 TAP_DIRECTIONS = ("from_charger", "from_backend")
@@ -872,6 +878,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                     "translation",
                     "max_connects_per_s",
                     "max_connect_wait_s",
+                    "replay_per_s",
                 },
                 {"url"},
             )
@@ -903,6 +910,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                 translation=_translation(c, b.get("translation"), f"{p}.translation"),
                 max_connects_per_s=pacing[0],
                 max_connect_wait_s=pacing[1],
+                replay_per_s=c.get(b, "replay_per_s", p, float, db.replay_per_s, _positive),
             )
 
     routes: list[RouteConfig] = []
@@ -915,7 +923,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             r = c.mapping(
                 node,
                 p,
-                {"match", "primary", "security_profile", "allowlist", "mirrors", "mirror_calls", "outbox"},
+                {"match", "primary", "security_profile", "allowlist", "mirrors", "mirror_calls", "outbox", "offline"},
                 {"match", "primary"},
             )
             match = c.get(r, "match", p, str, "")
@@ -953,6 +961,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
             ob = c.mapping(r.get("outbox"), f"{p}.outbox", {"max_len", "max_age_s"})
             ob_len = c.get(ob, "max_len", f"{p}.outbox", int, 10_000, _positive)
             ob_age = c.get(ob, "max_age_s", f"{p}.outbox", float, 7 * 86400.0, _positive)
+            offline = parse_offline(c, r.get("offline"), f"{p}.offline")
             if match and primary:
                 routes.append(
                     RouteConfig(
@@ -964,6 +973,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
                         mirror_calls_allow=calls_allow,
                         outbox_max_len=ob_len,
                         outbox_max_age_s=ob_age,
+                        offline=offline,
                     )
                 )
 

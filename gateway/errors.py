@@ -44,11 +44,14 @@ class ChargerRejected(GatewayError):
 class BackendUnavailable(GatewayError):
     """The backend could not be reached or refused the WebSocket; ``http_status`` for the charger's handshake."""
 
-    def __init__(self, backend: str, reason: str, http_status: int = 502) -> None:
+    def __init__(self, backend: str, reason: str, http_status: int = 502, refused: bool = False) -> None:
         super().__init__(f"{backend}: {reason}")
         self.backend = backend
         self.reason = reason
         self.http_status = http_status
+        #: the backend answered and refused this charger (an HTTP 4xx to the upgrade, another subprotocol): it is
+        #: reachable, so a ride-through route does not ride through it
+        self.refused = refused
 
 
 class BackendBusy(BackendUnavailable):

@@ -235,6 +235,50 @@ class Metrics:
         self.tap_outbox_depth = Gauge(
             "ocppgw_tap_outbox_depth", "Events waiting in a tap's outbox (all replicas), by tap", ["tap"], registry=r
         )
+        self.ride_chargers = Gauge(
+            "ocppgw_ride_through_chargers",
+            "Chargers of this process riding through an outage of their primary (answered by the gateway, riding "
+            "or replaying), by backend",
+            ["backend"],
+            registry=r,
+        )
+        self.ride_journal_depth = Gauge(
+            "ocppgw_ride_through_journal_depth",
+            "CALLs waiting in the ride-through journals of this process's chargers, by backend",
+            ["backend"],
+            registry=r,
+        )
+        self.ride_journal_age = Gauge(
+            "ocppgw_ride_through_journal_age_seconds",
+            "Age of the oldest CALL waiting in a ride-through journal of this process's chargers, by backend",
+            ["backend"],
+            registry=r,
+        )
+        self.ride_messages = Counter(
+            "ocppgw_ride_through_messages_total",
+            "Charger CALLs while riding through, by backend and outcome (journalled: written, then answered by the "
+            "gateway; answered: answered, not journalled (a DataTransfer refused by policy); refused: not "
+            "answerable (CALLERROR of the gateway's own); journal_full: refused past the journal's bounds; "
+            "store_unavailable: not written, so not answered; replayed: delivered to the CSMS and answered by it; "
+            "replay_retried: sent again (no answer in time); dropped: removed by the admin API unreplayed)",
+            ["backend", "outcome"],
+            registry=r,
+        )
+        self.ride_divergences = Counter(
+            "ocppgw_ride_through_divergences_total",
+            "Replayed CALLs the CSMS answered differently from the gateway, by backend and kind (authorization, "
+            "boot, data_transfer, callerror)",
+            ["backend", "kind"],
+            registry=r,
+        )
+        self.ride_stops = Counter(
+            "ocppgw_ride_through_stops_total",
+            "Transactions the gateway asked a charger to stop (RemoteStopTransaction / RequestStopTransaction), by "
+            "backend and reason (divergence: the CSMS refused the token; limit: an unknown token's energy or "
+            "duration limit)",
+            ["backend", "reason"],
+            registry=r,
+        )
         self.shadow_divergences = Counter(
             "ocppgw_shadow_divergences_total",
             "Mirrored CALLs whose mirror answer decided differently from the primary's, by action and backend pair",

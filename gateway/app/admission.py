@@ -16,10 +16,16 @@ In order, each refusal an HTTP status before the upgrade:
 7. a live session with the same id is closed first (here or, through the fleet, on another node), so that the CSMS
    never sees two connections for one charger;
 8. the primary link opens (the link factory) or 502 (refused/failed) / 503 (timed out): the charger stays offline
-   and queues on its own; the gateway never answers for the CSMS.
+   and queues on its own; the gateway never answers for the CSMS. Unless the route rides through outages
+   (``offline.mode: ride_through``, gateway/app/ride.py): its ride-through state (journal depth, transaction ids,
+   boot interval, the backend's authorization cache) is read first (store away -> 503), and an unreachable primary
+   admits the charger with a link that keeps reconnecting, the gateway answering from the CSMS's earlier answers.
 """
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 from gateway.app.connection import Conn
 from gateway.app.hub import Hub
@@ -98,23 +104,42 @@ class Admission:
             await hub.close_session(cid, 1000, "replaced by a new connection", "replaced")
         await hub.fleet.take(cid, log)  # ownership; a session on another node is closed first
 
+        ride = await self._ride_state(cid, route) if route.offline.ride_through else None
         try:
             link = await hub.links.open(backend, cid, credentials=credentials, log=log)
         except BackendUnavailable as e:
             log.warning("backend_unavailable", reason=e.reason, status=e.http_status)
-            raise ChargerRejected(e.http_status, "backend_unavailable", f"backend {e.backend} unavailable") from None
+            if ride is None or e.refused:  # a CSMS that answers and refuses is not down: never ridden through
+                raise ChargerRejected(
+                    e.http_status, "backend_unavailable", f"backend {e.backend} unavailable"
+                ) from None
+            link = hub.links.dormant(backend, cid, credentials, log)
         if cid in hub.conns:  # another connection for the id won the race while the link opened
             await link.close()
             raise ChargerRejected(409, "conflict", "another connection for this charger id was admitted first")
         conn = Conn(
             hub, charger_id=cid, socket=socket, link=link, route=route, version=version, subprotocol=subprotocol,
-            translator=translator, charger_password=admitted.password, log=log,
+            translator=translator, charger_password=admitted.password, log=log, ride=ride,
         )  # fmt: skip
         hub.quirks.attach(conn, identity)
         hub.conns[cid] = conn
         conn.gauge.inc()
         hub.metrics.connections.labels("accepted").inc()
         return conn
+
+    async def _ride_state(self, cid: str, route: Route) -> dict[str, Any]:
+        """A ride-through charger's state, read before it is admitted (its journal must be replayed before any new
+        CALL of it is forwarded). Store away -> 503, the charger retries."""
+        hub, backend = self.hub, route.primary.name
+        try:
+            await hub.ride.ready(backend)
+            stored = await hub.store.get_ride(cid)
+            depth, age = await hub.store.outbox().stats(hub.keys.journal(cid, backend))
+        except StoreUnavailable:
+            hub.writer.mark(False)
+            raise ChargerRejected(503, "state_unavailable", "ride-through state unavailable") from None
+        oldest = time.time() - age if age is not None else None
+        return {"stored": stored, "depth": depth, "oldest_at": oldest}
 
     async def _translator(self, cid: str, version: OcppVersion, route: Route) -> Translator:
         """Translation state must be read before the charger is admitted: without it, transaction ids the peers

@@ -16,6 +16,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from gateway.app.credentials import set_charger_password
+from gateway.app.ride import Ride, RideState
+from gateway.app.ride_board import RideBoard
 from gateway.app.routing import Route
 from gateway.config import Config
 from gateway.core.jobs import Effects, SessionSettings
@@ -59,6 +61,7 @@ class ConnHost(Protocol):
     observe: Callable[[str, str, bytes], None] | None
     conns: dict[str, Conn]
     teardowns: set[asyncio.Task[None]]
+    ride: RideBoard
 
     @property
     def sites(self) -> SiteHooks | None: ...
@@ -86,6 +89,7 @@ class Conn:
         translator: Translator | None,
         charger_password: str | None,
         log: Any,
+        ride: dict[str, Any] | None = None,
     ) -> None:
         self.hub = hub
         self.charger_id = charger_id
@@ -115,11 +119,24 @@ class Conn:
         self.info: dict[str, Any] = {}
         #: the charger's quirk profile and compliance state (gateway/app/quirks.py); None when profiles are off
         self.quirk_state: Any = None
+        #: the outage ride-through (routes[].offline.mode ride_through): admission read its state (``ride``)
+        self.ride: Ride | None = None
         self._attach(link)
+        if ride is not None:
+            self.ride = Ride(
+                hub.ride, charger_id=charger_id, session=self.session, link=link, policy=route.offline,
+                stored=ride["stored"], depth=ride["depth"], oldest_at=ride["oldest_at"],
+                call_timeout_s=hub.config.session.call_timeout_s,
+                spawn=lambda coro, name: hub.spawn(coro, name, hub.teardowns), log=log,
+            )  # fmt: skip
+            if link.transport is None:
+                self.ride.ride()
+            elif ride["depth"]:
+                self.ride.state = RideState.REPLAYING  # the replay starts once the charger is upgraded
 
     def _attach(self, link: Link) -> None:
         self.link = link
-        link.attach(self.session)
+        link.attach(self.session if self.ride is None else self.ride)
         link.on_pause = self.socket.pause_reading
         link.on_give_up = self._give_up
         terminate = link.backend.auth.password_rotation == "terminate"
@@ -150,6 +167,8 @@ class Conn:
             self.session.tap = lambda d, t, a, u, p: taps.offer(cid, origin, d, t, a, u, p)
         if hub.sites is not None:
             hub.sites.attach(cid, self.session)
+        if self.ride is not None and self.ride.state is RideState.REPLAYING:
+            self.ride.replay_now()
         self.log.info("charger_connected", remote=self.socket.remote, subprotocol=self.subprotocol)
 
     def ended(self) -> None:
@@ -171,6 +190,8 @@ class Conn:
 
     async def _teardown(self) -> None:
         try:
+            if self.ride is not None:
+                await self.ride.close()
             await self.link.close()
             await self.mirrors.close()
             if self._rotating is not None:
@@ -280,4 +301,5 @@ class Conn:
             "link_up": s.link_up,
             **s.in_flight(),
             "translated": s.backend_version if s.translator is not None else None,
+            **({"ride_through": self.ride.view()} if self.ride is not None else {}),
         }

@@ -57,6 +57,8 @@ async def cutover(hub: Hub, cid: str, primary: str, mirrors: list[str], wait_s: 
     session = conn.session
     if session.translator is not None or new.ocpp != session.version:
         return await _store_override(hub, cid, override, "next_connection", "translated session: applies on reconnect")
+    if conn.ride is not None:  # its journal and transaction ids belong to the current primary
+        return await _store_override(hub, cid, override, "next_connection", "ride-through route: applies on reconnect")
     if session.backend == primary:
         res = await _store_override(hub, cid, override, "unchanged", "already on this primary")
         for feed in conn.sync_mirrors(target):

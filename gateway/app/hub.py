@@ -24,6 +24,7 @@ from typing import Any
 from gateway.app.connection import Conn
 from gateway.app.fleet import Fleet
 from gateway.app.quirks import ComplianceRecorder, QuirkBook
+from gateway.app.ride_board import RideBoard
 from gateway.app.routing import Router, RouteResolver
 from gateway.app.sites import Sites
 from gateway.config import Config
@@ -68,6 +69,8 @@ class Hub:
             persist=writer.put,
         )  # fmt: skip
         self.conns: dict[str, Conn] = {}
+        #: the outage ride-through's shared state (routes[].offline.mode ride_through; gateway/app/ride.py)
+        self.ride = RideBoard(metrics, store, writer, self.keys, self.log)
         self.taps: Taps | None = None
         self.fleet = Fleet(self, config.store.owner_ttl_s)
         #: the compliance report's counting (``compliance:``), and the quirk profiles (gateway/app/quirks.py)

@@ -7,12 +7,13 @@ it, so a charger's route is computed one way everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
 from gateway.config import BackendConfig, Config
 from gateway.fanout.mirror import MirrorSettings
+from gateway.offline import OfflineConfig
 from gateway.store import Store, StoreUnavailable
 
 __all__ = ["Route", "RouteResolver", "Router"]
@@ -33,6 +34,8 @@ class Route:
     mirror_calls_allow: frozenset[str] | None = None
     outbox_max_len: int = 10_000
     outbox_max_age_s: float = 7 * 86400.0
+    #: while the primary is unreachable: close (default) or ride through (gateway/app/ride.py)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
 
     def mirror_settings(self, call_timeout_s: float) -> MirrorSettings:
         """The settings of this route's mirror feeds (a mirror CALL waits at most 30 s)."""
@@ -61,6 +64,7 @@ class Router:
                     r.mirror_calls_allow,
                     r.outbox_max_len,
                     r.outbox_max_age_s,
+                    r.offline,
                 ),
             )
             for i, r in enumerate(config.routes)

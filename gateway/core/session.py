@@ -117,6 +117,7 @@ class Session:
         "quirks",
         "relay",
         "remote",
+        "resend_lost",
         "settings",
         "strict",
         "tap",
@@ -169,6 +170,10 @@ class Session:
         self.link_up = True
         #: a cutover holds the up lane until in-flight CALLs are answered (``_on_quiet`` then hears of it)
         self.held = False
+        #: a charger CALL forwarded as it is whose answer the lost link took away is sent again when the link is
+        #: back, instead of being forgotten (a ride-through route: its journal then holds it; the CSMS may see it
+        #: twice, under the same unique id)
+        self.resend_lost = False
         self._on_quiet: Callable[[], None] | None = None
         self.frames_in = 0
         #: called with (charger id, "charger" | "backend", frame text) for each frame received (the demo's live view)
@@ -366,6 +371,10 @@ class Session:
         self.up.hold()
         job = self.up.abandon()
         if job is None:
+            return
+        if type(job) is Forward and self.resend_lost:
+            self.up.current = None
+            self.up.queue.appendleft(job)  # first again when the lane is released
             return
         self.metrics.dropped_results.labels("from_backend", "link_lost").inc()
         if type(job) is Planned:

@@ -84,6 +84,21 @@ class LinkFactory:
             ssl_context=ssl_context, password=password, ticker=self.ticker, log=log,
         )  # fmt: skip
 
+    def dormant(
+        self,
+        backend: BackendConfig,
+        charger_id: str,
+        credentials: tuple[ssl.SSLContext | None, str | None],
+        log: Any = None,
+    ) -> Link:
+        """A link to ``backend`` that is not open yet (its primary was unreachable at admission and the route rides
+        through the outage): the caller attaches its sink and calls :meth:`Link.keep_trying`."""
+        ssl_context, password = credentials
+        link = Link(backend, charger_id, SUBPROTOCOLS[backend.ocpp], self.metrics, self.max_frame, ssl_context,
+                    self.ticker, log)  # fmt: skip
+        link.password = password
+        return link
+
     async def credentials_for(
         self, backend: BackendConfig, charger_id: str, charger_password: str | None
     ) -> tuple[ssl.SSLContext | None, str | None]:

@@ -119,13 +119,15 @@ async def _connect(
         raise BackendUnavailable(backend.name, "connect timed out", 503) from None
     except picows.WSHandshakeError as e:
         status = getattr(getattr(e, "response", None), "status", None)
-        raise BackendUnavailable(backend.name, f"handshake refused (HTTP {int(status) if status else '?'})") from None
+        code = int(status) if status else 0
+        refused = 400 <= code < 500
+        raise BackendUnavailable(backend.name, f"handshake refused (HTTP {code or '?'})", refused=refused) from None
     except (picows.WSError, OSError, ssl.SSLError) as e:
         raise BackendUnavailable(backend.name, f"{type(e).__name__}: {e}") from None
     got = transport.response.headers.get("Sec-WebSocket-Protocol") if transport.response is not None else None
     if got != subprotocol:
         transport.disconnect(graceful=False)
-        raise BackendUnavailable(backend.name, f"backend did not accept subprotocol {subprotocol}")
+        raise BackendUnavailable(backend.name, f"backend did not accept subprotocol {subprotocol}", refused=True)
     return transport
 
 
@@ -197,6 +199,9 @@ class Link:
         self.on_pause: Callable[[bool], None] = _ignore
         #: called when the link could not be re-established within the grace period
         self.on_give_up: Callable[[], None] = _nothing
+        #: reconnect without a deadline (a ride-through route's link while its charger rides through an outage:
+        #: gateway/app/ride.py); the back-off still grows to 5 s
+        self.persistent = False
 
     def attach(self, sink: LinkSink) -> None:
         self.sink = sink
@@ -264,20 +269,34 @@ class Link:
             self.sink.link_lost()
         self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect(), name="link-reconnect")
 
+    def keep_trying(self) -> None:
+        """The link is down (never opened, or past its grace): reconnect with back-off and no deadline until it is
+        back (then ``sink.link_restored()``) or closed. Starts at once when a grace-bound reconnect is not running."""
+        self.persistent = True
+        if self.transport is not None or self.closing:
+            return
+        task = self._reconnect_task
+        if task is None or task.done():
+            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect(), name="link-reconnect")
+
     async def _reconnect(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.backend.reconnect_grace_s
         delay = 0.2
         while not self.closing:
+            if self.persistent:
+                deadline = loop.time() + 3600.0
             try:
                 async with asyncio.timeout_at(deadline):
                     transport = await _connect(self, self.backend, self.charger_id, self.subprotocol, self.ssl_context)
             except TimeoutError:
                 self.metrics.backend_connects.labels(self.backend.name, "timeout").inc()
+                if self.persistent:
+                    continue
                 break
             except BackendUnavailable:
                 self.metrics.backend_connects.labels(self.backend.name, "error").inc()
-                if loop.time() + delay >= deadline:
+                if loop.time() + delay >= deadline and not self.persistent:
                     break
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)
@@ -295,8 +314,10 @@ class Link:
             if self.sink is not None:
                 self.sink.link_restored()
             return
-        if not self.closing:
+        if not self.closing and not self.persistent:
             self.on_give_up()
+            if self.persistent and not self.closing:  # the sink rides through the outage: no deadline from now on
+                self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect(), name="link-reconnect")
 
     async def close(self) -> None:
         """Close the link and stop reconnecting (idempotent); waits for its task to end."""

@@ -23,7 +23,7 @@ from gateway.store.outbox import Outbox
 
 __all__ = ["Lease", "Store", "StoreUnavailable", "Subscription", "Write", "WriteKind"]
 
-WriteKind = Literal["conn", "boot", "status", "tx", "cred", "upcred", "route", "site"]
+WriteKind = Literal["conn", "boot", "status", "tx", "cred", "upcred", "route", "site", "ride", "rideauth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,11 @@ class Write:
     to that backend. Credential writes are applied directly (awaited), never through the lossy write-behind queue.
     ``site``: cid = the site's name, sub = a field of the site's document (``charger:<id>``, ``ctl:<id>``,
     ``event:<id>``, ``summary``: gateway/app/sites.py), value = its JSON document. Events are applied directly.
+    ``ride``: the outage ride-through's state of one charger toward one backend, cid = charger id, sub =
+    ``<backend>|<field>`` (``boot``: the interval of its last boot that backend accepted; ``tx:<gateway id>``: the
+    backend's transactionId for a transaction the gateway answered, ``{"csms": id}``; gateway/app/ride.py).
+    ``rideauth``: the ride-through's authorization cache, cid = backend name, sub = token (``idTag`` or
+    ``<type>:<idToken>``), value = ``{"info": idTagInfo/idTokenInfo, "at": unix s}``.
     """
 
     kind: WriteKind
@@ -119,6 +124,14 @@ class Store(Protocol):
 
     async def get_site(self, site: str) -> dict[str, dict[str, Any]]:
         """Every field of a site's document (``site`` writes): field -> its JSON document."""
+        ...
+
+    async def get_ride(self, cid: str) -> dict[str, dict[str, Any]]:
+        """Every field of the charger's ride-through state (``ride`` writes): ``<backend>|<field>`` -> document."""
+        ...
+
+    async def get_ride_auth(self, backend: str) -> dict[str, dict[str, Any]]:
+        """The ride-through authorization cache of ``backend`` (``rideauth`` writes): token -> entry."""
         ...
 
     async def get_password_hash(self, cid: str) -> str | None:

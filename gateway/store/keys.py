@@ -54,6 +54,18 @@
 - ``<p>:node:<node>`` (pub/sub channel, not a key): messages to one node, JSON: ``takeover`` (close your session of
   this charger with 1000), ``call`` (run an admin CALL on your charger) and their ``reply``.
 
+- ``<p>:{cid}:journal:<backend>`` (stream): the outage ride-through's journal (gateway/app/ride.py): every CALL the
+  charger sent while its primary was unreachable, in order, with what the gateway answered, as JSON entries
+  ``{"u": unique id, "a": action, "p": payload, "r": the gateway's answer, "t": unix s}``; written (awaited) before
+  the gateway answers, deleted entry by entry once the CSMS answered its replay; never trimmed (the route's
+  ``offline.journal`` bounds refuse new transactions instead). An outbox stream (gateway/store/outbox.py).
+- ``<p>:{cid}:ride`` (hash): the charger's ride-through state per backend: ``<backend>|boot`` (the interval of its
+  last boot the backend accepted), ``<backend>|tx:<gateway id>`` (``{"csms": id}``: the backend's transactionId of
+  a transaction the gateway answered; written, awaited, before the replayed StartTransaction is acknowledged).
+- ``<p>:ride-auth:{<backend>}`` (hash): a backend's ride-through authorization cache, token (``idTag``,
+  ``<type>:<idToken>``) -> ``{"info": idTagInfo/idTokenInfo, "at": unix s}``, learned from live answers (write
+  behind), bounded by ``offline.auth_cache.max_entries``.
+
 - ``<p>:compliance:models`` (hash): model id -> JSON ``[vendor, model, firmware]`` as chargers said them in their
   BootNotification; the id is 16 hex characters of the SHA-256 of that JSON. Every replica adds to the report
   (gateway/store/compliance.py), in batches written behind (``compliance.flush_interval_s``).
@@ -135,6 +147,18 @@ class Keys:
     def routes(self) -> str:
         """Set of charger ids that have a route override."""
         return f"{self.prefix}:routes"
+
+    def ride(self, cid: str) -> str:
+        """Hash of one charger's ride-through state (``<backend>|boot``, ``<backend>|tx:<gateway id>``)."""
+        return f"{self.prefix}:{{{cid}}}:ride"
+
+    def ride_auth(self, backend: str) -> str:
+        """Hash of one backend's ride-through authorization cache: token -> {"info", "at"}."""
+        return f"{self.prefix}:ride-auth:{{{backend}}}"
+
+    def journal(self, cid: str, backend: str) -> str:
+        """Redis Stream of the ride-through journal: what the charger sent while ``backend`` was unreachable."""
+        return f"{self.prefix}:{{{cid}}}:journal:{backend}"
 
     def connected(self) -> str:
         return f"{self.prefix}:connected"

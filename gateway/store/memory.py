@@ -33,6 +33,8 @@ class MemoryStore:
         self._upcred: dict[tuple[str, str], dict[str, Any]] = {}
         self._route: dict[str, dict[str, Any]] = {}
         self._site: dict[str, dict[str, dict[str, Any]]] = {}
+        self._ride: dict[str, dict[str, dict[str, Any]]] = {}
+        self._ride_auth: dict[str, dict[str, dict[str, Any]]] = {}
         #: cid -> (node, expiry on the monotonic clock)
         self._owner: dict[str, tuple[str, float]] = {}
         self._channels: dict[str, set[asyncio.Queue[bytes]]] = {}
@@ -69,6 +71,10 @@ class MemoryStore:
                 _put(self._route, w.cid, v)
             elif w.kind == "site":
                 _put(self._site.setdefault(w.cid, {}), w.sub, v)
+            elif w.kind == "ride":
+                _put(self._ride.setdefault(w.cid, {}), w.sub, v)
+            elif w.kind == "rideauth":
+                _put(self._ride_auth.setdefault(w.cid, {}), w.sub, v)
 
     async def get_connection(self, cid: str) -> dict[str, Any] | None:
         return copy.deepcopy(self._conn.get(cid))
@@ -134,6 +140,12 @@ class MemoryStore:
 
     async def get_site(self, site: str) -> dict[str, dict[str, Any]]:
         return copy.deepcopy(self._site.get(site, {}))
+
+    async def get_ride(self, cid: str) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy(self._ride.get(cid, {}))
+
+    async def get_ride_auth(self, backend: str) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy(self._ride_auth.get(backend, {}))
 
     async def get_password_hash(self, cid: str) -> str | None:
         v = self._cred.get(cid)

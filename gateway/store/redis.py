@@ -158,6 +158,10 @@ class RedisStore:
                 pipe.delete(key) if v is None else pipe.set(key, v)
             elif w.kind == "site":
                 pipe.hdel(k.site(w.cid), w.sub) if v is None else pipe.hset(k.site(w.cid), w.sub, v)
+            elif w.kind == "ride":
+                pipe.hdel(k.ride(w.cid), w.sub) if v is None else pipe.hset(k.ride(w.cid), w.sub, v)
+            elif w.kind == "rideauth":
+                pipe.hdel(k.ride_auth(w.cid), w.sub) if v is None else pipe.hset(k.ride_auth(w.cid), w.sub, v)
             elif w.kind == "route":
                 if v is None:
                     pipe.delete(k.route(w.cid))
@@ -233,6 +237,12 @@ class RedisStore:
 
     async def get_site(self, site: str) -> dict[str, dict[str, Any]]:
         return await self._hash(self.keys.site(site))
+
+    async def get_ride(self, cid: str) -> dict[str, dict[str, Any]]:
+        return await self._hash(self.keys.ride(cid))
+
+    async def get_ride_auth(self, backend: str) -> dict[str, dict[str, Any]]:
+        return await self._hash(self.keys.ride_auth(backend))
 
     async def get_route_override(self, cid: str) -> dict[str, Any] | None:
         return await self._get(self.keys.route(cid))

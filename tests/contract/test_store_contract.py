@@ -234,3 +234,42 @@ async def test_route_overrides_are_kept_listed_and_removed(store: Store) -> None
     await store.apply([Write("route", "CP1", "", None)])
     assert await store.get_route_override("CP1") is None
     assert set(await store.list_route_overrides()) == {"CP2"}
+
+
+async def test_ride_state_and_auth_cache_keep_each_field_until_deleted(store: Store) -> None:
+    await store.apply(
+        [
+            Write("ride", "CP/é 1", "csms|boot", {"interval": 300}),
+            Write("ride", "CP/é 1", "csms|tx:-5", {"csms": 1001}),
+            Write("rideauth", "csms", "TAG-1", {"info": {"status": "Accepted"}, "at": 1.5}),
+            Write("rideauth", "csms", "ISO14443:T2", {"info": {"status": "Blocked"}, "at": 2.0}),
+            Write("rideauth", "other", "TAG-1", {"info": {"status": "Invalid"}, "at": 3.0}),
+        ]
+    )
+    assert await store.get_ride("CP/é 1") == {"csms|boot": {"interval": 300}, "csms|tx:-5": {"csms": 1001}}
+    assert await store.get_ride_auth("csms") == {
+        "TAG-1": {"info": {"status": "Accepted"}, "at": 1.5},
+        "ISO14443:T2": {"info": {"status": "Blocked"}, "at": 2.0},
+    }
+    await store.apply([Write("ride", "CP/é 1", "csms|tx:-5", None), Write("rideauth", "csms", "TAG-1", None)])
+    assert await store.get_ride("CP/é 1") == {"csms|boot": {"interval": 300}}
+    assert list(await store.get_ride_auth("csms")) == ["ISO14443:T2"]
+    assert await store.get_ride("nobody") == {} and await store.get_ride_auth("none") == {}
+
+
+async def test_a_ride_through_journal_keeps_order_and_loses_nothing_until_acknowledged(store: Store) -> None:
+    """The journal is an outbox stream of JSON entries, appended one CALL at a time and never trimmed."""
+    outbox, stream = store.outbox(), "test:{CP/é 1}:journal:csms"
+    for n in range(30):
+        entry = {"u": f"u{n}", "a": "MeterValues", "p": {"connectorId": 1, "n": n}, "r": {}, "t": 1.0 + n}
+        assert await outbox.append(stream, [entry], 10**9, 0) == 0
+    got = await outbox.read(stream, 100)
+    assert [e.data["u"] for e in got] == [f"u{n}" for n in range(30)]  # type: ignore[index]
+    assert got[3].data == {"u": "u3", "a": "MeterValues", "p": {"connectorId": 1, "n": 3}, "r": {}, "t": 4.0}
+    await outbox.ack(stream, [got[0].id])
+    await outbox.ack(stream, [got[1].id])
+    assert (await outbox.stats(stream))[0] == 28
+    assert [e.data["u"] for e in await outbox.read(stream, 1)] == ["u2"]  # type: ignore[index]
+    assert await outbox.streams("test:{CP/é 1}:journal:") == [stream]
+    await outbox.ack(stream, [e.id for e in await outbox.read(stream, 100)])
+    assert await outbox.stats(stream) == (0, None)

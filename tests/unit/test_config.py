@@ -128,3 +128,48 @@ def test_check_config_warns_that_ocpp_2_0_is_not_validated(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, "-m", "gateway", "check-config", str(f)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "warning: listen.ocpp_versions: OCPP 2.0 has no schemas" in out.stderr and "1 warning(s)" in out.stdout
+
+
+def test_offline_defaults_to_close_and_ride_through_is_parsed() -> None:
+    c = parse_config(MINIMAL, env={})
+    assert c.routes[0].offline.mode == "close" and not c.routes[0].offline.ride_through
+    assert c.backends["a"].replay_per_s == 50.0
+    raw = {
+        "backends": {"a": {"url": "ws://127.0.0.1:9100/ocpp", "replay_per_s": 200}},
+        "routes": [{"match": "*", "primary": "a", "offline": {
+            "mode": "ride_through", "auth_cache": {"ttl_s": 3600, "max_entries": 10},
+            "unknown_token": {"policy": "accept_limited", "max_energy_wh": 5000, "max_duration_s": 3600},
+            "data_transfer": "accept", "journal": {"max_len": 100, "max_age_s": 600}}}],
+    }  # fmt: skip
+    c = parse_config(raw, env={})
+    o = c.routes[0].offline
+    assert o.ride_through and o.auth_cache_ttl_s == 3600 and o.auth_cache_max_entries == 10
+    assert (o.unknown_token, o.max_energy_wh, o.max_duration_s) == ("accept_limited", 5000, 3600)
+    assert (o.data_transfer, o.journal_max_len, o.journal_max_age_s) == ("accept", 100, 600)
+    assert c.backends["a"].replay_per_s == 200
+
+
+def test_invalid_offline_values_name_their_yaml_path() -> None:
+    raw = {
+        "backends": {"a": {"url": "ws://127.0.0.1:9100/ocpp", "replay_per_s": 0}},
+        "routes": [
+            {"match": "A*", "primary": "a", "offline": {
+                "mode": "ride", "auth_cache": {"ttl_s": -1, "size": 3}, "unknown_token": {"policy": "accept_limited"},
+                "data_transfer": "maybe", "journal": {"max_len": 0}, "extra": 1}},
+            {"match": "*", "primary": "a", "offline": {"unknown_token": {"policy": "reject", "max_energy_wh": 10}}},
+        ],
+    }  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, env={})
+    paths = {p for p, _ in info.value.problems}
+    assert {
+        "backends.a.replay_per_s",
+        "routes[0].offline.mode",
+        "routes[0].offline.auth_cache.ttl_s",
+        "routes[0].offline.auth_cache.size",
+        "routes[0].offline.unknown_token",
+        "routes[0].offline.data_transfer",
+        "routes[0].offline.journal.max_len",
+        "routes[0].offline.extra",
+        "routes[1].offline.unknown_token",
+    } <= paths

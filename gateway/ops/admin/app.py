@@ -6,7 +6,8 @@
 * ``GET /metrics``: Prometheus text format.
 * ``/api/chargers…``: :mod:`gateway.ops.admin.chargers`; routes, cutover and reload: :mod:`gateway.ops.admin.routes`;
   ``/api/compliance``: :mod:`gateway.ops.admin.compliance`.
-  ``/api/sites…`` (local load management): :mod:`gateway.ops.admin.sites`.
+  ``/api/sites…`` (local load management): :mod:`gateway.ops.admin.sites`. ``/api/ride-through…`` (outage
+  ride-through): :mod:`gateway.ops.admin.ride`.
 
 ``/api/*`` requires ``Authorization: Bearer <admin.token>`` when a token is configured (compared in constant time);
 the config refuses a non-loopback ``admin.host`` without a token. ``admin.tls`` serves the listener over HTTPS.
@@ -25,6 +26,7 @@ from gateway.app.hub import Hub
 from gateway.ops.admin.chargers import add_charger_api
 from gateway.ops.admin.compliance import add_compliance_api
 from gateway.ops.admin.keys import HUB, RENDER_METRICS
+from gateway.ops.admin.ride import add_ride_api
 from gateway.ops.admin.routes import add_route_api
 from gateway.ops.admin.sites import add_site_api
 from gateway.store import StoreUnavailable
@@ -91,4 +93,5 @@ def admin_app(hub: Hub, render_metrics: Callable[[], Awaitable[bytes]] | None = 
     add_route_api(app)
     add_compliance_api(app)
     add_site_api(app)
+    add_ride_api(app)
     return app
