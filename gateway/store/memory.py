@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import orjson
+
 from gateway.store.base import StoreUnavailable, Subscription, Write
 from gateway.store.compliance import MemoryCompliance
 from gateway.store.outbox import Batch, Entry, Items, Outbox, Packed, SpoolEntry
@@ -19,8 +21,22 @@ __all__ = ["MemoryLease", "MemoryOutbox", "MemoryStore"]
 _CHANNEL_MAX = 1024
 
 
+def _copied(value: Any) -> Any:
+    """A write's value, copied so that nothing aliases the caller's objects: through JSON, as the Redis store keeps
+    it (orjson: a translator's state of 32 transactions in ~1/15 of ``copy.deepcopy``'s time, which was a third
+    of a translating gateway's CPU under load); what orjson cannot write (a key that is not a string, an integer
+    beyond 64 bits) is deep-copied instead."""
+    if value is None:
+        return None
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except orjson.JSONEncodeError:
+        return copy.deepcopy(value)
+
+
 class MemoryStore:
-    """Dicts keyed like :mod:`gateway.store.keys`, values deep-copied in and out (no aliasing with callers)."""
+    """Dicts keyed like :mod:`gateway.store.keys`, values copied in (through JSON, as Redis keeps them) and
+    deep-copied out (no aliasing with callers)."""
 
     def __init__(self) -> None:
         self._conn: dict[str, dict[str, Any]] = {}
@@ -44,7 +60,7 @@ class MemoryStore:
 
     async def apply(self, writes: list[Write]) -> None:
         for w in writes:
-            v = copy.deepcopy(w.value)
+            v = _copied(w.value)
             if w.kind == "conn":
                 if v is None and w.sub:
                     owner = self._live_owner(w.cid)
