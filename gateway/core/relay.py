@@ -74,7 +74,7 @@ from gateway.ocpp.frames import (
     call_result_text,
     has_duplicate_keys,
 )
-from gateway.ocpp.numbers import out_of_range
+from gateway.ocpp.numbers import out_of_range, out_of_range_in_frame
 from gateway.ocpp.versions import OcppVersion
 from gateway.store.base import Write
 from gateway.translate.base import JsonDict, OutCall, Plan, Side, Translator
@@ -160,7 +160,7 @@ class Translating:
                 lane, call_error_text(call.unique_id, schemas.schema_error_code(e, src), f"{e.path}: {e.message}")
             )
             return False
-        path = out_of_range(call.payload)
+        path = out_of_range_in_frame(call.raw, call.payload)
         if path is not None:  # before the translator sees it: nothing of it is kept or sent
             s.metrics.frame_errors.labels(origin, OUT_OF_RANGE).inc()
             code = normalise_code("PropertyConstraintViolation", src)
@@ -286,7 +286,7 @@ class Translating:
                 else:
                     s.fx.to_charger(refusal)
             return "failed its schema"
-        path = out_of_range(frame.payload)
+        path = out_of_range_in_frame(frame.raw, frame.payload)
         if path is not None:
             s.metrics.frame_errors.labels(side, OUT_OF_RANGE).inc()
             if s.log is not None:
