@@ -13,7 +13,17 @@ shared ``summarize.py``. Loopback only; every run is bounded (load.py enforces N
 
 Targets:
   direct          load -> stub (the baseline; the stub's own CPU is its "target CPU")
-  gateway         load -> ocpp-gateway (memory store, metrics on, logging info) -> stub
+  nginx           load -> nginx 1.x, one worker (the shared harness's nginx/nginx.conf.in) -> stub; skipped with a
+                  note when nginx is not installed
+  relay           load -> bench/thin_relay.py (picows, per charger one upstream, bytes forwarded unparsed) -> stub:
+                  the Python floor of a relay on this machine
+  relay-uvloop    the same on uvloop
+  gateway         load -> ocpp-gateway (memory store, metrics on, logging info) -> stub; on uvloop when it is
+                  installed, as ``ocpp-gateway run`` is
+  gateway-asyncio the same with OCPPGW_EVENT_LOOP=asyncio (the stdlib event loop, uvloop installed or not)
+  gateway-translated    1.6 chargers -> the gateway translating to 2.0.1 -> the stub speaking 2.0.1
+                  (bench/csms_stub_201.py: the shared stub, which also answers TransactionEvent); the load is the
+                  same 1.6 MeterValues/Heartbeat mix, each MeterValues becoming a TransactionEvent ``Updated``
   gateway-redis   the same with the Redis store (a redis-server started here on a free port)
   gateway-mirror-down   the gateway with a mirror backend that is down (copies pile up in the outbox)
   gateway-redis-mirror-down   the same with the Redis store (the outbox is a Redis Stream)
@@ -50,12 +60,15 @@ SHARED = Path(os.environ.get("OCPPGW_SHARED_BENCH", ROOT.parent / "shared" / "be
 PY = sys.executable
 GATEWAY = str(Path(PY).parent / "ocpp-gateway")
 STUB_PORT = 18001
+#: the 2.0.1 stub of ``gateway-translated`` (started only when that target is in the batch)
+STUB201_PORT = 18002
+NGINX_PORT = 18100
 
 CONFIG = """listen:   {{host: 127.0.0.1, port: {port}, path_prefix: /ocpp, max_frame_bytes: 65536, ping_interval_s: 30}}
 admin:    {{host: 127.0.0.1, port: {admin}}}
 store:    {{url: "{store}"}}
 backends:
-  bench: {{url: "ws://127.0.0.1:{stub}/ocpp", ocpp: "1.6"}}
+  bench: {{url: "ws://127.0.0.1:{stub}/ocpp", ocpp: "{backend_ocpp}"}}
   down: {{url: "ws://127.0.0.1:9/ocpp", ocpp: "1.6", connect_timeout_s: 1}}
 routes:
   - {{match: "*", primary: bench{mirrors}}}
@@ -86,9 +99,11 @@ class Procs:
         self.work = work
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, argv: list[str], port: int | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: list[str], port: int | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.work / f"{name}.log", "ab")
-        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs[name] = p
         if port is not None:
             wait_port(port)
@@ -134,26 +149,56 @@ def start_targets(
 ) -> dict[str, tuple[str, int]]:
     """Start the stub and every gateway target; name -> (charger URL, pid). ``gateway-base`` runs ``base_exe``."""
     stub = procs.start("stub", [PY, str(SHARED / "csms_stub.py"), "--port", str(STUB_PORT)], STUB_PORT)
+    if "gateway-translated" in targets:
+        argv = [PY, str(ROOT / "bench" / "csms_stub_201.py"), "--port", str(STUB201_PORT)]
+        procs.start("stub201", argv, STUB201_PORT)
+    upstream = f"ws://127.0.0.1:{STUB_PORT}/ocpp"
     out: dict[str, tuple[str, int]] = {}
     for i, t in enumerate(targets):
+        port, admin = 18300 + 10 * i, 18301 + 10 * i
         if t == "direct":
             out[t] = (f"ws://127.0.0.1:{STUB_PORT}/ocpp", stub.pid)
             continue
-        port, admin = 18300 + 10 * i, 18301 + 10 * i
+        if t == "nginx":
+            out[t] = (f"ws://127.0.0.1:{NGINX_PORT}/ocpp", start_nginx(procs).pid)
+            continue
+        if t in ("relay", "relay-uvloop"):
+            argv = [PY, str(ROOT / "bench" / "thin_relay.py"), "--port", str(port), "--upstream", upstream]
+            p = procs.start(t, argv + (["--uvloop"] if t == "relay-uvloop" else []), port)
+            out[t] = (f"ws://127.0.0.1:{port}/ocpp", p.pid)
+            continue
         store = redis_url if t.startswith("gateway-redis") else "memory://"
         mirrors = ", mirrors: [down]" if t.endswith("mirror-down") else ""
         validate = "true" if t == "gateway-validate" else "false"
+        translated = t == "gateway-translated"
         cfg = procs.work / f"{t}.yaml"
-        text = CONFIG.format(port=port, admin=admin, store=store, stub=STUB_PORT, mirrors=mirrors, validate=validate)
+        text = CONFIG.format(
+            port=port, admin=admin, store=store, stub=STUB201_PORT if translated else STUB_PORT, mirrors=mirrors,
+            validate=validate, backend_ocpp="2.0.1" if translated else "1.6",
+        )  # fmt: skip
         cfg.write_text(text + ("quirks:   {shipped: all}\n" if t == "gateway-quirks" else ""))
         exe = GATEWAY
         if t == "gateway-base":
             if base_exe is None:
                 raise SystemExit("gateway-base needs --base-exe PATH or OCPPGW_BASE_GATEWAY")
             exe = base_exe
-        p = procs.start(t, [exe, "run", "--config", str(cfg)], port)
+        env = {**os.environ, "OCPPGW_EVENT_LOOP": "asyncio"} if t == "gateway-asyncio" else None
+        p = procs.start(t, [exe, "run", "--config", str(cfg)], port, env)
         out[t] = (f"ws://127.0.0.1:{port}/ocpp", p.pid)
     return out
+
+
+def start_nginx(procs: Procs) -> subprocess.Popen[bytes]:
+    """nginx with the shared harness's config (one worker), in the batch's work directory."""
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if exe is None:
+        raise SystemExit("target nginx: nginx is not installed (apt-get install nginx)")
+    prefix = procs.work / "nginx"
+    prefix.mkdir(exist_ok=True)
+    conf = (SHARED / "nginx" / "nginx.conf.in").read_text()
+    conf = conf.replace("@PORT@", str(NGINX_PORT)).replace("@UPSTREAM_PORT@", str(STUB_PORT))
+    (prefix / "nginx.conf").write_text(conf.replace("@PREFIX@", str(prefix)))
+    return procs.start("nginx", [exe, "-c", str(prefix / "nginx.conf"), "-p", str(prefix)], NGINX_PORT)
 
 
 def load(
@@ -236,7 +281,7 @@ def main() -> None:
         "python": sys.version.split()[0],
         "aiohttp": aiohttp.__version__,
         "picows": picows.__version__,
-        "nginx": "nginx not in this batch",
+        "nginx": nginx_version() if "nginx" in targets else "nginx not in this batch",
         "gateway_exe": GATEWAY,
         "base_exe": base_exe,
         "ncpu": os.cpu_count(),
@@ -254,11 +299,13 @@ def main() -> None:
             try:
                 urls = start_targets(procs, targets, redis_url, base_exe)
                 stub_pid = urls["direct"][1] if "direct" in urls else procs.procs["stub"].pid
+                stub201 = procs.procs.get("stub201")
                 for rep in range(1, args.reps + 1):
                     for n in (int(x) for x in args.ns.split(",") if x):
                         for t in targets:
                             print(f"load rep={rep} n={n} target={t}", file=sys.stderr)
-                            load(out, t, urls[t][0], urls[t][1], stub_pid, n, args, rep)
+                            sp = stub201.pid if t == "gateway-translated" and stub201 is not None else stub_pid
+                            load(out, t, urls[t][0], urls[t][1], sp, n, args, rep)
                             time.sleep(1)
             finally:
                 procs.stop_all()
@@ -270,7 +317,8 @@ def main() -> None:
                         try:
                             urls = start_targets(procs, [t], redis_url, base_exe)
                             time.sleep(0.5)
-                            load(out, t, urls[t][0], urls[t][1], procs.procs["stub"].pid, n, args, rep, "idle")
+                            stub = procs.procs["stub201" if t == "gateway-translated" else "stub"]
+                            load(out, t, urls[t][0], urls[t][1], stub.pid, n, args, rep, "idle")
                         finally:
                             procs.stop_all()
     subprocess.run([PY, str(SHARED / "summarize.py"), str(out)], check=False, stdout=open(out.with_suffix(".md"), "w"))
@@ -278,6 +326,14 @@ def main() -> None:
         with open(out.with_suffix(".md"), "a") as md:
             md.write(paired_ratios(out))
     print(out.with_suffix(".md").read_text())
+
+
+def nginx_version() -> str:
+    exe = shutil.which("nginx") or "/usr/sbin/nginx"
+    try:
+        return subprocess.run([exe, "-v"], capture_output=True, text=True, check=False).stderr.strip()
+    except OSError:
+        return "nginx not installed"
 
 
 def paired_ratios(path: Path) -> str:

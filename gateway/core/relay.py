@@ -4,10 +4,18 @@ A translated session (:class:`gateway.core.session.Session` with a translator) p
 as a :class:`~gateway.core.jobs.Planned` job. When the job's turn comes, :meth:`Translating.start` validates the
 CALL against the origin's schema and asks the translator for a plan: answered at once (``reply``/``error``), or
 CALLs toward the other side that :class:`~gateway.core.plan.PlanRun` carries out one at a time with the gateway's
-own unique ids, every one validated against the target's schema first (an invalid one is a translation bug: the
-origin gets ``InternalError``, it is logged and counted, and nothing is sent). Every answer is validated against
-its sender's schema before the plan reads it. The translator's state is persisted (write-behind) after every step
-that changes it, before the translated frame leaves. A timeout is reported to the plan; the origin then gets no
+own unique ids. Every answer is validated against its sender's schema before the plan reads it, as the origin CALL
+was: a translator only ever sees valid input. What the translation emits (its CALLs, the answer to the origin) is
+checked for numbers out of range and encodability, and against the target's schema under
+``session.validate_schemas`` (``check_emitted``; an invalid one is a translation bug: the origin gets
+``InternalError``, it is logged and counted, and nothing is sent). That check is not on by default because it was
+the largest single cost of a translated round trip (the 2.0.1 TransactionEvent schema: ~17 µs of ~90, py-spy over
+``bench/translate_cost.py``), and the translators are pure functions of valid input: the test suite runs every
+translated session with it on (``tests/unit/session_pair.py``) and checks every translated frame of the
+translator tables against its schema (``tests/unit/translate_harness.py``), and the end-to-end tests put the
+``ocpp`` package and ocpp-rpc (strict mode) behind translated sessions, which validate everything they receive.
+The translator's state is persisted (write-behind) after every step that changes it, before the translated frame
+leaves. A timeout is reported to the plan; the origin then gets no
 answer (it times out on its own): the gateway never invents an answer. The plan's ``then_to_*`` CALLs queue on their
 lanes as the gateway's own.
 
@@ -66,7 +74,7 @@ from gateway.ocpp.frames import (
     call_result_text,
     has_duplicate_keys,
 )
-from gateway.ocpp.numbers import out_of_range
+from gateway.ocpp.numbers import out_of_range, out_of_range_in_frame
 from gateway.ocpp.versions import OcppVersion
 from gateway.store.base import Write
 from gateway.translate.base import JsonDict, OutCall, Plan, Side, Translator
@@ -119,11 +127,14 @@ class RelayHost(Protocol):
 class Translating:
     """The translated half of one session (``s``): its plans and their answers."""
 
-    __slots__ = ("_dropped", "_local", "_terrors", "last_answered", "s", "translator")
+    __slots__ = ("_dropped", "_local", "_terrors", "check_emitted", "last_answered", "s", "translator")
 
-    def __init__(self, session: RelayHost, translator: Translator) -> None:
+    def __init__(self, session: RelayHost, translator: Translator, *, check_emitted: bool = False) -> None:
         self.s = session
         self.translator = translator
+        #: check every translated CALL and answer against the target's schema before it leaves (``session.
+        #: validate_schemas``; the tests' sessions always do): see the module docstring
+        self.check_emitted = check_emitted
         m = session.metrics
         self._local = m.translation_local_answers
         self._dropped = m.translation_dropped
@@ -149,7 +160,7 @@ class Translating:
                 lane, call_error_text(call.unique_id, schemas.schema_error_code(e, src), f"{e.path}: {e.message}")
             )
             return False
-        path = out_of_range(call.payload)
+        path = out_of_range_in_frame(call.raw, call.payload)
         if path is not None:  # before the translator sees it: nothing of it is kept or sent
             s.metrics.frame_errors.labels(origin, OUT_OF_RANGE).inc()
             code = normalise_code("PropertyConstraintViolation", src)
@@ -182,7 +193,7 @@ class Translating:
         assert run is not None
         call = run.call
         try:
-            schemas.validate(s._target_version(lane), call.action, "request", call.payload)
+            self.check(s._target_version(lane), call.action, "request", call.payload)
         except (schemas.SchemaViolation, schemas.UnknownAction) as e:
             path = getattr(e, "path", "")
             self.invalid(call.action, "request", e)
@@ -275,7 +286,7 @@ class Translating:
                 else:
                     s.fx.to_charger(refusal)
             return "failed its schema"
-        path = out_of_range(frame.payload)
+        path = out_of_range_in_frame(frame.raw, frame.payload)
         if path is not None:
             s.metrics.frame_errors.labels(side, OUT_OF_RANGE).inc()
             if s.log is not None:
@@ -348,7 +359,7 @@ class Translating:
         s = self.s
         version = s.version if lane is s.up else s.backend_version
         try:
-            schemas.validate(version, call.action, "response", payload)
+            self.check(version, call.action, "response", payload)
         except (schemas.SchemaViolation, schemas.UnknownAction) as e:
             self.invalid(call.action, "response", e)
             s._to_origin(
@@ -382,6 +393,15 @@ class Translating:
         job = lane.push(Own(call.action, call.payload, None))
         if job is not None and not s._start(lane, job):
             s._next(lane)
+
+    def check(self, version: str, action: str, kind: schemas.Kind, payload: JsonDict) -> None:
+        """A translated CALL or answer about to leave: checked against the target's schema when
+        ``check_emitted``, else only that the target version has the message at all (raises
+        :class:`~gateway.ocpp.schemas.UnknownAction`, as the schema check does)."""
+        if self.check_emitted:
+            schemas.validate(version, action, kind, payload)
+        elif not schemas.has_schema(version, action, kind):
+            raise schemas.UnknownAction(version, action, kind)
 
     def invalid(self, action: str, kind: str, e: Exception | None, what: str = "", path: str = "") -> None:
         """A translated CALL (``kind`` request) or answer that cannot go out: counted ``invalid_call`` /

@@ -38,10 +38,13 @@ Rules it enforces (OCPP-J: one outstanding CALL per direction), all through two 
   StopTransaction is planned after the StartTransaction's answer assigned the ids). The plan's CALLs
   (:class:`~gateway.core.plan.PlanRun`) go to the other side one at a time with the gateway's own unique ids
   (``g<n>.<session>``: random per connection, since OCPP-J forbids reusing a message id for the same charger);
-  their answers feed the plan, whose result answers the origin under the origin's unique id. Every translated CALL
-  and answer is validated against the target version's schema first; an invalid one is a translation bug: the
-  origin gets ``InternalError``, it is logged and counted, and the invalid frame is never sent. The translator's
-  state is persisted (write-behind) after every step that changes it, before the translated frame leaves. A
+  their answers feed the plan, whose result answers the origin under the origin's unique id. What comes in (the
+  origin's CALL, every answer to a translated CALL) is always validated against its sender's schema, so that a
+  translator only ever sees valid input. Every translated CALL and answer is checked for numbers out of range and
+  encodability, and, under ``session.validate_schemas`` (which every translated session of the test suite runs
+  with), against the target version's schema too; an invalid one is a translation bug: the origin gets
+  ``InternalError``, it is logged and counted, and the invalid frame is never sent. The translator's state is
+  persisted (write-behind) after every step that changes it, before the translated frame leaves. A
   timeout is reported to the plan, and the origin then gets no answer (it times out on its own): the gateway never
   invents an answer. A number outside the signed 64-bit range, in a CALL, an answer or a translation, is refused
   the same way (``PropertyConstraintViolation`` for a CALL; see :mod:`gateway.core.relay`): no input raises out of
@@ -202,7 +205,7 @@ class Session:
         #: a CALL of the previous primary still with the charger when a cutover switched: its answer is dropped
         self._stale: Job | None = None
         #: the translated half (None in pass-through): plans and their answers (gateway/core/relay.py)
-        self.relay = Translating(self, translator) if translator is not None else None
+        self.relay = Translating(self, translator, check_emitted=settings.validate) if translator is not None else None
 
     # ------------------------------------------------------------------ frames in
 
@@ -513,7 +516,7 @@ class Session:
         assert type(job) is Own
         if job.receiver is None:  # a translator's CALL: checked like every translated CALL
             try:
-                schemas.validate(self._target_version(lane), job.action, "request", job.payload)
+                self._relay().check(self._target_version(lane), job.action, "request", job.payload)
             except (schemas.SchemaViolation, schemas.UnknownAction) as e:
                 self._relay().invalid(job.action, "request", e)
                 return False

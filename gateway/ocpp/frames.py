@@ -75,8 +75,12 @@ class MessageType(IntEnum):
 
 Raw = bytes | str
 
+# The frame classes are plain slotted dataclasses, not frozen ones: a frozen dataclass sets each field through
+# ``object.__setattr__``, which made building one 550 ns against 140 ns (timeit, the 2-core bench VM), and two are
+# built per proxied round trip. Nothing changes a frame once parsed (a repaired frame is a new one).
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Call:
     unique_id: str
     action: str
@@ -84,14 +88,14 @@ class Call:
     raw: Raw
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallResult:
     unique_id: str
     payload: dict[str, Any]
     raw: Raw
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallError:
     unique_id: str
     code: str
@@ -100,7 +104,7 @@ class CallError:
     raw: Raw
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallResultError:
     """OCPP 2.1: the receiver of the CALLRESULT with ``unique_id`` could not process it (never answered)."""
 
@@ -111,7 +115,7 @@ class CallResultError:
     raw: Raw
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """OCPP 2.1: a message that expects no answer (never answered, takes no turn of the one-CALL-at-a-time rule)."""
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import os
 import resource
 import signal
 import time
@@ -65,7 +66,10 @@ class WorkerPool(Protocol):
 
 
 def install_loop_policy() -> str:
-    """uvloop when installed (the ``speed`` extra), else the default loop."""
+    """uvloop when installed (a default dependency on Linux and macOS with CPython), else the default loop; the
+    environment variable ``OCPPGW_EVENT_LOOP=asyncio`` keeps the stdlib loop even where uvloop is installed."""
+    if os.environ.get("OCPPGW_EVENT_LOOP", "").strip().lower() == "asyncio":
+        return "asyncio"
     try:
         import uvloop
     except ImportError:

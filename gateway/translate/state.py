@@ -58,9 +58,20 @@ class TxRecord:
     ended_event: dict[str, Any] | None = None  # the Ended TransactionEvent as sent (re-sent while `ending`)
     ended_result: dict[str, Any] | None = None  # StopTransaction.conf sent to the charger (for retries)
     ended_at: str | None = None
+    #: the last :meth:`to_dict`, until a field is set again (not a field of the record: not stored, not compared)
+    _snapshot: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name != "_snapshot":
+            object.__setattr__(self, "_snapshot", None)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON, field by field.
+        """Plain JSON, field by field; the same dict again while no field was set since (every field is a scalar or
+        a recorded dict that is never changed in place, below), so that a snapshot of the whole state rebuilds only
+        the records that changed: a charger's transactions are snapshotted twice per translated round trip, and
+        one MeterValues changes one of them (its ``seq_no``). The dict is shared with the snapshot and must not be
+        changed either (the store copies what it keeps, ``from_dict`` copies what it reads).
 
         The recorded events and answers (``started_event``, ``start_result``, ``ended_event``, ``ended_result``) are
         shared with the snapshot, not copied: once recorded they are never changed in place (the handlers send and
@@ -69,7 +80,11 @@ class TxRecord:
         days) — which made the CPU cost per message grow with the charger's history (~20 ms per round trip with
         100 finished transactions; ``bench/translate_cost.py --history 100``).
         """
-        return dict(zip(_TX_FIELDS, _tx_values(self), strict=True))
+        snap = self._snapshot
+        if snap is None:
+            snap = dict(zip(_TX_FIELDS, _tx_values(self), strict=True))
+            object.__setattr__(self, "_snapshot", snap)
+        return snap
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TxRecord:
@@ -98,7 +113,7 @@ class TxRecord:
         )
 
 
-_TX_FIELDS = tuple(f.name for f in fields(TxRecord))
+_TX_FIELDS = tuple(f.name for f in fields(TxRecord) if f.init)
 _tx_values = attrgetter(*_TX_FIELDS)
 
 

@@ -105,7 +105,7 @@ class SessionPair:
         rotation: str = "passthrough",
         call_timeout_s: float = 30.0,
         max_queued_calls: int = 20,
-        validate: bool = False,
+        validate: bool | None = None,
     ) -> None:
         self.now = 1000.0
         self.metrics = Metrics()
@@ -138,8 +138,12 @@ class SessionPair:
             metrics=self.metrics,
             clock=lambda: self.now,
             wall=lambda: WALL,
+            # a translated pair checks every frame it emits against the target's schema (session.validate_schemas:
+            # off by default in production, on in every translated test): a translation bug fails the test
             settings=SessionSettings(
-                call_timeout_s=call_timeout_s, max_queued_calls=max_queued_calls, validate=validate
+                call_timeout_s=call_timeout_s,
+                max_queued_calls=max_queued_calls,
+                validate=translator is not None if validate is None else validate,
             ),
             translator=translator,
             backend_version=backend_version if translator is not None else None,

@@ -60,3 +60,18 @@ def test_observing_a_round_trip_is_what_histogram_observe_exposes(seconds: float
         reference.call_duration.labels("up", "Heartbeat", "csms").observe(value)
     name = "ocppgw_call_duration_seconds"
     assert exposition(fast, name) == exposition(reference, name)
+
+
+def test_counts_between_collections_are_all_exposed_once() -> None:
+    """The hot path counts into plain numbers that every collection moves into the children: counting, collecting,
+    counting again exposes the total, never a count twice."""
+    fast, reference = Metrics(), Metrics()
+    for round_ in range(3):
+        for _ in range(round_ + 1):
+            fast.count_message("from_charger", "call", "Heartbeat", "csms")
+            reference.messages.labels("from_charger", "call", "Heartbeat", "csms").inc()
+            fast.observe_rtt("up", "Heartbeat", "csms", 0.25)
+            reference.call_duration.labels("up", "Heartbeat", "csms").observe(0.25)
+        for name in ("ocppgw_messages_total", "ocppgw_call_duration_seconds"):
+            assert exposition(fast, name) == exposition(reference, name)
+            assert exposition(fast, name) == exposition(reference, name)  # a second collection adds nothing

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from gateway.ocpp.frames import EncodeError, call_text
-from gateway.ocpp.numbers import fits, out_of_range, small_int
+from gateway.ocpp.numbers import fits, out_of_range, out_of_range_in_frame, small_int
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,25 @@ def test_out_of_range_walks_any_depth_orjson_reads() -> None:
 )  # fmt: skip
 def test_small_int(text: Any, value: int | None) -> None:
     assert small_int(text) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a":1,"b":"x"}',
+        b'{"a":999999999999999999}',  # 18 digits: inside, not walked
+        b'{"a":9223372036854775807}',
+        b'{"a":9223372036854775808}',
+        b'{"a":-9223372036854775809}',
+        b'{"a":18446744073709551616}',  # beyond 64 bits: orjson reads a float
+        b'{"a":[1.5,9.3e18]}',
+        b'{"a":9.2233720368547758E18}',
+        b'{"a":1e2,"id":"5e3f"}',
+        b'{"a":92233720368547758080.0}',
+        b'{"a":-0.000000000000000000001}',
+        '{"a":"\u00e9","b":[9223372036854775808]}',
+    ],
+)
+def test_the_check_of_a_parsed_frame_agrees_with_the_walk(text: bytes | str) -> None:
+    payload = orjson.loads(text)
+    assert out_of_range_in_frame(text, payload) == out_of_range(payload)
