@@ -330,3 +330,52 @@ async def test_redis_restarted_during_the_replay_loses_nothing(durable_redis: Du
                 assert_once_in_order(csms, cid, setup, 11, kills=1)
     finally:
         await csms.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup", PARAMS)
+async def test_the_call_a_dropped_link_left_unanswered_is_replayed_under_its_unique_id(
+    redis_url: str, setup: SetUp
+) -> None:
+    """The CSMS goes away with the transaction's start on the wire, unanswered: the gateway answers it while riding
+    and replays it first, under the unique id it went out with (translated too: the gateway's own)."""
+    cid = f"RIDE-DROP-{setup.id}"
+    silent = True
+
+    def answer(c: str, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        starting = action == "StartTransaction" or payload.get("eventType") == "Started"
+        return None if silent and starting else setup.answer(c, action, payload)
+
+    csms = StubCsms(answer=answer, subprotocols=(SUBPROTOCOL[setup.csms],))
+    await csms.start()
+    backend = {"url": csms.url, "ocpp": setup.csms, "reconnect_grace_s": 0.2, "replay_per_s": 50}
+    config = make_config({"a": backend}, store=redis_url,
+                         routes=[{"match": "*", "primary": "a", "offline": {"mode": "ride_through"}}])  # fmt: skip
+    try:
+        async with asyncio.timeout(TIMEOUT), running_gateway(config) as running:
+            async with charger(running.port, cid, setup) as ws:
+                await answered(ws, setup.boot("b1"))
+                await answered(ws, setup.authorize())
+                await ws.send_str(setup.start())
+
+                async def on_the_wire() -> bool:
+                    return keys(csms, cid, setup) == ["start"]
+
+                await eventually(on_the_wire)
+                await csms.stop()  # the link drops with the start unanswered
+                got = await recv_json(ws, timeout=15)
+                assert got[:2] == [3, "start"], got  # answered by the gateway, riding
+                tx = setup.charger_tx(got[2])
+                for n in range(3):
+                    await answered(ws, setup.meter(n, tx))
+                silent = False
+                await csms.start(csms.port)
+
+                async def all_of_them() -> bool:
+                    return "mv-2" in keys(csms, cid, setup) and running.hub.conns[cid].ride.depth == 0  # type: ignore[union-attr]
+
+                await eventually(all_of_them, timeout=30)
+                assert [g.key for g in transaction_calls(csms, cid, setup)][:2] == ["start", "start"]
+                assert_once_in_order(csms, cid, setup, 3, kills=1)
+    finally:
+        await csms.stop()
