@@ -170,9 +170,9 @@ class Session:
         self.link_up = True
         #: a cutover holds the up lane until in-flight CALLs are answered (``_on_quiet`` then hears of it)
         self.held = False
-        #: a charger CALL forwarded as it is whose answer the lost link took away is sent again when the link is
-        #: back, instead of being forgotten (a ride-through route: its journal then holds it; the CSMS may see it
-        #: twice, under the same unique id)
+        #: the charger CALL whose answer the lost link took away (forwarded as it is, or a translation plan's current
+        #: CALL) is sent again when the link is back, instead of being forgotten (a ride-through route: its journal
+        #: then holds it; the CSMS may see it twice, under the same unique id)
         self.resend_lost = False
         self._on_quiet: Callable[[], None] | None = None
         self.frames_in = 0
