@@ -92,11 +92,13 @@ class Own:
 class Planned:
     """A CALL to translate: planned when its turn on the lane comes (``run`` is set from then on)."""
 
-    __slots__ = ("origin", "run")
+    __slots__ = ("origin", "resend", "run")
 
     def __init__(self, origin: Call) -> None:
         self.origin = origin
         self.run: PlanRun | None = None
+        #: the unique id of the plan's CALL a lost link left unanswered (``Session.resend_lost``): sent again under it
+        self.resend: str | None = None
 
 
 #: a job on a lane: a CALL forwarded as it is (pass-through), a CALL to translate, or one of the gateway's own

@@ -118,7 +118,7 @@ class RelayHost(Protocol):
     def _record_boot(self, response: JsonDict) -> None: ...
     def _to_origin(self, lane: Lane[Job], data: bytes) -> None: ...
     def _send_backend(self, data: Raw) -> None: ...
-    def _send_own(self, lane: Lane[Job], action: str, payload: JsonDict) -> None: ...
+    def _send_own(self, lane: Lane[Job], action: str, payload: JsonDict, uid: str | None = None) -> None: ...
     def _start(self, lane: Lane[Job], job: Job) -> bool: ...
     def _next(self, lane: Lane[Job]) -> None: ...
     def _target_version(self, lane: Lane[Job]) -> str: ...
@@ -143,7 +143,10 @@ class Translating:
         self.last_answered: dict[bool, tuple[str, str]] = {}
 
     def start(self, lane: Lane[Job], job: Planned) -> bool:
-        """Plan an origin CALL (its turn came) and send the plan's first CALL."""
+        """Plan an origin CALL (its turn came) and send the plan's first CALL; a plan under way (its CALL lost with
+        the link, ``Session.resend_lost``) sends its current CALL again, under the same unique id."""
+        if job.run is not None:
+            return self._step(lane, job)
         s = self.s
         call = job.origin
         from_charger = lane is s.up
@@ -213,8 +216,9 @@ class Translating:
                 lane, call_error_text(job.origin.unique_id, code, f"translation to {call.action}: {path}: {_RANGE}")
             )
             return False
+        resend, job.resend = job.resend, None
         try:
-            s._send_own(lane, call.action, call.payload)
+            s._send_own(lane, call.action, call.payload, resend)
         except EncodeError as e:  # a translation bug the checks above do not know: refused, never raised
             self.invalid(call.action, "request", e, "unencodable")
             s._to_origin(

@@ -173,9 +173,9 @@ class Session:
         self.link_up = True
         #: a cutover holds the up lane until in-flight CALLs are answered (``_on_quiet`` then hears of it)
         self.held = False
-        #: a charger CALL forwarded as it is whose answer the lost link took away is sent again when the link is
-        #: back, instead of being forgotten (a ride-through route: its journal then holds it; the CSMS may see it
-        #: twice, under the same unique id)
+        #: the charger CALL whose answer the lost link took away (forwarded as it is, or a translation plan's current
+        #: CALL) is sent again when the link is back, instead of being forgotten (a ride-through route: its journal
+        #: then holds it; the CSMS may see it twice, under the same unique id)
         self.resend_lost = False
         self._on_quiet: Callable[[], None] | None = None
         self.frames_in = 0
@@ -375,7 +375,9 @@ class Session:
         job = self.up.abandon()
         if job is None:
             return
-        if type(job) is Forward and self.resend_lost:
+        if self.resend_lost and (type(job) is Forward or (type(job) is Planned and job.run is not None)):
+            if type(job) is Planned:  # translated: the plan's current CALL, under the unique id it went out with
+                job.resend = self.up.last_id
             self.up.current = None
             self.up.queue.appendleft(job)  # first again when the lane is released
             return
@@ -624,12 +626,16 @@ class Session:
             on_quiet, self._on_quiet = self._on_quiet, None
             on_quiet()
 
-    def _send_own(self, lane: Lane[Job], action: str, payload: JsonDict) -> None:
-        """A CALL of the gateway's own, with a gateway unique id, to ``lane``'s peer. Encoded first: a payload orjson
-        cannot encode raises :data:`EncodeError` before the lane or the id counter moves."""
-        uid = f"g{self._ids + 1}.{self._session_id}"
-        data = call_text(uid, action, payload)
-        self._ids += 1
+    def _send_own(self, lane: Lane[Job], action: str, payload: JsonDict, uid: str | None = None) -> None:
+        """A CALL of the gateway's own, with a gateway unique id (``uid``: one it sent before, sent again), to
+        ``lane``'s peer. Encoded first: a payload orjson cannot encode raises :data:`EncodeError` before the lane or
+        the id counter moves."""
+        if uid is None:
+            uid = f"g{self._ids + 1}.{self._session_id}"
+            data = call_text(uid, action, payload)
+            self._ids += 1
+        else:
+            data = call_text(uid, action, payload)
         lane.sent(uid, action, self.clock())
         if lane is self.up:
             self._send_backend(data)

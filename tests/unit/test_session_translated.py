@@ -423,6 +423,26 @@ class TestBackendLink:
         pair.backend_answers(NOW)
         pair.assert_to_charger([3, "c2", NOW])
 
+    @pytest.mark.parametrize("setup", [A, B], ids=["A", "B"])
+    def test_with_resend_lost_the_call_the_link_lost_is_sent_again_under_its_unique_id(self, setup: Any) -> None:
+        """Ride-through sets ``resend_lost``: the plan's CALL on the wire when the link dropped goes out again, same
+        gateway unique id, before the CALLs that waited; nothing is counted dropped and the charger gets its answer."""
+        pair = pair_for(setup)
+        pair.session.resend_lost = True
+        pair.charger_sends(hb("c1"))
+        pair.assert_to_backend(hb(gid(1)))
+        pair.session.link_lost()
+        pair.charger_sends(hb("c2"))
+        pair.assert_to_backend()
+        assert pair.counter("ocppgw_dropped_results_total", direction="from_backend", reason="link_lost") == 0
+        pair.session.link_restored()
+        pair.assert_to_backend(hb(gid(1)))  # the same CALL, the same id
+        pair.backend_answers(NOW)
+        pair.assert_to_charger([3, "c1", NOW])
+        pair.assert_to_backend(hb(gid(2)))
+        pair.backend_answers(NOW)
+        pair.assert_to_charger([3, "c2", NOW])
+
     def test_a_charger_answer_while_the_link_is_down_is_dropped_and_counted(self) -> None:
         pair = pair_for(A)
         pair.backend_sends([2, "b1", "ClearCache", {}])
