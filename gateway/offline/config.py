@@ -17,42 +17,22 @@ and, per backend, ``backends.<name>.replay_per_s`` (the pace of the journal's re
 every charger of the process; default 50).
 
 Pure: no I/O. It sits below :mod:`gateway.config` in the layers, so it knows nothing of that module: the checker
-it is given is a :class:`Checker` (the same protocol :mod:`gateway.sites.config` uses).
+it is given is a :class:`~gateway.checking.Checker` (the protocol :mod:`gateway.sites.config` uses too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, cast
+
+from gateway.checking import Checker
 
 __all__ = ["Checker", "OfflineConfig", "parse_offline"]
 
 OfflineMode = Literal["close", "ride_through"]
 UnknownTokenPolicy = Literal["reject", "accept_limited"]
 DataTransferPolicy = Literal["reject", "accept"]
-
-T = TypeVar("T")
-
-
-class Checker(Protocol):
-    """What :func:`parse_offline` uses of the config's checker (``gateway.config._Checker``)."""
-
-    def err(self, path: str, msg: str) -> None: ...
-
-    def mapping(
-        self, node: Any, path: str, allowed: set[str], required: set[str] = ...
-    ) -> dict[str, Any]: ...  # fmt: skip
-
-    def get(
-        self,
-        d: Mapping[str, Any],
-        key: str,
-        path: str,
-        kind: type[T],
-        default: T,
-        check: Callable[[T], str | None] | None = None,
-    ) -> T: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ reported with its YAML path, all at once). The YAML shape, every key but ``charg
         profile: {id: 9001, stack_level: 1, fail_safe_id: 9000, fail_safe_stack_level: 0}
 
 Pure: no I/O. It sits below :mod:`gateway.config` in the layers, so it knows nothing of that module: the checker
-it is given is a :class:`Checker`.
+it is given is a :class:`~gateway.checking.Checker`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
+
+from gateway.checking import Checker
 
 __all__ = [
     "ChargerSpec",
@@ -54,24 +56,6 @@ Phase = Literal["L1", "L2", "L3"]
 ROTATIONS = ("RST", "RTS", "SRT", "STR", "TRS", "TSR")
 
 T = TypeVar("T")
-
-
-class Checker(Protocol):
-    """What :func:`parse_sites` uses of the config's checker (``gateway.config._Checker``)."""
-
-    def err(self, path: str, msg: str) -> None: ...
-
-    def mapping(self, node: Any, path: str, allowed: set[str], required: set[str] = ...) -> dict[str, Any]: ...
-
-    def get(
-        self,
-        d: Mapping[str, Any],
-        key: str,
-        path: str,
-        kind: type[T],
-        default: T,
-        check: Callable[[T], str | None] | None = None,
-    ) -> T: ...
 
 
 @dataclass(frozen=True, slots=True)
