@@ -159,6 +159,8 @@ def gateway_config(
         "logging": {"level": "info", "format": "json"},
         "session": {"shutdown_grace_s": 1},
     }
+    if args.workers > 1:
+        cfg["workers"] = args.workers
     path = work / "gateway.yaml"
     path.write_text(json.dumps(cfg, indent=1))
     return str(path)
@@ -684,7 +686,8 @@ def summary(r: dict[str, Any]) -> str:
             f"{p['loop_lag'].get('p99_le_ms')} ms; errors {p['errors'] or '-'}"
         )
     if r.get("restart_s") is not None:
-        lines.append(f"  restart: SIGTERM -> ready {r['restart_s']} s; SIGTERM -> fleet back {r['back_s']} s")
+        back = r.get("back_s", "never (not all admitted)")
+        lines.append(f"  restart: SIGTERM -> ready {r['restart_s']} s; SIGTERM -> fleet back {back} s")
     return "\n".join(lines)
 
 
@@ -693,6 +696,11 @@ def _turns(r: dict[str, Any]) -> str:
     or profile 0/1)."""
     v = r.get("max_tls_handshakes", "-")
     return "off" if v == 0 else ("default" if v is None and r["profile"] == 2 and "max_tls_handshakes" in r else str(v))
+
+
+def _workers(r: dict[str, Any]) -> str:
+    w = r.get("workers", 1)
+    return f" ({w} workers)" if w > 1 else ""
 
 
 def summarize(paths: list[str]) -> str:
@@ -708,7 +716,7 @@ def summarize(paths: list[str]) -> str:
                 s = p.get("steady") or {}
                 c = p["auth_cache"]
                 rows.append(
-                    f"| {r['n']} | {r['profile']} | {r['store']} | {'yes' if r['cache'] else 'no'} | "
+                    f"| {r['n']}{_workers(r)} | {r['profile']} | {r['store']} | {'yes' if r['cache'] else 'no'} | "
                     f"{r['max_connects_per_s'] or '-'} | {_turns(r)} | {'yes' if r['tls_resume'] else 'no'} | "
                     f"{p['phase']} | "
                     f"{p['all_admitted_s']} | {p['admission_p50_ms']} / {p['admission_p99_ms']} | "
@@ -757,6 +765,12 @@ def main() -> None:
     )
     ap.add_argument("--max-connect-wait-s", type=float, default=5.0)
     ap.add_argument("--hash-concurrency", type=int, default=4)
+    ap.add_argument(
+        "--workers", type=int, default=1,
+        help="gateway worker processes (config workers:, Redis store). Each charger takes two file descriptors in "
+        "the process that holds it: past RLIMIT_NOFILE's hard limit / 2 chargers per process (10,000 at 20,000) "
+        "one process cannot hold the fleet",
+    )  # fmt: skip
     ap.add_argument("--timeout", type=float, default=300, help="bound of each phase, seconds (<= 900)")
     ap.add_argument("--quiet-wait", type=float, default=20, help="wait up to this long for a quiet machine first")
     ap.add_argument("--tag", default="")
@@ -795,7 +809,8 @@ def main() -> None:
         "tls_resume": args.tls_resume,
         "key": args.key if args.profile == 2 else None, "max_connects_per_s": args.max_connects_per_s or None,
         "max_tls_handshakes": args.max_tls_handshakes,
-        "max_connect_wait_s": args.max_connect_wait_s, "procs": args.procs, "client_nice": args.client_nice,
+        "max_connect_wait_s": args.max_connect_wait_s, "procs": args.procs, "workers": args.workers,
+        "client_nice": args.client_nice,
         "steady": args.steady,
         "hash_concurrency": args.hash_concurrency, "tag": args.tag, "python": sys.version.split()[0],
         "ncpu": os.cpu_count(), "bg_cpu_pct_before": round(bg, 1), "loadavg": os.getloadavg(),

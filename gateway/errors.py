@@ -22,6 +22,7 @@ __all__ = [
     "ChargerRejected",
     "GatewayError",
     "NoUpstreamCredentials",
+    "OutOfFileDescriptors",
 ]
 
 
@@ -61,6 +62,15 @@ class BackendBusy(BackendUnavailable):
     def __init__(self, backend: str, retry_after_s: int) -> None:
         super().__init__(backend, "pacing new connections", 503)
         self.retry_after_s = retry_after_s
+
+
+class OutOfFileDescriptors(BackendUnavailable):
+    """The link could not open because this process has no file descriptor left (EMFILE/ENFILE): the gateway is
+    full, the backend is not down (a ride-through route does not ride through it). Each charger takes two: its own
+    socket and its upstream link's."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(backend, reason, 503)
 
 
 class ChargerCallFailed(GatewayError):

@@ -32,7 +32,7 @@ from gateway.app.hub import Hub
 from gateway.app.routing import Route
 from gateway.edge.charger import ChargerSocket
 from gateway.edge.handshake import UpgradeRequest
-from gateway.errors import BackendBusy, BackendUnavailable, ChargerRejected, NoUpstreamCredentials
+from gateway.errors import BackendBusy, BackendUnavailable, ChargerRejected, NoUpstreamCredentials, OutOfFileDescriptors
 from gateway.ocpp.versions import SUBPROTOCOLS, VERSIONS, OcppVersion
 from gateway.store import StoreUnavailable
 from gateway.translate import TRANSLATABLE, translator_for
@@ -107,6 +107,14 @@ class Admission:
         ride = await self._ride_state(cid, route) if route.offline.ride_through else None
         try:
             link = await hub.links.open(backend, cid, credentials=credentials, log=log)
+        except OutOfFileDescriptors as e:
+            # the gateway is full, the backend is not down: not ridden through; logged once until a link opens again
+            if not hub.fd_exhausted_logged:
+                hub.fd_exhausted_logged = True
+                log.error("fd_exhausted", reason=e.reason, hint="raise RLIMIT_NOFILE (2 per charger) or add workers")
+            raise ChargerRejected(
+                503, "at_capacity", "the gateway has no file descriptor left", {"Retry-After": "30"}
+            ) from None
         except BackendUnavailable as e:
             log.warning("backend_unavailable", reason=e.reason, status=e.http_status)
             if ride is None or e.refused:  # a CSMS that answers and refuses is not down: never ridden through
@@ -114,6 +122,7 @@ class Admission:
                     e.http_status, "backend_unavailable", f"backend {e.backend} unavailable"
                 ) from None
             link = hub.links.dormant(backend, cid, credentials, log)
+        hub.fd_exhausted_logged = False
         if cid in hub.conns:  # another connection for the id won the race while the link opened
             await link.close()
             raise ChargerRejected(409, "conflict", "another connection for this charger id was admitted first")

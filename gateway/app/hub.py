@@ -83,6 +83,9 @@ class Hub:
             Sites(self, config.sites, self.keys, call_timeout_s=config.session.call_timeout_s) if config.sites else None
         )
         self.draining = False
+        #: an upstream link failed for want of a file descriptor and was logged ("fd_exhausted"), not again until a
+        #: link opens
+        self.fd_exhausted_logged = False
         #: see Session.observe (the demo's live view); None in production
         self.observe: Callable[[str, str, bytes], None] | None = None
         #: the YAML file the config came from (hot reload re-reads it); None when built in code (tests, demo)

@@ -15,6 +15,7 @@ was opened with; if that fails, ``on_give_up`` is called and the charger is clos
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 import ssl
 from collections.abc import Callable
@@ -25,7 +26,7 @@ import picows
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from gateway.config import BackendConfig
-from gateway.errors import BackendUnavailable
+from gateway.errors import BackendUnavailable, OutOfFileDescriptors
 from gateway.metrics import Metrics
 from gateway.ocpp.frames import Raw
 from gateway.security import basic_auth_header
@@ -122,7 +123,11 @@ async def _connect(
         code = int(status) if status else 0
         refused = 400 <= code < 500
         raise BackendUnavailable(backend.name, f"handshake refused (HTTP {code or '?'})", refused=refused) from None
-    except (picows.WSError, OSError, ssl.SSLError) as e:
+    except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE) and not isinstance(e, ssl.SSLError):
+            raise OutOfFileDescriptors(backend.name, f"{type(e).__name__}: {e}") from None
+        raise BackendUnavailable(backend.name, f"{type(e).__name__}: {e}") from None
+    except (picows.WSError, ssl.SSLError) as e:
         raise BackendUnavailable(backend.name, f"{type(e).__name__}: {e}") from None
     got = transport.response.headers.get("Sec-WebSocket-Protocol") if transport.response is not None else None
     if got != subprotocol:
@@ -152,7 +157,8 @@ async def open_link(
     try:
         link.transport = await _connect(link, backend, charger_id, subprotocol, ssl_context)
     except BackendUnavailable as e:
-        metrics.backend_connects.labels(backend.name, "timeout" if e.http_status == 503 else "error").inc()
+        outcome = "no_fd" if type(e) is OutOfFileDescriptors else "timeout" if e.http_status == 503 else "error"
+        metrics.backend_connects.labels(backend.name, outcome).inc()
         raise
     metrics.backend_connects.labels(backend.name, "ok").inc()
     link.gauge.inc()
