@@ -273,7 +273,8 @@ class Metrics:
             "gateway; answered: answered, not journalled (a DataTransfer refused by policy); refused: not "
             "answerable (CALLERROR of the gateway's own); journal_full: refused past the journal's bounds; "
             "store_unavailable: not written, so not answered; replayed: delivered to the CSMS and answered by it; "
-            "replay_retried: sent again (no answer in time); dropped: removed by the admin API unreplayed)",
+            "replay_retried: sent again (no answer in time); repeat_skipped: an entry the CSMS had answered already, "
+            "acknowledged without sending it again; dropped: removed by the admin API unreplayed)",
             ["backend", "outcome"],
             registry=r,
         )

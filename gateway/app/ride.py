@@ -69,6 +69,8 @@ _LEARN = frozenset({"BootNotification", "Authorize", "StartTransaction", "StopTr
 _MAP_UP = frozenset({"StopTransaction", "MeterValues"})
 _MAP_DOWN = frozenset({"RemoteStopTransaction", "SetChargingProfile"})
 _BATCH = 50
+#: how long a journal write is tried again while the store fails (bounded by half the CALL timeout)
+_JOURNAL_WAIT_S = 5.0
 #: the journal is never trimmed by the outbox (its own bounds refuse new transactions first)
 _NO_TRIM = 1_000_000_000
 
@@ -145,6 +147,8 @@ class Ride:
         self.last_divergence: dict[str, Any] | None = None
         self.replayed = 0
         self._down_logged = False
+        #: (unique id, action) of the last journal entry the CSMS answered in this process's replay
+        self._delivered: tuple[Any, Any] | None = None
         session.fx.to_backend = self.to_backend
         session.resend_lost = True
         link.attach(self)
@@ -367,16 +371,13 @@ class Ride:
     async def _journal(self, call: Call, ans: Answer, entry: dict[str, Any]) -> None:
         m = self.board.metrics.ride_messages
         try:
-            await self.board.store.outbox().append(self.stream, [entry], _NO_TRIM, 0)
-        except StoreUnavailable as e:
-            m.labels(self.backend, "store_unavailable").inc()
-            if not self.board.store_down_logged:
-                self.board.store_down_logged = True
-                self.log.error("ride_through_journal_unwritable", reason=str(e)[:200])
-            return  # not answered: the charger's CALL times out, and its own offline behaviour takes over
+            written = await self._append(entry)
         finally:
             self._writing = False
             self._written.set()
+        if not written:
+            m.labels(self.backend, "store_unavailable").inc()
+            return  # not answered: the charger's CALL times out, and its own offline behaviour takes over
         self.board.store_down_logged = False
         if self.depth == 0:
             self.oldest_at = entry["t"]
@@ -385,6 +386,29 @@ class Ride:
         for tx in self._limits.seen(call.action, call.payload, ans, time.time()):
             self._stop(tx, "limit")
         self.session.from_backend(call_result_text(call.unique_id, ans.payload))
+
+    async def _append(self, entry: dict[str, Any]) -> bool:
+        """Write one entry to the journal. A store that fails is tried again for up to half the session's CALL
+        timeout (at most 5 s): a Redis restart or failover takes a second or two, and the charger waits for its
+        answer meanwhile. False when it never succeeded (logged once while the store stays down).
+
+        A write whose reply was lost (the entry written, the connection dropped) is written again: the replay
+        sends two consecutive entries with the same unique id once (:meth:`_run_replay`)."""
+        outbox = self.board.store.outbox()
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + min(_JOURNAL_WAIT_S, self.call_timeout_s / 2), 0.05
+        while True:
+            try:
+                await outbox.append(self.stream, [entry], _NO_TRIM, 0)
+                return True
+            except StoreUnavailable as e:
+                if loop.time() + delay > deadline:
+                    if not self.board.store_down_logged:
+                        self.board.store_down_logged = True
+                        self.log.error("ride_through_journal_unwritable", reason=str(e)[:200])
+                    return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     def _refuse(self, call: Call, why: str) -> None:
         self.session.from_backend(call_error_text(call.unique_id, "InternalError", why))
@@ -462,12 +486,19 @@ class Ride:
             for i, ent in enumerate(entries):
                 if self.state is not RideState.REPLAYING:
                     return
-                if isinstance(ent.data, dict) and not await self._replay_one(ent.data):
-                    break  # not delivered: read again from this entry
+                data = ent.data
+                if isinstance(data, dict):
+                    key = (data.get("u"), data.get("a"))
+                    if key == self._delivered:  # the CSMS answered it already: its ack failed, or a repeated write
+                        self.board.metrics.ride_messages.labels(self.backend, "repeat_skipped").inc()
+                    elif await self._replay_one(data):
+                        self._delivered = key
+                    else:
+                        break  # not delivered: read again from this entry
                 try:
                     await asyncio.shield(outbox.ack(self.stream, [ent.id]))
                 except StoreUnavailable:
-                    break  # read again: the entry is sent once more, under the same unique id
+                    break  # read again: the entry comes first, and is acknowledged without being sent again
                 self.depth = max(0, self.depth - 1)
                 nxt = entries[i + 1].data if i + 1 < len(entries) else None
                 self.oldest_at = float(nxt.get("t", time.time())) if isinstance(nxt, dict) else self.oldest_at

@@ -146,6 +146,59 @@ async def test_with_the_store_down_the_gateway_does_not_answer(redis_server: Red
             assert [f[1] for c, f in csms.received if f[0] == 2 and f[1] != "b1"] == ["h2"]
 
 
+async def test_a_short_store_restart_delays_the_answer_and_loses_nothing(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """Redis away for less than half the CALL timeout: the journal write is tried again, the charger gets its answer
+    late instead of none, and the CALL reaches the CSMS once."""
+    async with asyncio.timeout(TIMEOUT), riding(redis_url, {}, call_timeout_s=8) as (csms, running):
+        async with raw_charger(running.charger_url(), "RO-1") as ws:
+            await boot_then_outage(ws, csms, running)
+            redis_server.stop()
+            await ws.send_str('[2,"h1","Heartbeat",{}]')
+            await asyncio.sleep(1.0)
+            redis_server.start()
+            got = await recv_json(ws, timeout=10)
+            assert got[:2] == [3, "h1"]  # written once Redis was back, then answered
+            metrics = await get_metrics(running.admin_url())
+            assert metric(metrics, "ocppgw_ride_through_messages_total", backend="a", outcome="journalled") == 1
+            assert metric(metrics, "ocppgw_ride_through_messages_total", backend="a",
+                          outcome="store_unavailable") == 0  # fmt: skip
+            await csms.start(csms.port)
+            await wait_metric(running.admin_url(), "ocppgw_ride_through_messages_total", 1, backend="a",
+                              outcome="replayed")  # fmt: skip
+            assert [f[1] for c, f in csms.received if f[0] == 2 and f[1] != "b1"] == ["h1"]
+
+
+async def test_an_entry_written_twice_reaches_the_csms_once(redis_url: str) -> None:
+    """A journal write whose reply was lost is written again (the entry twice in a row, one unique id): the replay
+    sends it once, removes both, and counts the repeat."""
+    async with asyncio.timeout(TIMEOUT), riding(redis_url, {}) as (csms, running):
+        async with raw_charger(running.charger_url(), "RO-1") as ws:
+            await boot_then_outage(ws, csms, running)
+            for n in range(2):
+                assert (await call(ws, f"h{n}", "Heartbeat", {}))[0] == 3
+            ride = running.hub.conns["RO-1"].ride
+            assert ride is not None
+            outbox = running.hub.store.outbox()
+            entries = await outbox.read(ride.stream, 10)
+            assert [e.data["u"] for e in entries] == ["h0", "h1"]  # type: ignore[index]
+            await outbox.append(ride.stream, [entries[1].data], 1_000_000_000, 0)  # the journal: h0 h1 h1
+            ride.depth += 1
+            await csms.start(csms.port)
+
+            async def live() -> bool:
+                return (await view(running))["RO-1"]["state"] == "live"
+
+            while not await live():
+                await asyncio.sleep(0.05)
+            assert [f[1] for c, f in csms.received if f[0] == 2 and f[1] != "b1"] == ["h0", "h1"]
+            assert await outbox.read(ride.stream, 10) == []
+            metrics = await get_metrics(running.admin_url())
+            assert metric(metrics, "ocppgw_ride_through_messages_total", backend="a", outcome="repeat_skipped") == 1
+            assert metric(metrics, "ocppgw_ride_through_messages_total", backend="a", outcome="replayed") == 2
+
+
 async def test_admin_api_lists_drops_and_replays_behind_its_token(redis_url: str) -> None:
     async with asyncio.timeout(TIMEOUT), riding(redis_url, {}) as (csms, running):
         base = running.admin_url()
