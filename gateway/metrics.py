@@ -105,7 +105,8 @@ class Metrics:
         )
         self.backend_connects = Counter(
             "ocppgw_backend_connects_total",
-            "Upstream connection attempts by backend and outcome (ok, error, timeout, no_fd: this process had no file descriptor left)",
+            "Upstream connection attempts by backend and outcome (ok, error, timeout, no_fd: this process had no "
+            "file descriptor left)",
             ["backend", "outcome"],
             registry=r,
         )
