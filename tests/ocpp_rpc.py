@@ -159,6 +159,10 @@ class RpcCharger(NodePeer):
         """CSMS-initiated CALLs ``action`` the charger got, each with the ``params`` and the ``reply`` it sent."""
         return self.of("call", action=action)
 
+    def sent(self) -> list[Event]:
+        """The CALLs the charger sent, in order, each with its ``messageId`` and ``action``."""
+        return self.of("sent")
+
 
 @contextlib.asynccontextmanager
 async def rpc_csms(*subprotocols: str) -> AsyncIterator[RpcCsms]:
@@ -172,9 +176,12 @@ async def rpc_csms(*subprotocols: str) -> AsyncIterator[RpcCsms]:
 
 
 @contextlib.asynccontextmanager
-async def rpc_charger(url: str, cid: str, subprotocol: str, mode: str = "story") -> AsyncIterator[RpcCharger]:
-    """An ocpp-rpc charger connected to ``url/cid``, running its story (``mode="idle"``: only connected)."""
-    peer = await RpcCharger.start("charger.js", url, cid, subprotocol, mode)
+async def rpc_charger(
+    url: str, cid: str, subprotocol: str, mode: str = "story", reconnect: bool = False
+) -> AsyncIterator[RpcCharger]:
+    """An ocpp-rpc charger connected to ``url/cid``, running its story (``mode="idle"``: only connected);
+    ``reconnect``: it opens a lost connection again by itself."""
+    peer = await RpcCharger.start("charger.js", url, cid, subprotocol, mode, *(["reconnect"] if reconnect else []))
     try:
         await peer.wait(lambda e: e["event"] in ("open", "connect_failed"))
         yield peer

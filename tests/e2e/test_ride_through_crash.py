@@ -1,39 +1,49 @@
 """Riding through an outage across crashes: the gateway (a ``python -m gateway run`` process) killed with SIGKILL
-during the outage and again during the replay, and Redis restarted during the replay, for the four set-ups: 1.6
-pass-through, 2.0.1 pass-through, a 1.6 charger behind a 2.0.1 CSMS and a 2.0.1 charger behind a 1.6 CSMS.
+during the outage and again during the replay, Redis restarted during the replay, and the link dropped with a CALL
+unanswered, for the four set-ups: 1.6 pass-through, 2.0.1 pass-through, a 1.6 charger behind a 2.0.1 CSMS and a
+2.0.1 charger behind a 1.6 CSMS.
+
+Both ends are independent, strict OCPP-J implementations (:mod:`tests.ride_peers`): the `ocpp` package and ocpp-rpc
+(npm, strict mode), one on each side, swapping sides from one set-up to the next and from one case to the next, so
+that in every case each plays the charger twice and the CSMS twice, and each set-up has both ways round. A frame
+either refuses (schema, framing), a CALL either had no handler for, a CALLERROR, fails the test. The charger stays
+connected when the gateway is killed: it opens a new connection with the same identity by itself, to the restarted
+gateway, and goes on with its transaction.
 
 The charger starts a transaction while the CSMS is down, then sends meter readings in it. The CSMS records every
-CALL: it must get the transaction's start and each reading, in order, none lost, each reading in the transaction
-the CSMS knows (its own id behind a 1.6 CSMS); the only repeat allowed is the one entry on the wire when the
-gateway died, sent again under the same unique id (README: "the one-message window")."""
+CALL it accepts: it must get the transaction's start and each reading, in order, none lost, each reading in the
+transaction the CSMS knows (its own id behind a 1.6 CSMS); the only repeat allowed is the one entry on the wire when
+the gateway died, sent again under the same unique id (README: "the one-message window"), and with a CALL the
+CSMS had on the wire unanswered when its link dropped; a Redis restart repeats nothing; in pass-through every
+CALL reaches it under the unique id the charger sent it with."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import redis
 
 from gateway.ops.lifecycle import running_gateway
 from tests.conftest import RedisServer
 from tests.e2e.test_scale import _write_config, eventually, gateway_process, wait_ready
-from tests.helpers import StubCsms, make_config, recv_json
+from tests.helpers import make_config
+from tests.ride_peers import OCPP, OCPP_RPC, Charger, Csms, Received, charger, csms
 
-TIMEOUT = 90
-#: the transaction id a 1.6 CSMS assigns
+#: three gateway process starts in the SIGKILL test, each compiling every schema (~5 s on a busy 2-core machine)
+TIMEOUT = 120
+#: the transaction id the 1.6 CSMS assigns
 CSMS_TX = 4242
-SUBPROTOCOL = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
+Message = tuple[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -47,37 +57,36 @@ class SetUp:
 
     # ---------------------------------------------------------------- what the charger sends
 
-    def boot(self, uid: str) -> str:
+    def boot(self) -> Message:
         if self.charger == "1.6":
-            return f'[2,"{uid}","BootNotification",{{"chargePointVendor":"V","chargePointModel":"M"}}]'
-        station = {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
-        return json.dumps([2, uid, "BootNotification", station])
+            return "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}
+        return "BootNotification", {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
 
-    def authorize(self) -> str:
+    def authorize(self) -> Message:
         if self.charger == "1.6":
-            return '[2,"a1","Authorize",{"idTag":"TAG-K"}]'
-        return '[2,"a1","Authorize",{"idToken":{"idToken":"TAG-K","type":"ISO14443"}}]'
+            return "Authorize", {"idTag": "TAG-K"}
+        return "Authorize", {"idToken": {"idToken": "TAG-K", "type": "ISO14443"}}
 
-    def start(self) -> str:
+    def start(self) -> Message:
         ts = "2027-01-01T00:00:00Z"
         if self.charger == "1.6":
-            p: dict[str, Any] = {"connectorId": 1, "idTag": "TAG-K", "meterStart": 0, "timestamp": ts}
-            return json.dumps([2, "start", "StartTransaction", p])
-        p = {"eventType": "Started", "timestamp": ts, "triggerReason": "Authorized", "seqNo": 0,
-             "transactionInfo": {"transactionId": "TX-K"}, "idToken": {"idToken": "TAG-K", "type": "ISO14443"},
-             "evse": {"id": 1, "connectorId": 1}}  # fmt: skip
-        return json.dumps([2, "start", "TransactionEvent", p])
+            return "StartTransaction", {"connectorId": 1, "idTag": "TAG-K", "meterStart": 0, "timestamp": ts}
+        return "TransactionEvent", {
+            "eventType": "Started", "timestamp": ts, "triggerReason": "Authorized", "seqNo": 0,
+            "transactionInfo": {"transactionId": "TX-K"}, "idToken": {"idToken": "TAG-K", "type": "ISO14443"},
+            "evse": {"id": 1, "connectorId": 1},
+        }  # fmt: skip
 
-    def meter(self, n: int, tx: Any) -> str:
+    def meter(self, n: int, tx: Any) -> Message:
         ts = f"2027-01-01T00:{(n + 1) // 60:02d}:{(n + 1) % 60:02d}Z"
         sampled = {"value": n, "measurand": "Energy.Active.Import.Register"}
         if self.charger == "1.6":
             mv = [{"timestamp": ts, "sampledValue": [{**sampled, "value": str(n), "unit": "Wh"}]}]
-            return json.dumps([2, f"mv-{n}", "MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": mv}])
-        p = {"eventType": "Updated", "timestamp": ts, "triggerReason": "MeterValuePeriodic", "seqNo": n + 1,
-             "transactionInfo": {"transactionId": tx},
-             "meterValue": [{"timestamp": ts, "sampledValue": [sampled]}]}  # fmt: skip
-        return json.dumps([2, f"mv-{n}", "TransactionEvent", p])
+            return "MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": mv}
+        return "TransactionEvent", {
+            "eventType": "Updated", "timestamp": ts, "triggerReason": "MeterValuePeriodic", "seqNo": n + 1,
+            "transactionInfo": {"transactionId": tx}, "meterValue": [{"timestamp": ts, "sampledValue": [sampled]}],
+        }  # fmt: skip
 
     def charger_tx(self, start_answer: dict[str, Any]) -> Any:
         """The transaction id the charger uses in its readings."""
@@ -85,25 +94,43 @@ class SetUp:
 
     # ---------------------------------------------------------------- the CSMS
 
-    def answer(self, cid: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if action == "BootNotification":
-            return {"status": "Accepted", "currentTime": "2027-01-01T00:00:00Z", "interval": 60}
-        if action == "Authorize":
-            return (
-                {"idTagInfo": {"status": "Accepted"}} if self.csms == "1.6" else {"idTokenInfo": {"status": "Accepted"}}
-            )
-        if action == "StartTransaction":
-            return {"idTagInfo": {"status": "Accepted"}, "transactionId": CSMS_TX}
-        if action == "TransactionEvent" and "idToken" in payload:
-            return {"idTokenInfo": {"status": "Accepted"}}
-        return {}
+    def answers(self) -> dict[str, dict[str, Any]]:
+        """The CSMS's answers the test relies on (its built-in ones for the rest)."""
+        boot = {"status": "Accepted", "currentTime": "2027-01-01T00:00:00Z", "interval": 60}
+        if self.csms == "1.6":
+            return {"BootNotification": boot,
+                    "StartTransaction": {"transactionId": CSMS_TX, "idTagInfo": {"status": "Accepted"}}}  # fmt: skip
+        return {"BootNotification": boot}
 
-    def csms_stub(self) -> StubCsms:
-        return StubCsms(answer=self.answer, subprotocols=(SUBPROTOCOL[self.csms],))
+    def start_held(self) -> list[dict[str, Any]]:
+        """The CSMS's CALL that starts the transaction (for ``Csms.up(hold=...)``)."""
+        if self.csms == "1.6":
+            return [{"action": "StartTransaction"}]
+        return [{"action": "TransactionEvent", "eventType": "Started"}]
 
 
 SETUPS = [SetUp("1.6", "1.6"), SetUp("2.0.1", "2.0.1"), SetUp("1.6", "2.0.1"), SetUp("2.0.1", "1.6")]
-PARAMS = [pytest.param(s, id=s.id) for s in SETUPS]
+SHORT = {OCPP: "ocpp", OCPP_RPC: "rpc"}
+
+
+@dataclass(frozen=True)
+class Peers:
+    charger: str  # the family playing the charger
+    csms: str  # and the CSMS
+
+
+def other(family: str) -> str:
+    return OCPP_RPC if family == OCPP else OCPP
+
+
+def cases(first_charger: str) -> list[Any]:
+    """The four set-ups, the two families swapping sides from one to the next; ``first_charger`` plays the charger
+    in the first."""
+    out = []
+    for i, s in enumerate(SETUPS):
+        peers = Peers(first_charger, other(first_charger)) if i % 2 == 0 else Peers(other(first_charger), first_charger)
+        out.append(pytest.param(s, peers, id=f"{s.id}-{SHORT[peers.charger]}-cp-{SHORT[peers.csms]}-csms"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -115,31 +142,29 @@ class Got:
     tx: Any
 
 
-def transaction_calls(csms: StubCsms, cid: str, setup: SetUp) -> list[Got]:
+def transaction_calls(received: list[Received], setup: SetUp) -> list[Got]:
     out: list[Got] = []
-    for c, f in csms.received:
-        if c != cid or f[0] != 2:
-            continue
-        uid, action, p = f[1], f[2], f[3]
-        if action == "StartTransaction":
-            out.append(Got(uid, "start", None))
+    for r in received:
+        p = r.payload
+        if r.action == "StartTransaction":
+            out.append(Got(r.uid, "start", None))
             continue
         tx = p.get("transactionId") if setup.csms == "1.6" else p.get("transactionInfo", {}).get("transactionId")
-        if action == "TransactionEvent" and p.get("eventType") == "Started":
-            out.append(Got(uid, "start", tx))
-        elif action in ("MeterValues", "TransactionEvent") and p.get("meterValue"):
-            out.append(Got(uid, f"mv-{int(float(p['meterValue'][0]['sampledValue'][0]['value']))}", tx))
+        if r.action == "TransactionEvent" and p.get("eventType") == "Started":
+            out.append(Got(r.uid, "start", tx))
+        elif r.action in ("MeterValues", "TransactionEvent") and p.get("meterValue"):
+            out.append(Got(r.uid, f"mv-{int(float(p['meterValue'][0]['sampledValue'][0]['value']))}", tx))
     return out
 
 
-def keys(csms: StubCsms, cid: str, setup: SetUp) -> list[str]:
-    return [g.key for g in transaction_calls(csms, cid, setup)]
+def keys(server: Csms, cid: str, setup: SetUp) -> list[str]:
+    return [g.key for g in transaction_calls(server.received(cid), setup)]
 
 
-def assert_once_in_order(csms: StubCsms, cid: str, setup: SetUp, n: int, kills: int) -> None:
-    """The start, then every reading, in order; at most one repeat per kill, and only of the CALL just before it under
-    the same unique id; each reading in the transaction the CSMS knows."""
-    got = transaction_calls(csms, cid, setup)
+def assert_once_in_order(server: Csms, cid: str, setup: SetUp, n: int, kills: int) -> None:
+    """The start, then every reading, in order, each under a unique id of its own; at most one repeat per kill, and
+    only of the CALL just before it under the same unique id; each reading in the transaction the CSMS knows."""
+    got = transaction_calls(server.received(cid), setup)
     distinct: list[Got] = []
     repeats = 0
     for g in got:
@@ -149,6 +174,7 @@ def assert_once_in_order(csms: StubCsms, cid: str, setup: SetUp, n: int, kills: 
             continue
         distinct.append(g)
     assert [g.key for g in distinct] == ["start"] + [f"mv-{i}" for i in range(n)], got
+    assert len({g.uid for g in distinct}) == len(distinct), f"two CALLs under one unique id: {got}"
     assert repeats <= kills, got
     txs = {g.tx for g in got if g.key != "start"}
     if setup.csms == "1.6":
@@ -160,33 +186,36 @@ def assert_once_in_order(csms: StubCsms, cid: str, setup: SetUp, n: int, kills: 
             assert tx == "TX-K"
 
 
-@contextlib.asynccontextmanager
-async def charger(port: int, cid: str, setup: SetUp) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
-    async with aiohttp.ClientSession() as http:
-        async with asyncio.timeout(20):
-            while True:  # the gateway may still be starting
-                try:
-                    ws = await http.ws_connect(
-                        f"ws://127.0.0.1:{port}/ocpp/{cid}", protocols=(SUBPROTOCOL[setup.charger],)
-                    )
-                    break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
-        try:
-            yield ws
-        finally:
-            await ws.close()
+def refusals(cp: Charger, server: Csms) -> str:
+    """What the strict peers refused ("" when nothing), with their transcripts."""
+    problems = {f"{cp.family} charger": cp.problems(), f"{server.family} CSMS": server.problems()}
+    if not any(problems.values()):
+        return ""
+    return f"a strict peer refused something: {problems}\n{cp.transcript()}\n{server.transcript()}"
 
 
-async def call(ws: aiohttp.ClientWebSocketResponse, text: str) -> list[Any]:
-    await ws.send_str(text)
-    return await recv_json(ws, timeout=15)
+def assert_accepted_as_sent(cp: Charger, server: Csms, cid: str, setup: SetUp) -> None:
+    """Neither strict peer refused anything; in pass-through each CALL reached the CSMS under the charger's own
+    unique id (translated: the gateway's, which :func:`assert_once_in_order` checks are one per CALL)."""
+    assert not (refused := refusals(cp, server)), refused
+    if setup.charger == setup.csms:
+        sent = dict(cp.sent)
+        assert all(sent.get(r.uid) == r.action for r in server.received(cid)), (cp.sent, server.received(cid))
 
 
-async def answered(ws: aiohttp.ClientWebSocketResponse, text: str) -> dict[str, Any]:
-    got = await call(ws, text)
-    assert got[:2] == [3, json.loads(text)[1]], got
-    return dict(got[2])
+async def until(check: Callable[[], Awaitable[bool]], cp: Charger, server: Csms, timeout: float = 5.0) -> None:
+    """Poll ``check`` until true; fails at once when a strict peer refused something (what it refused, then)."""
+
+    async def checked() -> bool:
+        assert not (refused := refusals(cp, server)), refused
+        return await check()
+
+    try:
+        await eventually(checked, timeout)
+    except TimeoutError:
+        raise AssertionError(
+            f"not within {timeout} s: {check.__name__}\n{cp.transcript()}\n{server.transcript()}"
+        ) from None
 
 
 def ride_config(tmp: Path, csms_url: str, redis_url: str, rate: float, version: str) -> tuple[int, int]:
@@ -195,67 +224,74 @@ def ride_config(tmp: Path, csms_url: str, redis_url: str, rate: float, version: 
     return _write_config(tmp, csms_url, redis_url, backends={"a": backend}, routes=[route])
 
 
+def sigkill(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("setup", PARAMS)
+@pytest.mark.parametrize(("setup", "peers"), cases(first_charger=OCPP))
 async def test_sigkill_during_the_outage_and_during_the_replay_loses_nothing(
-    redis_url: str, tmp_path: Path, setup: SetUp
+    redis_url: str, tmp_path: Path, setup: SetUp, peers: Peers
 ) -> None:
     cid = f"RIDE-KILL-{setup.id}"
-    csms = setup.csms_stub()
-    await csms.start()
-    cfg = tmp_path / "g.yaml"
-    port, admin = ride_config(cfg, csms.url, redis_url, rate=4, version=setup.csms)
     r = redis.Redis.from_url(redis_url)
     try:
-        async with asyncio.timeout(TIMEOUT):
-            with gateway_process(cfg) as proc:
-                await wait_ready(f"http://127.0.0.1:{admin}", proc)
-                async with charger(port, cid, setup) as ws:
-                    assert (await answered(ws, setup.boot("b1")))["interval"] == 60
-                    await answered(ws, setup.authorize())
+        async with asyncio.timeout(TIMEOUT), csms(peers.csms, setup.csms, setup.answers()) as server:
+            await server.up()
+            cfg = tmp_path / "g.yaml"
+            port, admin = ride_config(cfg, server.url, redis_url, rate=4, version=setup.csms)
+            with contextlib.ExitStack() as processes:
+
+                async def gateway() -> subprocess.Popen[bytes]:
+                    proc = processes.enter_context(gateway_process(cfg))
+                    await wait_ready(f"http://127.0.0.1:{admin}", proc)
+                    return proc
+
+                proc = await gateway()
+                async with charger(peers.charger, f"ws://127.0.0.1:{port}/ocpp", cid, setup.charger) as cp:
+                    assert (await cp.call(*setup.boot()))["interval"] == 60
+                    await cp.call(*setup.authorize())
 
                     async def learned() -> bool:
                         return bool(r.hget(f"ocppgw:{{{cid}}}:ride", "a|boot"))
 
-                    await eventually(learned)
-                    await csms.stop()
-                    tx = setup.charger_tx(await answered(ws, setup.start()))  # answered by the gateway
+                    await until(learned, cp, server)
+                    await server.down()
+                    tx = setup.charger_tx(await cp.call(*setup.start()))  # answered by the gateway
                     for n in range(8):  # answered by the gateway, journalled in Redis
-                        await answered(ws, setup.meter(n, tx))
-                proc.send_signal(signal.SIGKILL)  # during the outage
-                proc.wait(10)
-            with gateway_process(cfg) as proc:
-                await wait_ready(f"http://127.0.0.1:{admin}", proc)
-                async with charger(port, cid, setup) as ws:  # the CSMS is still down: admitted, riding at connect
-                    assert (await answered(ws, setup.boot("b2")))["interval"] == 60  # learned before the kill
+                        await cp.call(*setup.meter(n, tx))
+                    sigkill(proc)  # during the outage, the charger connected
+
+                    proc = await gateway()
+                    await cp.connected(2)  # the CSMS is still down: admitted, riding at connect
+                    assert (await cp.call(*setup.boot()))["interval"] == 60  # learned before the kill
                     for n in range(8, 12):
-                        await answered(ws, setup.meter(n, tx))
-                    await csms.start(csms.port)
+                        await cp.call(*setup.meter(n, tx))
+                    await server.up()
 
                     async def some() -> bool:
-                        return len(keys(csms, cid, setup)) >= 3
+                        return len(keys(server, cid, setup)) >= 3
 
-                    await eventually(some, timeout=20)
-                proc.send_signal(signal.SIGKILL)  # during the replay (4 per second)
-                proc.wait(10)
-            assert "mv-11" not in keys(csms, cid, setup), "the replay should still have been under way"
-            with gateway_process(cfg) as proc:
-                await wait_ready(f"http://127.0.0.1:{admin}", proc)
-                async with charger(port, cid, setup) as ws:  # back: the rest of the journal first, then live
+                    await until(some, cp, server, timeout=20)
+                    sigkill(proc)  # during the replay (4 per second)
+                    assert "mv-11" not in keys(server, cid, setup), "the replay should still have been under way"
+
+                    proc = await gateway()
+                    await cp.connected(3)  # back: the rest of the journal first, then live
                     for n in range(12, 14):
-                        await answered(ws, setup.meter(n, tx))
+                        await cp.call(*setup.meter(n, tx))
 
                     async def all_of_them() -> bool:
-                        return "mv-13" in keys(csms, cid, setup)
+                        return "mv-13" in keys(server, cid, setup)
 
-                    await eventually(all_of_them, timeout=30)
-            assert_once_in_order(csms, cid, setup, 14, kills=1)
-            boots = [f[1] for c, f in csms.received if c == cid and f[0] == 2 and f[2] == "BootNotification"]
-            # once each; a translating gateway sends its own unique ids
-            assert boots == ["b1", "b2"] if setup.charger == setup.csms else len(set(boots)) == len(boots) == 2
+                    await until(all_of_them, cp, server, timeout=30)
+                    assert_once_in_order(server, cid, setup, 14, kills=1)
+                    boots = [g.uid for g in server.received(cid) if g.action == "BootNotification"]
+                    assert len(set(boots)) == len(boots) == 2, server.transcript()  # once each
+                    assert_accepted_as_sent(cp, server, cid, setup)
     finally:
         r.close()
-        await csms.stop()
 
 
 class DurableRedis(RedisServer):
@@ -289,93 +325,82 @@ def durable_redis() -> Iterator[DurableRedis]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("setup", PARAMS)
-async def test_redis_restarted_during_the_replay_loses_nothing(durable_redis: DurableRedis, setup: SetUp) -> None:
+@pytest.mark.parametrize(("setup", "peers"), cases(first_charger=OCPP_RPC))
+async def test_redis_restarted_during_the_replay_loses_nothing(
+    durable_redis: DurableRedis, setup: SetUp, peers: Peers
+) -> None:
     cid = f"RIDE-REDIS-{setup.id}"
-    csms = setup.csms_stub()
-    await csms.start()
-    backend = {"url": csms.url, "ocpp": setup.csms, "reconnect_grace_s": 0.2, "replay_per_s": 5}
-    config = make_config({"a": backend}, store=durable_redis.url,
-                         routes=[{"match": "*", "primary": "a", "offline": {"mode": "ride_through"}}])  # fmt: skip
-    try:
-        async with asyncio.timeout(TIMEOUT), running_gateway(config) as running:
-            async with charger(running.port, cid, setup) as ws:
-                await answered(ws, setup.boot("b1"))
-                await answered(ws, setup.authorize())
-                await csms.stop()
-                tx = setup.charger_tx(await answered(ws, setup.start()))
+    async with asyncio.timeout(TIMEOUT), csms(peers.csms, setup.csms, setup.answers()) as server:
+        await server.up()
+        backend = {"url": server.url, "ocpp": setup.csms, "reconnect_grace_s": 0.2, "replay_per_s": 5}
+        config = make_config({"a": backend}, store=durable_redis.url,
+                             routes=[{"match": "*", "primary": "a", "offline": {"mode": "ride_through"}}])  # fmt: skip
+        async with running_gateway(config) as running:
+            async with charger(peers.charger, running.charger_url(), cid, setup.charger) as cp:
+                await cp.call(*setup.boot())
+                await cp.call(*setup.authorize())
+                await server.down()
+                tx = setup.charger_tx(await cp.call(*setup.start()))
                 for n in range(10):
-                    await answered(ws, setup.meter(n, tx))
-                await csms.start(csms.port)
+                    await cp.call(*setup.meter(n, tx))
+                await server.up()
 
                 async def some() -> bool:
-                    return len(keys(csms, cid, setup)) >= 3
+                    return len(keys(server, cid, setup)) >= 3
 
-                await eventually(some, timeout=20)
+                await until(some, cp, server, timeout=20)
                 durable_redis.stop()  # mid-replay
                 await asyncio.sleep(0.5)
                 durable_redis.start()
 
                 async def all_of_them() -> bool:
-                    return "mv-9" in keys(csms, cid, setup) and running.hub.conns[cid].ride.depth == 0  # type: ignore[union-attr]
+                    return "mv-9" in keys(server, cid, setup) and running.hub.conns[cid].ride.depth == 0  # type: ignore[union-attr]
 
-                await eventually(all_of_them, timeout=40)
-                assert_once_in_order(csms, cid, setup, 10, kills=0)
-                await answered(ws, setup.meter(10, tx))  # live again: the CSMS answers
+                await until(all_of_them, cp, server, timeout=40)
+                assert_once_in_order(server, cid, setup, 10, kills=0)
+                await cp.call(*setup.meter(10, tx))  # live again: the CSMS answers
 
                 async def live() -> bool:
-                    return "mv-10" in keys(csms, cid, setup)
+                    return "mv-10" in keys(server, cid, setup)
 
-                await eventually(live)
-                assert_once_in_order(csms, cid, setup, 11, kills=0)
-    finally:
-        await csms.stop()
+                await until(live, cp, server)
+                assert_once_in_order(server, cid, setup, 11, kills=0)
+                assert_accepted_as_sent(cp, server, cid, setup)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("setup", PARAMS)
+@pytest.mark.parametrize(("setup", "peers"), cases(first_charger=OCPP))
 async def test_the_call_a_dropped_link_left_unanswered_is_replayed_under_its_unique_id(
-    redis_url: str, setup: SetUp
+    redis_url: str, setup: SetUp, peers: Peers
 ) -> None:
     """The CSMS goes away with the transaction's start on the wire, unanswered: the gateway answers it while riding
     and replays it first, under the unique id it went out with (translated too: the gateway's own)."""
     cid = f"RIDE-DROP-{setup.id}"
-    silent = True
-
-    def answer(c: str, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        starting = action == "StartTransaction" or payload.get("eventType") == "Started"
-        return None if silent and starting else setup.answer(c, action, payload)
-
-    csms = StubCsms(answer=answer, subprotocols=(SUBPROTOCOL[setup.csms],))
-    await csms.start()
-    backend = {"url": csms.url, "ocpp": setup.csms, "reconnect_grace_s": 0.2, "replay_per_s": 50}
-    config = make_config({"a": backend}, store=redis_url,
-                         routes=[{"match": "*", "primary": "a", "offline": {"mode": "ride_through"}}])  # fmt: skip
-    try:
-        async with asyncio.timeout(TIMEOUT), running_gateway(config) as running:
-            async with charger(running.port, cid, setup) as ws:
-                await answered(ws, setup.boot("b1"))
-                await answered(ws, setup.authorize())
-                await ws.send_str(setup.start())
+    async with asyncio.timeout(TIMEOUT), csms(peers.csms, setup.csms, setup.answers()) as server:
+        await server.up(hold=setup.start_held())  # it never answers the start
+        backend = {"url": server.url, "ocpp": setup.csms, "reconnect_grace_s": 0.2, "replay_per_s": 50}
+        config = make_config({"a": backend}, store=redis_url,
+                             routes=[{"match": "*", "primary": "a", "offline": {"mode": "ride_through"}}])  # fmt: skip
+        async with running_gateway(config) as running:
+            async with charger(peers.charger, running.charger_url(), cid, setup.charger) as cp:
+                await cp.call(*setup.boot())
+                await cp.call(*setup.authorize())
+                starting = asyncio.create_task(cp.call(*setup.start()))
 
                 async def on_the_wire() -> bool:
-                    return keys(csms, cid, setup) == ["start"]
+                    return keys(server, cid, setup) == ["start"]
 
-                await eventually(on_the_wire)
-                await csms.stop()  # the link drops with the start unanswered
-                got = await recv_json(ws, timeout=15)
-                assert got[:2] == [3, "start"], got  # answered by the gateway, riding
-                tx = setup.charger_tx(got[2])
+                await until(on_the_wire, cp, server)
+                await server.down()  # the link drops with the start unanswered
+                tx = setup.charger_tx(await starting)  # answered by the gateway, riding
                 for n in range(3):
-                    await answered(ws, setup.meter(n, tx))
-                silent = False
-                await csms.start(csms.port)
+                    await cp.call(*setup.meter(n, tx))
+                await server.up()  # answering everything
 
                 async def all_of_them() -> bool:
-                    return "mv-2" in keys(csms, cid, setup) and running.hub.conns[cid].ride.depth == 0  # type: ignore[union-attr]
+                    return "mv-2" in keys(server, cid, setup) and running.hub.conns[cid].ride.depth == 0  # type: ignore[union-attr]
 
-                await eventually(all_of_them, timeout=30)
-                assert [g.key for g in transaction_calls(csms, cid, setup)][:2] == ["start", "start"]
-                assert_once_in_order(csms, cid, setup, 3, kills=1)
-    finally:
-        await csms.stop()
+                await until(all_of_them, cp, server, timeout=30)
+                assert keys(server, cid, setup)[:2] == ["start", "start"]
+                assert_once_in_order(server, cid, setup, 3, kills=1)
+                assert_accepted_as_sent(cp, server, cid, setup)

@@ -1,18 +1,26 @@
-// An ocpp-rpc charger in strict mode: node charger.js URL IDENTITY SUBPROTOCOL [story|idle]
+// An ocpp-rpc charger in strict mode: node charger.js URL IDENTITY SUBPROTOCOL [story|idle] [reconnect]
 // Connects to URL/IDENTITY offering SUBPROTOCOL, runs its story (boot, status, authorize, one transaction with meter
-// values, heartbeat) unless told "idle", answers the CSMS's CALLs, and prints one JSON line per answer and CALL.
+// values, heartbeat) unless told "idle", answers the CSMS's CALLs, and prints one JSON line per answer and CALL, each
+// connection opened ({"event": "open", "n": 1, ...}) and each CALL it sends with its unique id ({"event": "sent"}).
+// "reconnect": a connection lost is opened again (a new one, the same identity; ocpp-rpc's own reconnect, every
+// 0.1 to 0.5 s), CALLs made meanwhile wait for it; otherwise a connection lost stays closed.
 // stdin: {"op": "call", "ref": 1, "action": "...", "params": {...}} sends one more CALL; end of stdin closes.
 'use strict';
 const {RPCClient, createRPCError} = require('ocpp-rpc');
 const {emit, watch, commands, call, now, strictModeValidators} = require('./peer');
 
-const [url, identity, protocol, mode = 'story'] = process.argv.slice(2);
+const [url, identity, protocol, mode = 'story', reconnect] = process.argv.slice(2);
 const v16 = protocol === 'ocpp1.6';
 const client = new RPCClient({
     endpoint: url, identity, protocols: [protocol], strictMode: true, strictModeValidators: strictModeValidators(),
-    reconnect: false, callTimeoutMs: 10000,
+    reconnect: reconnect === 'reconnect', callTimeoutMs: 10000,
+    backoff: {initialDelay: 100, maxDelay: 500, factor: 2, randomisationFactor: 0},
 });
 watch(client, identity);
+let opened = 0;
+client.on('open', () => emit({event: 'open', identity, protocol: client.protocol, n: ++opened}));
+client.on('disconnect', ({code, reason}) => emit({event: 'disconnected', identity, code, reason: String(reason ?? '')}));
+client.on('call', ({outbound, payload}) => outbound && emit({event: 'sent', messageId: payload[1], action: payload[2]}));
 
 const config16 = {HeartbeatInterval: '300', MeterValueSampleInterval: '60', NumberOfConnectors: '1'};
 const variables201 = {'OCPPCommCtrlr.HeartbeatInterval': '300', 'SampledDataCtrlr.TxUpdatedInterval': '60'};
@@ -116,7 +124,6 @@ async function main() {
         emit({event: 'connect_failed', error: String(err.message ?? err)});
         process.exit(1);
     }
-    emit({event: 'open', identity, protocol: client.protocol});
     if (mode === 'story') {
         await (v16 ? story16() : story201());
         emit({event: 'story_done'});
