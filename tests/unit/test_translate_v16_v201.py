@@ -6,6 +6,9 @@ gateway's own CALLs) against the target schema by :func:`tests.unit.translate_ha
 
 from __future__ import annotations
 
+import json
+
+import orjson
 import pytest
 
 from gateway.translate import v16_to_v201
@@ -747,7 +750,7 @@ def test_transaction_snapshot_is_field_by_field_without_deep_copying_recorded_ev
     exchange(tr, "charger", "StopTransaction", stop, {"idTokenInfo": {"status": "Accepted"}})
     rec = tr.state.transactions[tx]
     snap = tr.snapshot()["transactions"][str(tx)]
-    assert snap == {k: v for k, v in dataclasses.asdict(rec).items() if k != "_snapshot"}
+    assert snap == {k: v for k, v in dataclasses.asdict(rec).items() if k not in ("_snapshot", "_json")}
     assert rec.started_event is not None and rec.ended_event is not None
     # recorded events are shared (never edited in place once recorded), scalars are copied
     assert snap["started_event"] is rec.started_event and snap["ended_event"] is rec.ended_event
@@ -757,3 +760,20 @@ def test_transaction_snapshot_is_field_by_field_without_deep_copying_recorded_ev
     again = tr.snapshot()["transactions"][str(tx)]
     assert again is not snap and again["seq_no"] == rec.seq_no
     assert tr.snapshot()["transactions"][str(tx)] is again
+
+
+def test_the_state_as_json_text_is_the_snapshot_and_reencodes_only_changed_records() -> None:
+    """What the relay persists (``snapshot_json``) reads back as the snapshot does; a record's text is kept until
+    one of its fields is set."""
+    tr, _ = make()
+    tx = start(tr)
+    other = start(tr, connector=2)
+    assert orjson.loads(tr.snapshot_json()) == json.loads(json.dumps(tr.snapshot()))
+    first, second = tr.state.transactions[tx].to_json(), tr.state.transactions[other].to_json()
+    tr.state.transactions[tx].seq_no += 1
+    text = tr.snapshot_json()
+    assert orjson.loads(text) == json.loads(json.dumps(tr.snapshot()))
+    assert tr.state.transactions[other].to_json() is second and tr.state.transactions[tx].to_json() != first
+    restored, _ = make()
+    restored.restore(orjson.loads(text))
+    assert restored.snapshot() == tr.snapshot()
