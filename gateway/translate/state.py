@@ -237,8 +237,15 @@ class TranslationState:
                 "schedule_ids": {str(k): v for k, v in self.schedule_ids.items()},
             }
         )
-        records = b",".join(b'"%d":%b' % (k, rec.to_json()) for k, rec in self.transactions.items())
-        return b'%b,"transactions":{%b}}' % (head[:-1], records)
+        parts = [head[:-1], b',"transactions":{']
+        add = parts.append
+        for k, rec in self.transactions.items():  # each record's text as it is: no formatting that copies it
+            add(b',"%d":' % k)
+            add(rec.to_json())
+        if len(parts) > 2:
+            parts[2] = parts[2][1:]  # the first record has no comma before it
+        add(b"}}")
+        return b"".join(parts)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TranslationState:

@@ -777,3 +777,18 @@ def test_the_state_as_json_text_is_the_snapshot_and_reencodes_only_changed_recor
     restored, _ = make()
     restored.restore(orjson.loads(text))
     assert restored.snapshot() == tr.snapshot()
+
+
+@pytest.mark.parametrize("records", [0, 1, 33])
+def test_the_state_text_reads_back_as_its_snapshot_for_any_number_of_records(records: int) -> None:
+    from gateway.translate.state import PendingRemoteStart, TranslationState, TxRecord
+
+    state = TranslationState(
+        next_tx_int=9,
+        transactions={-k if k % 2 else k: TxRecord(f"tx-{k}", evse=k, seq_no=k) for k in range(records)},
+        pending_remote_starts=[PendingRemoteStart(1, "TAG", "ISO14443", None, T0)],
+        connector_status={1: {"status": "Charging"}},
+        schedule_ids={3: 4},
+        config={"K": {"value": "v", "readonly": False}},
+    )
+    assert orjson.loads(state.to_json()) == json.loads(json.dumps(state.to_dict()))
