@@ -62,14 +62,16 @@ class TxRecord:
     ended_at: str | None = None
     #: the last :meth:`to_dict`, until a field is set again (not a field of the record: not stored, not compared)
     _snapshot: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
-    #: the last :meth:`to_json`, the same way
+    #: the last :meth:`to_json`, the same way, with the ``orjson.Fragment`` of it (:meth:`fragment`)
     _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _fragment: orjson.Fragment | None = field(default=None, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
-        if name != "_snapshot" and name != "_json":
+        if name not in _CACHES:
             object.__setattr__(self, "_snapshot", None)
             object.__setattr__(self, "_json", None)
+            object.__setattr__(self, "_fragment", None)
 
     def to_json(self) -> bytes:
         """:meth:`to_dict` as JSON text, kept until a field is set again (the state's :meth:`TranslationState.to_json`
@@ -79,6 +81,14 @@ class TxRecord:
             text = orjson.dumps(self.to_dict())
             object.__setattr__(self, "_json", text)
         return text
+
+    def fragment(self) -> orjson.Fragment:
+        """:meth:`to_json` as an ``orjson.Fragment``: orjson writes it into the state's text as it is."""
+        fragment = self._fragment
+        if fragment is None:
+            fragment = orjson.Fragment(self.to_json())
+            object.__setattr__(self, "_fragment", fragment)
+        return fragment
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON, field by field; the same dict again while no field was set since (every field is a scalar or
@@ -128,6 +138,7 @@ class TxRecord:
 
 
 _TX_FIELDS = tuple(f.name for f in fields(TxRecord) if f.init)
+_CACHES = frozenset({"_snapshot", "_json", "_fragment"})
 _tx_values = attrgetter(*_TX_FIELDS)
 
 
@@ -216,36 +227,31 @@ class TranslationState:
         }
 
     def to_json(self) -> bytes:
-        """:meth:`to_dict` as JSON text (what the store keeps), written without :meth:`to_dict`'s copies and with
-        each transaction record's text as the record keeps it (:meth:`TxRecord.to_json`): a snapshot re-encodes
+        """:meth:`to_dict` as JSON text (what the store keeps), in one ``orjson.dumps`` without :meth:`to_dict`'s
+        copies (integer keys written as strings by ``OPT_NON_STR_KEYS``, as :meth:`to_dict` writes them) and with
+        each transaction record's text as the record keeps it (:meth:`TxRecord.fragment`): a snapshot re-encodes
         the records that changed, not all of them (a charger of the shared load keeps 32, ~22 kB). Raises
-        ``orjson.JSONEncodeError`` for what orjson cannot write, as ``orjson.dumps(to_dict())`` does."""
-        head = orjson.dumps(
+        ``orjson.JSONEncodeError`` for what orjson cannot write, as ``orjson.dumps(to_dict())`` does (the payloads
+        it holds came from orjson: their keys are strings)."""
+        return orjson.dumps(
             {
                 "next_tx_int": self.next_tx_int,
+                "transactions": {k: rec.fragment() for k, rec in self.transactions.items()},
                 "pending_remote_starts": [asdict(p) for p in self.pending_remote_starts],
                 "id_types": self.id_types,
                 "log_request": self.log_request,
                 "fw_request": self.fw_request,
                 "reset": self.reset,
                 "trigger": self.trigger,
-                "connector_status": {str(k): v for k, v in self.connector_status.items()},
+                "connector_status": self.connector_status,
                 "boot": self.boot,
                 "boot_result": self.boot_result,
                 "config": self.config,
                 "next_event_id": self.next_event_id,
-                "schedule_ids": {str(k): v for k, v in self.schedule_ids.items()},
-            }
+                "schedule_ids": self.schedule_ids,
+            },
+            option=orjson.OPT_NON_STR_KEYS,
         )
-        parts = [head[:-1], b',"transactions":{']
-        add = parts.append
-        for k, rec in self.transactions.items():  # each record's text as it is: no formatting that copies it
-            add(b',"%d":' % k)
-            add(rec.to_json())
-        if len(parts) > 2:
-            parts[2] = parts[2][1:]  # the first record has no comma before it
-        add(b"}}")
-        return b"".join(parts)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TranslationState:
