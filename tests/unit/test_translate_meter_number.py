@@ -27,3 +27,13 @@ def test_edges_of_the_fast_path() -> None:
              "99999999999999.5", "0.000000000000001", "9353.5", "230.10", "-", ".", "", "1.2.3", "--1"]  # fmt: skip
     for text in edges:
         _same(text)
+
+
+_MULTIPLIERS = st.sampled_from([0, 0, 0, 1, -1, 3, 0.0, 2.0, True])
+
+
+@given(st.integers() | st.floats() | st.sampled_from([0.0, -0.0, 1e-4, 9.999e15, 1e16, 230.0, 9353.5]), _MULTIPLIERS)
+def test_the_fast_path_of_a_201_value_writes_what_decimal_writes(value: float, multiplier: object) -> None:
+    from gateway.translate.v201_v16.meter import _text_of_decimal, decimal_text
+
+    assert decimal_text(value, multiplier) == _text_of_decimal(value, multiplier)
