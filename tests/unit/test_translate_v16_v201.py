@@ -7,6 +7,7 @@ gateway's own CALLs) against the target schema by :func:`tests.unit.translate_ha
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import orjson
 import pytest
@@ -750,7 +751,7 @@ def test_transaction_snapshot_is_field_by_field_without_deep_copying_recorded_ev
     exchange(tr, "charger", "StopTransaction", stop, {"idTokenInfo": {"status": "Accepted"}})
     rec = tr.state.transactions[tx]
     snap = tr.snapshot()["transactions"][str(tx)]
-    assert snap == {k: v for k, v in dataclasses.asdict(rec).items() if k not in ("_snapshot", "_json", "_fragment")}
+    assert snap == {k: v for k, v in dataclasses.asdict(rec).items() if k not in ("_snapshot", "_json", "_owner")}
     assert rec.started_event is not None and rec.ended_event is not None
     # recorded events are shared (never edited in place once recorded), scalars are copied
     assert snap["started_event"] is rec.started_event and snap["ended_event"] is rec.ended_event
@@ -792,3 +793,39 @@ def test_the_state_text_reads_back_as_its_snapshot_for_any_number_of_records(rec
         config={"K": {"value": "v", "readonly": False}},
     )
     assert orjson.loads(state.to_json()) == json.loads(json.dumps(state.to_dict()))
+
+
+def test_the_transactions_text_is_built_again_after_any_change_of_a_record_or_of_the_set() -> None:
+    """:class:`Records` keeps the text of all records until one is put, removed or has a field set."""
+    import copy
+
+    from gateway.translate.state import TranslationState, TxRecord
+
+    state = TranslationState(next_tx_int=9)
+    state.transactions[1] = TxRecord("a")
+    state.transactions[2] = TxRecord("b")
+
+    def read() -> dict[str, Any]:
+        text = state.to_json()
+        assert orjson.loads(text) == json.loads(json.dumps(state.to_dict()))
+        return dict(orjson.loads(text)["transactions"])
+
+    assert set(read()) == {"1", "2"}
+    kept = state.to_json()
+    assert state.to_json() == kept  # nothing changed: the same text
+    state.transactions[1].seq_no = 5
+    assert read()["1"]["seq_no"] == 5
+    state.transactions[3] = TxRecord("c")
+    assert set(read()) == {"1", "2", "3"}
+    del state.transactions[2]
+    assert set(read()) == {"1", "3"}
+    state.transactions.pop(3)
+    assert set(read()) == {"1"}
+    copied = copy.deepcopy(state)  # a copy builds its own text, and its records tell it, not the original
+    copied.transactions[1].phase = "ended"
+    assert orjson.loads(copied.to_json())["transactions"]["1"]["phase"] == "ended"
+    assert read()["1"]["phase"] == "open"
+    restored = TranslationState.from_dict(orjson.loads(state.to_json()))
+    restored.to_json()
+    restored.transactions[1].seq_no = 6
+    assert orjson.loads(restored.to_json())["transactions"]["1"]["seq_no"] == 6
