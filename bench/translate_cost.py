@@ -21,7 +21,8 @@ Set-up C: set-up B's traffic from a 2.1 charger (the same messages are 2.1 messa
   of which this traffic has none, checked against 2.0.1's schemas).
 
 Both use the gateway's real classes (metrics, schema validation of translated messages, translator, state
-snapshots for the store) and no network: the charger's send callable appends bytes, the backend's records the CALL,
+snapshots for the store, and the memory store's encoding of each state write, as the write-behind queue applies it)
+and no network: the charger's send callable appends bytes, the backend's records the CALL,
 and a fake CSMS answers each CALL synchronously (a callable building the CALLRESULT the backend's version expects).
 A round trip is one charger CALL in, the backend's CALL(s) out, their answer(s) in, the charger's answer out (in
 set-up B the charger's ``{}`` to an ``Updated`` comes at once and the 1.6 MeterValues follows it: both are counted).
@@ -51,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway.core.session import Effects, Session
 from gateway.metrics import Metrics
 from gateway.store.base import Write
+from gateway.store.memory import _encoded
 from gateway.translate import translator_for
 from gateway.translate.v201_to_v16 import V201ChargerToV16Csms
 
@@ -220,7 +222,11 @@ def make_session(setup_name: str, translating: bool) -> tuple[Session, Charger, 
     charger, csms = Charger(), FakeCsms()
     last_write: list[Write] = []
 
-    def write(w: Write) -> None:  # the write-behind queue coalesces per charger: keep the latest only
+    def write(w: Write) -> None:
+        # what the memory store does when it applies a translation state (the write-behind queue applies each one: a
+        # charger's next write comes in another frame callback): keep its JSON text, encoding it when it is a dict
+        if w.kind == "tx" and w.value is not None:
+            w = Write(w.kind, w.cid, w.sub, w.value if isinstance(w.value, bytes) else _encoded(w.value))
         last_write[:] = [w]
 
     charger_version, backend_version = SETUPS[setup_name]

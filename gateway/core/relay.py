@@ -55,6 +55,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import orjson
+
 from gateway.core.jobs import Effects, Job, Own, Planned
 from gateway.core.lane import FULL, START, Lane
 from gateway.core.plan import PlanRun
@@ -127,7 +129,9 @@ class RelayHost(Protocol):
 class Translating:
     """The translated half of one session (``s``): its plans and their answers."""
 
-    __slots__ = ("_dropped", "_local", "_terrors", "check_emitted", "last_answered", "s", "translator")
+    __slots__ = (
+        "_dropped", "_encode", "_last_state", "_local", "_terrors", "check_emitted", "last_answered", "s", "translator",
+    )  # fmt: skip
 
     def __init__(self, session: RelayHost, translator: Translator, *, check_emitted: bool = False) -> None:
         self.s = session
@@ -141,6 +145,12 @@ class Translating:
         self._terrors = m.translation_errors
         #: per lane (up, down): (unique id, action) of the origin CALL answered last, for a CALLRESULTERROR (2.1)
         self.last_answered: dict[bool, tuple[str, str]] = {}
+        #: the translator's state as JSON text: its own encoder when it has one (``snapshot_json``: set-up A
+        #: re-encodes only the transaction records that changed), else its snapshot through orjson
+        encode: Callable[[], bytes] | None = getattr(translator, "snapshot_json", None)
+        self._encode: Callable[[], bytes] = encode or (lambda: orjson.dumps(translator.snapshot()))
+        #: the text last handed to the store (write-behind): a step that changed nothing is not written again
+        self._last_state: bytes | None = None
 
     def start(self, lane: Lane[Job], job: Planned) -> bool:
         """Plan an origin CALL (its turn came) and send the plan's first CALL; a plan under way (its CALL lost with
@@ -417,10 +427,21 @@ class Translating:
             s.log.error("translation_invalid", action=action, kind=kind, why=label, path=path or getattr(e, "path", ""))
 
     def persist(self) -> None:
+        """The translator's state to the store (write-behind), as its JSON text, when it differs from the text last
+        written: a step that changed nothing (a Heartbeat; the answer to a MeterValues) writes nothing. Comparing
+        the text, not the snapshot, is what makes this safe for every translator: a snapshot may share mutable
+        members with the state (set-up B's records share their lists), its text cannot. What orjson cannot write
+        goes to the store as a dict, as before (the memory store copies it; Redis refuses it)."""
         s = self.s
-        tr = self.translator
-        assert tr is not None
-        s.fx.persist(Write("tx", s.charger_id, s.backend, tr.snapshot()))
+        try:
+            text = self._encode()
+        except EncodeError:
+            self._last_state = None
+            s.fx.persist(Write("tx", s.charger_id, s.backend, self.translator.snapshot()))
+            return
+        if text != self._last_state:
+            self._last_state = text
+            s.fx.persist(Write("tx", s.charger_id, s.backend, text))
 
     def count_dropped(self) -> None:
         take = getattr(self.translator, "take_dropped", None)

@@ -29,6 +29,12 @@ test) costs latency once, never correctness. Validation never changes the payloa
 write schema ``default`` values into it (``multiplier: 0``, ``offline: false`` …), so validators are compiled with
 ``use_default=False``.
 
+In front of each full validator sits a quick check compiled from the same schema (:mod:`gateway.ocpp.schema_fast`):
+it answers "certainly valid" or "not sure", and only "not sure" runs the full validator, so that every refusal, its
+path, its message and the CALLERROR code chosen from it are the full validator's as before. A valid 1.6 MeterValues
+of four samples is checked in ~11 µs instead of ~30, a 2.0.1 TransactionEvent in ~17 instead of ~66 (2-core VM,
+where ``load_all`` takes ~5.6 s, 0.5 s of it for the quick checks).
+
 ``multipleOf`` (1.6 SetChargingProfile, RemoteStartTransaction, GetCompositeScheduleResponse: ``limit`` and
 ``minChargingRate`` are multiples of 0.1): a plain float check fails on ``2.3 / 0.1 == 22.999…``. fastjsonschema
 (verified on 2.22) computes the quotient as ``Decimal(repr(value)) / Decimal(repr(multipleOf))``, and ``repr`` of
@@ -52,6 +58,8 @@ from typing import Any, Literal
 
 import fastjsonschema
 
+from gateway.ocpp.schema_fast import Check, compile_check
+
 __all__ = [
     "Kind",
     "SchemaViolation",
@@ -70,6 +78,8 @@ __all__ = [
 Version = Literal["1.6", "2.0.1", "2.1"]
 Kind = Literal["request", "response"]
 Validator = Callable[[Any], Any]
+#: per (action, kind): the quick check (True: certainly valid; gateway/ocpp/schema_fast.py) and the full validator
+Validators = tuple[Check, Validator]
 
 _DIRS: dict[str, str] = {"1.6": "v16", "2.0.1": "v201", "2.1": "v21"}
 #: the versions whose official schemas the gateway validates against ("2.0" has none: see the module docstring)
@@ -125,18 +135,19 @@ def _action_kind(version: str, stem: str) -> tuple[str, Kind]:
 
 
 @functools.cache
-def load(version: str) -> Mapping[tuple[str, Kind], Validator]:
-    """Compile (once) and return every validator of ``version``, keyed by (action, kind).
+def load(version: str) -> Mapping[tuple[str, Kind], Validators]:
+    """Compile (once) and return every validator of ``version``, keyed by (action, kind): its quick check and its
+    full validator (:func:`validate` runs the second only when the first is not sure).
 
     Call it at start for each version the gateway speaks. Raises ``ValueError`` for an unknown version and
     ``RuntimeError`` when the ``ocpp`` package is missing.
     """
-    table: dict[tuple[str, Kind], Validator] = {}
+    table: dict[tuple[str, Kind], Validators] = {}
     for file in sorted(_schema_dir(version).glob("*.json")):
         action, kind = _action_kind(version, file.stem)
         with file.open(encoding="utf-8") as fh:
             schema = json.load(fh)
-        table[(action, kind)] = fastjsonschema.compile(schema, use_default=False)
+        table[(action, kind)] = (compile_check(schema), fastjsonschema.compile(schema, use_default=False))
     if not table:
         raise RuntimeError(f"no schemas found for OCPP {version}")
     return MappingProxyType(table)
@@ -188,11 +199,14 @@ def validate(version: str, action: str, kind: Kind, payload: Mapping[str, Any]) 
     """
     if version not in _DIRS:
         raise UnknownAction(version, action, kind)
-    validator = load(version).get((action, kind))
-    if validator is None:
+    validators = load(version).get((action, kind))
+    if validators is None:
         raise UnknownAction(version, action, kind)
+    quick, full = validators
+    if quick(payload):  # certainly valid: the common case (the full validator decides everything else)
+        return
     try:
-        validator(payload)
+        full(payload)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise SchemaViolation(version, action, kind, _path(str(exc.name)), str(exc.message)) from None
 

@@ -33,7 +33,9 @@ class Write:
     ``conn``: value = connection info (sub ""). Deleting with sub = a node id releases the charger: the record and
     the ownership go only when that node still owns the charger (or nobody does); sub "" deletes unconditionally.
     ``boot``: value = {"payload", "at"}. ``status``: sub = connector id, value = StatusNotification payload.
-    ``tx``: sub = backend name, value = translation state. ``route``: value = {"primary", "mirrors"} override.
+    ``tx``: sub = backend name, value = translation state, as a dict or as its JSON text (bytes, which the store
+    keeps as they are: the translating relay encodes each state once, and writes it only when it changed).
+    ``route``: value = {"primary", "mirrors"} override.
     ``cred``: the charger's own Basic auth password, value = {"hash": scrypt hash} (never the password). Deleting it
     deletes the charger's verification proof too (:meth:`Store.put_password_proof`).
     ``upcred``: sub = backend name, value = {"password": ...}, the password the gateway presents for the charger
@@ -50,7 +52,7 @@ class Write:
     kind: WriteKind
     cid: str
     sub: str
-    value: dict[str, Any] | None
+    value: dict[str, Any] | bytes | None
 
     @property
     def key(self) -> tuple[str, str, str]:

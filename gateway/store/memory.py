@@ -77,7 +77,7 @@ class MemoryStore:
                 if w.value is None:
                     self._tx.pop((w.cid, w.sub), None)
                 else:
-                    self._tx[(w.cid, w.sub)] = _encoded(w.value)
+                    self._tx[(w.cid, w.sub)] = w.value if isinstance(w.value, bytes) else _encoded(w.value)
                 continue
             v = _copied(w.value)
             if w.kind == "conn":

@@ -133,7 +133,7 @@ class RedisStore:
         k = self.keys
         pipe = self._r.pipeline(transaction=False)
         for w in writes:
-            v = None if w.value is None else orjson.dumps(w.value)
+            v = None if w.value is None else w.value if type(w.value) is bytes else orjson.dumps(w.value)
             if w.kind == "conn":
                 if v is None and w.sub:
                     # the <p>:connected member goes when the fleet is listed (another node may have added it)

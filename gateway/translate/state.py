@@ -17,7 +17,9 @@ from dataclasses import asdict, dataclass, field, fields
 from operator import attrgetter
 from typing import Any, Literal
 
-__all__ = ["PendingRemoteStart", "TranslationState", "TxRecord"]
+import orjson
+
+__all__ = ["PendingRemoteStart", "Records", "TranslationState", "TxRecord"]
 
 TxPhase = Literal["open", "ending", "ended"]
 
@@ -60,11 +62,28 @@ class TxRecord:
     ended_at: str | None = None
     #: the last :meth:`to_dict`, until a field is set again (not a field of the record: not stored, not compared)
     _snapshot: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    #: the last :meth:`to_json`, the same way
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    #: the text cell of the :class:`Records` that holds it (set when it is put there): emptied when a field is set
+    _owner: _Cell | None = field(default=None, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
-        if name != "_snapshot":
+        if name not in _CACHES:
             object.__setattr__(self, "_snapshot", None)
+            object.__setattr__(self, "_json", None)
+            owner = getattr(self, "_owner", None)  # not there yet while the dataclass __init__ sets the fields
+            if owner is not None:
+                owner.text = None
+
+    def to_json(self) -> bytes:
+        """:meth:`to_dict` as JSON text, kept until a field is set again (the state's :meth:`TranslationState.to_json`
+        encodes only the records that changed)."""
+        text = self._json
+        if text is None:
+            text = orjson.dumps(self.to_dict())
+            object.__setattr__(self, "_json", text)
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON, field by field; the same dict again while no field was set since (every field is a scalar or
@@ -114,6 +133,106 @@ class TxRecord:
 
 
 _TX_FIELDS = tuple(f.name for f in fields(TxRecord) if f.init)
+_CACHES = frozenset({"_snapshot", "_json", "_owner"})
+
+
+class _Cell:
+    """The text a :class:`Records` keeps, shared with its records, which empty it when a field is set. A copy is
+    empty: an ``orjson.Fragment`` cannot be copied, and a copied state builds its text again."""
+
+    __slots__ = ("text",)
+
+    def __init__(self) -> None:
+        self.text: orjson.Fragment | None = None
+
+    def __copy__(self) -> _Cell:
+        return _Cell()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Cell:
+        return _Cell()
+
+
+class Records(dict[int, TxRecord]):
+    """The transactions of a state (1.6 transactionId -> record), with the JSON text of them all kept until one is
+    put, removed or has a field set (:meth:`TxRecord.__setattr__` empties the cell): a step that changed no
+    transaction (a Heartbeat, the answer to a MeterValues) writes the state's text without building that part
+    again, which was a quarter of a translating gateway's CPU on the wire with the shared load's 32 transactions
+    per charger (py-spy). The records' recorded dicts are never changed in place (:meth:`TxRecord.to_dict`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self.cell = _Cell()
+        self.update(*args, **kwargs)
+
+    def _cell(self) -> _Cell:
+        cell: _Cell | None = self.__dict__.get("cell")  # a copy made without __init__ gets its own here
+        if cell is None:
+            cell = self.cell = _Cell()
+        return cell
+
+    @property
+    def text(self) -> orjson.Fragment | None:
+        """The ``orjson.Fragment`` of every record, or None when it must be built again."""
+        return self._cell().text
+
+    def __setitem__(self, key: int, rec: TxRecord) -> None:
+        cell = self._cell()
+        object.__setattr__(rec, "_owner", cell)
+        cell.text = None
+        super().__setitem__(key, rec)
+
+    def __delitem__(self, key: int) -> None:
+        self._cell().text = None
+        super().__delitem__(key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, rec in dict(*args, **kwargs).items():
+            self[key] = rec
+
+    def setdefault(self, key: int, default: TxRecord | None = None) -> TxRecord:
+        if key not in self:
+            assert default is not None
+            self[key] = default
+        return self[key]
+
+    def pop(self, key: int, *default: Any) -> Any:
+        self._cell().text = None
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[int, TxRecord]:
+        self._cell().text = None
+        return super().popitem()
+
+    def clear(self) -> None:
+        self._cell().text = None
+        super().clear()
+
+    def __ior__(self, other: Any) -> Records:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def fragment(self) -> orjson.Fragment:
+        """Every record's text as one JSON object (keys as strings), kept until a record changes."""
+        cell = self._cell()
+        text = cell.text
+        if text is None:
+            text = cell.text = _fragment_of(self)
+        return text
+
+
+def _fragment_of(transactions: Mapping[int, TxRecord]) -> orjson.Fragment:
+    fragment = orjson.Fragment
+    return fragment(
+        orjson.dumps({k: fragment(rec.to_json()) for k, rec in transactions.items()}, option=orjson.OPT_NON_STR_KEYS)
+    )
+
+
+def _records_fragment(transactions: dict[int, TxRecord]) -> orjson.Fragment:
+    """The text of a state's transactions: kept by :class:`Records`, built each time for a plain dict (a state
+    made with one)."""
+    return transactions.fragment() if type(transactions) is Records else _fragment_of(transactions)
+
+
 _tx_values = attrgetter(*_TX_FIELDS)
 
 
@@ -143,7 +262,7 @@ class TranslationState:
     """Everything a translator remembers about one charger (§1.3)."""
 
     next_tx_int: int = 0  # 0: not initialised yet (first allocation seeds it from the clock)
-    transactions: dict[int, TxRecord] = field(default_factory=dict)
+    transactions: dict[int, TxRecord] = field(default_factory=Records)
     pending_remote_starts: list[PendingRemoteStart] = field(default_factory=list)
     id_types: dict[str, str] = field(default_factory=dict)  # idTag -> 2.0.1 IdTokenEnumType
     log_request: dict[str, Any] | None = None  # {requestId, logType, at}
@@ -201,6 +320,33 @@ class TranslationState:
             "schedule_ids": {str(k): v for k, v in self.schedule_ids.items()},
         }
 
+    def to_json(self) -> bytes:
+        """:meth:`to_dict` as JSON text (what the store keeps), in one ``orjson.dumps`` without :meth:`to_dict`'s
+        copies (integer keys written as strings by ``OPT_NON_STR_KEYS``, as :meth:`to_dict` writes them) and with
+        the transactions' text as :class:`Records` keeps it (each record's as the record keeps it): a snapshot
+        re-encodes the records that changed, and none when none did (a charger of the shared load keeps 32, ~22 kB).
+        Raises ``orjson.JSONEncodeError`` for what orjson cannot write, as ``orjson.dumps(to_dict())`` does (the
+        payloads it holds came from orjson: their keys are strings)."""
+        return orjson.dumps(
+            {
+                "next_tx_int": self.next_tx_int,
+                "transactions": _records_fragment(self.transactions),
+                "pending_remote_starts": [asdict(p) for p in self.pending_remote_starts],
+                "id_types": self.id_types,
+                "log_request": self.log_request,
+                "fw_request": self.fw_request,
+                "reset": self.reset,
+                "trigger": self.trigger,
+                "connector_status": self.connector_status,
+                "boot": self.boot,
+                "boot_result": self.boot_result,
+                "config": self.config,
+                "next_event_id": self.next_event_id,
+                "schedule_ids": self.schedule_ids,
+            },
+            option=orjson.OPT_NON_STR_KEYS,
+        )
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TranslationState:
         """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys are ignored."""
@@ -215,9 +361,9 @@ class TranslationState:
                         continue
             return out
 
-        txs = {
-            k: TxRecord.from_dict(v) for k, v in int_keyed(data.get("transactions")).items() if isinstance(v, Mapping)
-        }
+        txs = Records(
+            {k: TxRecord.from_dict(v) for k, v in int_keyed(data.get("transactions")).items() if isinstance(v, Mapping)}
+        )
         pending = [
             PendingRemoteStart.from_dict(p) for p in data.get("pending_remote_starts") or [] if isinstance(p, Mapping)
         ]

@@ -227,6 +227,11 @@ class V16ChargerToV201Csms:
     def snapshot(self) -> JsonDict:
         return self._ctx.state.to_dict()
 
+    def snapshot_json(self) -> bytes:
+        """:meth:`snapshot` as its JSON text, re-encoding only the transaction records that changed (the relay
+        persists this: :meth:`gateway.translate.state.TranslationState.to_json`)."""
+        return self._ctx.state.to_json()
+
     def restore(self, data: Mapping[str, Any]) -> None:
         self._ctx.state = TranslationState.from_dict(data)
 

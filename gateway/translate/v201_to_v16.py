@@ -94,6 +94,10 @@ class V201ChargerToV16Csms:
     def snapshot(self) -> JsonDict:
         return self._ctx.state.to_dict()
 
+    def snapshot_json(self) -> bytes:
+        """:meth:`snapshot` as its JSON text, without its copies (what the relay persists)."""
+        return self._ctx.state.to_json()
+
     def restore(self, data: Mapping[str, Any]) -> None:
         self._ctx.state = ReverseState.from_dict(data)
 

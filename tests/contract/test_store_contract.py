@@ -58,6 +58,14 @@ async def test_translation_state_is_per_backend(store: Store) -> None:
     assert await store.get_translation_state("CP1", "a") is None
 
 
+async def test_a_translation_state_written_as_json_text_reads_back_as_the_same_state(store: Store) -> None:
+    # the translating relay writes a state as its JSON text; a dict written before (or by a mirror) reads the same
+    await store.apply([Write("tx", "CP1", "a", b'{"next":3,"transactions":{"5":{"seq_no":2}}}')])
+    assert await store.get_translation_state("CP1", "a") == {"next": 3, "transactions": {"5": {"seq_no": 2}}}
+    await store.apply([Write("tx", "CP1", "a", {"next": 4})])
+    assert await store.get_translation_state("CP1", "a") == {"next": 4}
+
+
 async def test_a_site_document_keeps_each_field_until_it_is_deleted(store: Store) -> None:
     await store.apply(
         [

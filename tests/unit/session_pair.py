@@ -24,6 +24,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from gateway.core.session import AdminAnswer, Effects, Session, SessionSettings
 from gateway.metrics import Metrics
 from gateway.ocpp.frames import Raw
@@ -211,6 +213,12 @@ class SessionPair:
 
     def writes_of(self, kind: str) -> list[Write]:
         return [w for w in self.writes if w.kind == kind]
+
+    def stored_state(self, write: Write | None = None) -> dict[str, Any] | None:
+        """The translation state a ``tx`` write carries (the last one by default), as the store reads it back (the
+        relay writes it as JSON text)."""
+        w = write or self.writes_of("tx")[-1]
+        return orjson.loads(w.value) if isinstance(w.value, bytes) else w.value
 
     def assert_to_backend(self, *frames: Frame) -> None:
         """Exactly these frames reached the backend since the last look, in this order."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.ocpp.frames import EncodeError, call_text
-from gateway.ocpp.numbers import fits, out_of_range, out_of_range_in_frame, small_int
+from gateway.ocpp.numbers import _may_hold_out_of_range, fits, out_of_range, out_of_range_in_frame, small_int
 
 
 @pytest.mark.parametrize(
@@ -86,3 +89,18 @@ def test_small_int(text: Any, value: int | None) -> None:
 def test_the_check_of_a_parsed_frame_agrees_with_the_walk(text: bytes | str) -> None:
     payload = orjson.loads(text)
     assert out_of_range_in_frame(text, payload) == out_of_range(payload)
+
+
+_THE_REGEX = re.compile(rb"[0-9]{19}|[0-9][eE]")
+
+
+@given(st.binary(max_size=80) | st.text(alphabet="0123456789eE.-+ a:", max_size=60).map(str.encode))
+def test_the_text_precheck_asks_what_the_regex_asks(data: bytes) -> None:
+    assert _may_hold_out_of_range(data) == (_THE_REGEX.search(data) is not None)
+
+
+@pytest.mark.parametrize(
+    "text", [b"1" * 18, b"1" * 19, b"x" + b"1" * 19 + b"x", b"1e", b"1E", b"e1", b"ee", b"9" * 18 + b"x9"]
+)
+def test_the_text_precheck_on_edges(text: bytes) -> None:
+    assert _may_hold_out_of_range(text) == (_THE_REGEX.search(text) is not None)

@@ -263,8 +263,9 @@ class TestTranslatorState:
         pair.backend_answers({"transactionId": 77, "idTagInfo": {"status": "Accepted"}})
         last = pair.writes[-1]
         assert (last.kind, last.cid, last.sub) == ("tx", CHARGER_ID, BACKEND)
-        assert last.value == pair.session.translator.snapshot()  # type: ignore[union-attr]
-        assert (last.value or {})["transactions"]["TX1"]["tx_int"] == 77
+        stored = pair.stored_state(last)
+        assert stored == json.loads(json.dumps(pair.session.translator.snapshot()))  # type: ignore[union-attr]
+        assert (stored or {})["transactions"]["TX1"]["tx_int"] == 77
         assert pair.effects[-1][0] == "charger" and pair.effects[-2][0] == "persist"  # written before the answer
 
     def test_fields_the_csms_cannot_carry_are_counted(self) -> None:
@@ -340,7 +341,7 @@ class TestTriggeredStatus:
         pair.backend.unread(), pair.charger.unread()
         self.trigger(pair)
         pair.session.close()
-        stored = pair.writes_of("tx")[-1].value
+        stored = pair.stored_state()
         assert stored is not None
         translator = translator_for("2.0.1", "1.6", session_started_at=T0)
         translator.restore(json.loads(json.dumps(stored)))  # as the store keeps it
@@ -389,11 +390,11 @@ class TestTimeouts:
         pair = pair_for(A, call_timeout_s=30)
         pair.backend_sends([2, "b1", "Reset", {"type": "Immediate"}])
         pair.assert_to_charger([2, gid(1), "Reset", {"type": "Hard"}])
-        assert (pair.writes[-1].value or {})["reset"] is not None
+        assert (pair.stored_state() or {})["reset"] is not None
         pair.advance(30)
         pair.expire()
         pair.assert_nothing_sent()
-        assert (pair.writes[-1].value or {})["reset"] is None
+        assert (pair.stored_state() or {})["reset"] is None
         assert pair.counter("ocppgw_call_timeouts_total", direction="down", backend=BACKEND) == 1
 
     def test_a_timeout_inside_a_plan_of_several_calls_lets_the_plan_substitute_and_go_on(self) -> None:

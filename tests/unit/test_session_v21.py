@@ -247,7 +247,7 @@ class TestTranslatedToV201:
         pair.assert_to_backend([2, "g1.s1", "DataTransfer", wrapped("OpenPeriodicEventStream", OPEN)])
         pair.backend_sends([3, "g1.s1", {"status": "Accepted"}])
         pair.assert_to_charger([3, "c1", {"status": "Accepted"}])
-        assert pair.writes_of("tx")[-1].value == {"streams": [1]}  # persisted, as every translator's state
+        assert pair.stored_state() == {"streams": [1]}  # persisted, as every translator's state
 
     def test_a_send_of_an_accepted_stream_is_wrapped_into_a_call_and_gets_no_answer(self) -> None:
         pair = SessionPair("2.1", "2.0.1")

@@ -6,6 +6,10 @@ gateway's own CALLs) against the target schema by :func:`tests.unit.translate_ha
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import orjson
 import pytest
 
 from gateway.translate import v16_to_v201
@@ -747,7 +751,7 @@ def test_transaction_snapshot_is_field_by_field_without_deep_copying_recorded_ev
     exchange(tr, "charger", "StopTransaction", stop, {"idTokenInfo": {"status": "Accepted"}})
     rec = tr.state.transactions[tx]
     snap = tr.snapshot()["transactions"][str(tx)]
-    assert snap == {k: v for k, v in dataclasses.asdict(rec).items() if k != "_snapshot"}
+    assert snap == {k: v for k, v in dataclasses.asdict(rec).items() if k not in ("_snapshot", "_json", "_owner")}
     assert rec.started_event is not None and rec.ended_event is not None
     # recorded events are shared (never edited in place once recorded), scalars are copied
     assert snap["started_event"] is rec.started_event and snap["ended_event"] is rec.ended_event
@@ -757,3 +761,71 @@ def test_transaction_snapshot_is_field_by_field_without_deep_copying_recorded_ev
     again = tr.snapshot()["transactions"][str(tx)]
     assert again is not snap and again["seq_no"] == rec.seq_no
     assert tr.snapshot()["transactions"][str(tx)] is again
+
+
+def test_the_state_as_json_text_is_the_snapshot_and_reencodes_only_changed_records() -> None:
+    """What the relay persists (``snapshot_json``) reads back as the snapshot does; a record's text is kept until
+    one of its fields is set."""
+    tr, _ = make()
+    tx = start(tr)
+    other = start(tr, connector=2)
+    assert orjson.loads(tr.snapshot_json()) == json.loads(json.dumps(tr.snapshot()))
+    first, second = tr.state.transactions[tx].to_json(), tr.state.transactions[other].to_json()
+    tr.state.transactions[tx].seq_no += 1
+    text = tr.snapshot_json()
+    assert orjson.loads(text) == json.loads(json.dumps(tr.snapshot()))
+    assert tr.state.transactions[other].to_json() is second and tr.state.transactions[tx].to_json() != first
+    restored, _ = make()
+    restored.restore(orjson.loads(text))
+    assert restored.snapshot() == tr.snapshot()
+
+
+@pytest.mark.parametrize("records", [0, 1, 33])
+def test_the_state_text_reads_back_as_its_snapshot_for_any_number_of_records(records: int) -> None:
+    from gateway.translate.state import PendingRemoteStart, TranslationState, TxRecord
+
+    state = TranslationState(
+        next_tx_int=9,
+        transactions={-k if k % 2 else k: TxRecord(f"tx-{k}", evse=k, seq_no=k) for k in range(records)},
+        pending_remote_starts=[PendingRemoteStart(1, "TAG", "ISO14443", None, T0)],
+        connector_status={1: {"status": "Charging"}},
+        schedule_ids={3: 4},
+        config={"K": {"value": "v", "readonly": False}},
+    )
+    assert orjson.loads(state.to_json()) == json.loads(json.dumps(state.to_dict()))
+
+
+def test_the_transactions_text_is_built_again_after_any_change_of_a_record_or_of_the_set() -> None:
+    """:class:`Records` keeps the text of all records until one is put, removed or has a field set."""
+    import copy
+
+    from gateway.translate.state import TranslationState, TxRecord
+
+    state = TranslationState(next_tx_int=9)
+    state.transactions[1] = TxRecord("a")
+    state.transactions[2] = TxRecord("b")
+
+    def read() -> dict[str, Any]:
+        text = state.to_json()
+        assert orjson.loads(text) == json.loads(json.dumps(state.to_dict()))
+        return dict(orjson.loads(text)["transactions"])
+
+    assert set(read()) == {"1", "2"}
+    kept = state.to_json()
+    assert state.to_json() == kept  # nothing changed: the same text
+    state.transactions[1].seq_no = 5
+    assert read()["1"]["seq_no"] == 5
+    state.transactions[3] = TxRecord("c")
+    assert set(read()) == {"1", "2", "3"}
+    del state.transactions[2]
+    assert set(read()) == {"1", "3"}
+    state.transactions.pop(3)
+    assert set(read()) == {"1"}
+    copied = copy.deepcopy(state)  # a copy builds its own text, and its records tell it, not the original
+    copied.transactions[1].phase = "ended"
+    assert orjson.loads(copied.to_json())["transactions"]["1"]["phase"] == "ended"
+    assert read()["1"]["phase"] == "open"
+    restored = TranslationState.from_dict(orjson.loads(state.to_json()))
+    restored.to_json()
+    restored.transactions[1].seq_no = 6
+    assert orjson.loads(restored.to_json())["transactions"]["1"]["seq_no"] == 6

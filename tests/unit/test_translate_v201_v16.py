@@ -1606,3 +1606,20 @@ def test_an_update_is_acknowledged_only_after_the_csms_took_it() -> None:
     # now acknowledged: a third copy of the same event is answered from the cache, nothing sent
     again = send(tr, event("Updated", 1, "MeterValuePeriodic", ts=T1, meter_value=mv))
     assert again.answer == {} and then(again) == []
+
+
+def test_the_state_text_reads_back_as_its_snapshot() -> None:
+    """What the relay persists (``snapshot_json``: orjson writes the records itself) is the snapshot's JSON."""
+    from gateway.translate.v201_v16.state import PendingStart, ReverseState, TxB
+
+    state = ReverseState(
+        transactions={
+            "T1": TxB("T1", evse=1, queue=[["MeterValues", {"connectorId": 1}]], answers={"3": {"status": "ok"}}),
+            "T2": TxB("T2", tx_int=7, start_state="acked", phase="ended", ended_at="2025-01-01T00:00:00Z"),
+        },
+        pending_starts=[PendingStart(1, "TAG", None, "2025-01-01T00:00:00Z")],
+        connector_status={"1.1": {"status": "Occupied"}},
+        status_triggers=[{"evse": None, "connectorId": None, "at": "2025-01-01T00:00:00Z", "reported": []}],
+        variables={"K": {"value": "1", "readonly": True}},
+    )
+    assert json.loads(state.to_json()) == json.loads(json.dumps(state.to_dict()))

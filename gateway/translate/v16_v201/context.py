@@ -86,6 +86,8 @@ class Context:
     new_tx_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
     session_started_at: str = ""
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    #: (``session_started_at``, the moment before which an event is offline), parsed once per session start
+    _offline_before: tuple[str, datetime | None] = field(default=("", None), init=False, repr=False, compare=False)
 
     # -- bookkeeping of losses (§1.1 rule 9) ---------------------------------------------------------------------
 
@@ -155,8 +157,15 @@ class Context:
 
     def is_offline(self, timestamp: object) -> bool:
         """§1.6: earlier than the start of this WebSocket session minus 60 s."""
-        moment, start = parse_ts(timestamp), parse_ts(self.session_started_at)
-        return moment is not None and start is not None and moment < start - OFFLINE_GRACE
+        started, before = self._offline_before
+        if started != self.session_started_at or not started:
+            start = parse_ts(self.session_started_at)
+            before = None if start is None else start - OFFLINE_GRACE
+            self._offline_before = (self.session_started_at, before)
+        if before is None:
+            return False
+        moment = parse_ts(timestamp)
+        return moment is not None and moment < before
 
     def next_event_id(self) -> int:
         value = self.state.next_event_id

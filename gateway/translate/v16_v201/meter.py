@@ -56,9 +56,33 @@ def _decimal(text: object) -> Decimal | None:
     return value if value.is_finite() else None
 
 
+#: digits of a plain decimal text read without ``Decimal`` (:func:`number`'s fast path)
+_PLAIN_DIGITS = 15
+
+
 def number(text: object) -> int | float | None:
     """A JSON number for a 1.6 decimal text (int when integral), None when not a finite number or outside the range
-    the gateway carries (checked on the exponent first: no huge integer is ever built)."""
+    the gateway carries (checked on the exponent first: no huge integer is ever built).
+
+    Fast path, for what meters send (``"9353.5"``, ``"-12"``): ASCII digits with at most one ``.``, an optional
+    leading ``-`` and at most 15 digits is read with ``int``/``float``, which give what the ``Decimal`` path gives:
+    both round the same decimal correctly, and below 10**15 with at most 15 digits a non-integral decimal is never
+    rounded to an integral float (its distance to an integer, at least 10**-d for d decimals, is over 8 times the
+    float's rounding error there). Anything else (whitespace, ``+``, an exponent, ``_``, more digits) takes the
+    ``Decimal`` path as before. ``Decimal`` was ~5 % of a translated MeterValues round trip."""
+    if type(text) is str:
+        body = text[1:] if text[:1] == "-" else text
+        digits = body.replace(".", "", 1)
+        if digits.isdigit() and digits.isascii() and len(digits) <= _PLAIN_DIGITS:
+            if len(digits) == len(body):
+                return int(body) if body is text else -int(body)
+            f = float(text)
+            return int(f) if f.is_integer() else f
+    return _number_of_decimal(text)
+
+
+def _number_of_decimal(text: object) -> int | float | None:
+    """:func:`number` through ``Decimal``: any text ``Decimal`` reads."""
     value = _decimal(text)
     if value is None or (value and value.adjusted() >= _MAX_DIGITS):
         return None
@@ -169,12 +193,15 @@ def _convert_one(
         if value is None:
             ctx.drop(action, _why_not(sample.get("value")))
             continue
-        key = _key(sample)
         converted = _base(sample, value, sample.get("unit"))
-        if key in signed and key not in used:
-            _attach(ctx, action, converted, signed[key])
-            used.add(key)
+        if signed:
+            key = _key(sample)
+            if key in signed and key not in used:
+                _attach(ctx, action, converted, signed[key])
+                used.add(key)
         out[index] = converted
+    if not signed:  # no signed sample: every one was converted above, in order
+        return list(out.values())
     for index, sample in enumerate(samples):
         key = _key(sample)
         if sample.get("format") != "SignedData" or key in used:

@@ -313,10 +313,14 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 def _earliest(*timestamps: str) -> str:
     """The earliest parsable timestamp (unparsable ones sort last)."""
+    if len(timestamps) == 1:  # the common case: nothing to compare (and to parse)
+        return timestamps[0]
     return min(timestamps, key=lambda t: (parse_ts(t) is None, parse_ts(t) or _NEVER))
 
 
 def _latest(timestamps: list[str]) -> str:
+    if len(timestamps) == 1:
+        return timestamps[0]
     return max(timestamps, key=lambda t: (parse_ts(t) is not None, parse_ts(t) or _NEVER))
 
 
