@@ -33,6 +33,11 @@ _TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.
 _POOL_SIZE, _POOL_WAIT_S = 64, 5.0
 #: Sentinel has no blocking pool in redis-py: a bound high enough that only a runaway could reach it
 _SENTINEL_POOL_SIZE = 4096
+#: ownership refreshes per pipeline: building and reading a pipeline costs ~25-30 µs of CPU per command in redis-py,
+#: and the event loop runs nothing else while it builds one. 5,000 chargers in one pipeline (130-200 ms of CPU every
+#: ``owner_ttl_s / 3``) paused the loop 26-57 ms at a time, a pause every connected charger's round trip paid; in
+#: pipelines of 256 the longest pause is 2.3-2.7 ms (2-core VM, ``bench/owner_refresh.py``).
+_REFRESH_CHUNK = 256
 
 # Ownership scripts touch the keys of one charger only (one hash slot: fine on Redis Cluster).
 #: KEYS[1] owner; ARGV node, ttl ms: extend our ownership, or claim it again when it expired; 0 when another owns it
@@ -300,15 +305,19 @@ class RedisStore:
         if not ids:
             return []
         ms = max(1, int(ttl_s * 1000))
-        pipe = self._r.pipeline(transaction=False)
-        for cid in ids:
-            await self._refresh(keys=[self.keys.owner(cid)], args=[node, ms], client=pipe)
-        pipe.sadd(self.keys.connected(), *ids)
-        try:
-            got = await pipe.execute()
-        except (RedisError, OSError) as e:
-            raise StoreUnavailable(str(e)) from e
-        return [cid for cid, ok in zip(ids, got, strict=False) if not ok]
+        lost: list[str] = []
+        for at in range(0, len(ids), _REFRESH_CHUNK):
+            part = ids[at : at + _REFRESH_CHUNK]
+            pipe = self._r.pipeline(transaction=False)
+            for cid in part:
+                await self._refresh(keys=[self.keys.owner(cid)], args=[node, ms], client=pipe)
+            pipe.sadd(self.keys.connected(), *part)
+            try:
+                got = await pipe.execute()
+            except (RedisError, OSError) as e:
+                raise StoreUnavailable(str(e)) from e
+            lost.extend(cid for cid, ok in zip(part, got, strict=False) if not ok)
+        return lost
 
     async def get_owner(self, cid: str) -> str | None:
         try:

@@ -192,6 +192,20 @@ async def test_refresh_keeps_own_chargers_and_reports_the_ones_taken_over(store:
     assert await store.refresh_owners("A", [], 30) == []
 
 
+async def test_refreshing_a_large_fleet_reports_every_charger_taken_over(store: Store) -> None:
+    """Thousands of chargers on one node (the Redis store refreshes them in several pipelines): a charger another
+    node took is reported wherever it sits in the list, and every other one stays ours."""
+    ids = [f"CP{i:04d}" for i in range(1000)]
+    for cid in ids:
+        await store.claim_owner(cid, "A", 30)
+    taken = [ids[i] for i in (0, 255, 256, 257, 511, 512, 999)]
+    for cid in taken:
+        await store.claim_owner(cid, "B", 30)
+    assert await store.refresh_owners("A", ids, 30) == taken
+    owners = await asyncio.gather(*(store.get_owner(cid) for cid in ids))
+    assert [cid for cid, owner in zip(ids, owners, strict=True) if owner != "A"] == taken
+
+
 async def test_ownership_expires_and_the_fleet_list_drops_the_charger(store: Store) -> None:
     await store.claim_owner("CP1", "dead", 0.2)
     await store.claim_owner("CP2", "alive", 30)
