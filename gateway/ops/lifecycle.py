@@ -279,6 +279,15 @@ async def start_security(config: Config, hub: Hub, log: Any) -> None:
             log.info("credentials_imported", chargers=n)
 
 
+def settle_heap() -> None:
+    """Once a process serves (the single process, or each worker of ``workers: N``): everything allocated at start
+    (the compiled schemas are ~110 MB of objects) lives as long as the process, so keep it out of every collection,
+    and collect the young generation less often (frames make short-lived dicts that reference counting frees
+    anyway). Without it a worker's full collections walk the start-up heap while chargers wait."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 async def serve(
     config: Config,
     stop: asyncio.Event,
@@ -293,10 +302,7 @@ async def serve(
         log.info("fd_limit_raised", soft_from=old, soft_to=new)
     async with running_gateway(config, workers=workers) as running:
         running.hub.config_path = config_path
-        # Everything allocated at start lives as long as the process: keep it out of every collection, and collect
-        # the young generation less often (frames make short-lived dicts that reference counting frees anyway).
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
+        settle_heap()
         loop = asyncio.get_running_loop()
         hup = asyncio.Event()
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -53,7 +53,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.config import Config
 from gateway.logging import configure_logging, get_logger
 from gateway.metrics import Metrics
-from gateway.ops.lifecycle import install_loop_policy, running_gateway
+from gateway.ops.lifecycle import install_loop_policy, running_gateway, settle_heap
 
 __all__ = ["SCRAPE_INTERVAL_S", "Supervisor", "aggregate_metrics", "worker_main"]
 
@@ -143,6 +143,7 @@ async def _serve_worker(config: Config, index: int, admin_socket: str, ready: Co
         loop.add_signal_handler(sig, stop.set)
     async with running_gateway(config, worker_socket=admin_socket) as running:
         get_logger().info("worker_started", worker=index, node=running.hub.node, pid=os.getpid())
+        settle_heap()
         ready.send(running.hub.node)
         ready.close()
         await stop.wait()
