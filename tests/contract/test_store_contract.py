@@ -173,6 +173,58 @@ async def test_a_storm_of_concurrent_reads_waits_for_connections_instead_of_fail
     assert got == [(f"h{i}", None) for i in range(500)]
 
 
+async def test_an_admission_storm_of_mixed_reads_and_claims_gets_each_its_own_answer(store: Store) -> None:
+    """What hundreds of admissions issue at once (the Redis store sends them as shared pipelines): every reply
+    reaches the read or claim that asked for it."""
+    n = 300
+    await store.apply([Write("cred", f"CP{i}", "", {"hash": f"h{i}"}) for i in range(0, n, 2)])
+    await store.apply([Write("route", f"CP{i}", "", {"primary": f"b{i}"}) for i in range(0, n, 3)])
+    for i in range(0, n, 5):
+        await store.claim_owner(f"CP{i}", f"old{i}", 30)
+    await store.put_password_proof("CP4", b"p" * 32, 60)
+    creds, routes, claims = await asyncio.gather(
+        asyncio.gather(*(store.get_password_hash_and_proof(f"CP{i}", 60) for i in range(n))),
+        asyncio.gather(*(store.get_route_override(f"CP{i}") for i in range(n))),
+        asyncio.gather(*(store.claim_owner(f"CP{i}", "new", 30) for i in range(n))),
+    )
+    assert creds == [((f"h{i}" if i % 2 == 0 else None), (b"p" * 32 if i == 4 else None)) for i in range(n)]
+    assert routes == [({"primary": f"b{i}"} if i % 3 == 0 else None) for i in range(n)]
+    assert claims == [(f"old{i}" if i % 5 == 0 else None) for i in range(n)]
+    assert await asyncio.gather(*(store.get_owner(f"CP{i}") for i in range(n))) == ["new"] * n
+
+
+async def test_a_redis_reply_that_is_an_error_fails_only_the_read_it_answers(redis_url: str) -> None:
+    """A key of the wrong type (written by something else) fails its own read with StoreUnavailable; the reads
+    sent in the same pipeline get their answers."""
+    import redis.asyncio as aioredis
+
+    store = open_store(redis_url, "wrongtype")
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        await store.apply([Write("cred", f"CP{i}", "", {"hash": f"h{i}"}) for i in range(4)])
+        await raw.delete("wrongtype:{CP2}:cred")
+        await raw.lpush("wrongtype:{CP2}:cred", b"x")
+        got = await asyncio.gather(
+            *(store.get_password_hash_and_proof(f"CP{i}", 60) for i in range(4)), return_exceptions=True
+        )
+        assert [g if not isinstance(g, Exception) else type(g) for g in got] == [
+            ("h0", None), ("h1", None), StoreUnavailable, ("h3", None)
+        ]  # fmt: skip
+        assert "WRONGTYPE" in str(got[2])
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+async def test_an_unreachable_redis_fails_every_read_waiting_in_a_pipeline() -> None:
+    store = open_store("redis://127.0.0.1:1/0", "gone")
+    got = await asyncio.gather(*(store.get_route_override(f"CP{i}") for i in range(50)), return_exceptions=True)
+    assert all(isinstance(g, StoreUnavailable) for g in got)
+    with pytest.raises(StoreUnavailable):
+        await store.claim_owner("CP1", "n", 30)
+    await store.close()
+
+
 async def test_claiming_a_charger_returns_its_previous_owner(store: Store) -> None:
     assert await store.claim_owner("CP1", "A", 30) is None
     assert await store.get_owner("CP1") == "A"
