@@ -36,7 +36,7 @@ _SENTINEL_POOL_SIZE = 4096
 #: ownership refreshes per pipeline: building and reading a pipeline costs ~25-30 µs of CPU per command in redis-py,
 #: and the event loop runs nothing else while it builds one. 5,000 chargers in one pipeline (130-200 ms of CPU every
 #: ``owner_ttl_s / 3``) paused the loop 26-57 ms at a time, a pause every connected charger's round trip paid; in
-#: pipelines of 256 the longest pause is 2.3-2.7 ms (2-core VM, ``bench/owner_refresh.py``).
+#: pipelines of 256 the longest pause is 2.3-2.7 ms (2-core VM, ``bench/store_cost.py``).
 _REFRESH_CHUNK = 256
 
 # Ownership scripts touch the keys of one charger only (one hash slot: fine on Redis Cluster).
@@ -99,9 +99,9 @@ Command = Callable[[Pipeline], Any]
 class _Coalescer:
     """Auto-pipelining (what ioredis calls it): the single reads and claims issued during one iteration of the event
     loop go to Redis as one pipeline, sent at the next iteration. In a reconnect storm hundreds of admissions each
-    read a route, a credential and claim ownership at once; one command alone costs ~90-120 µs of the gateway's CPU
-    in redis-py (a pool checkout, a send and a read of its own), one among hundreds in a pipeline ~30-45 µs
-    (2-core VM, 5,000 GETs with 8-500 at once). A lone command waits one loop iteration more than before.
+    read a route, a credential and claim ownership at once; one command alone costs ~95-150 µs of the gateway's CPU
+    in redis-py (a pool checkout, a send and a read of its own), one among others in a pipeline ~50-55 µs (2-core
+    VM, 5,000 GETs with 8-500 at once, ``bench/store_cost.py``). A lone command waits one loop iteration more.
 
     Each call is a unit of one or more commands and gets their replies in order; a reply that is an error, or a
     pipeline that fails, raises :class:`StoreUnavailable` in every unit it concerns. A caller that stops waiting
