@@ -51,9 +51,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
 import fastjsonschema
@@ -66,6 +65,7 @@ __all__ = [
     "UnknownAction",
     "Version",
     "actions",
+    "check_installed",
     "document",
     "SCHEMA_VERSIONS",
     "has_schema",
@@ -134,23 +134,66 @@ def _action_kind(version: str, stem: str) -> tuple[str, Kind]:
     return stem, "request"
 
 
+#: (version, action, kind) -> its quick check and full validator, compiled on first use, once per process
+_compiled: dict[tuple[str, str, str], Validators] = {}
+#: how many schemas this process has compiled (a schema compiled twice by a race counts twice): the tests read it
+_compilations = 0
+
+
+def _compile(version: str, action: str, kind: str, file: Path) -> Validators:
+    global _compilations
+    with file.open(encoding="utf-8") as fh:
+        schema = json.load(fh)
+    pair = (compile_check(schema), fastjsonschema.compile(schema, use_default=False))
+    _compilations += 1
+    return _compiled.setdefault((version, action, kind), pair)  # a racing compilation's pair wins: the same code
+
+
+class _Table(Mapping[tuple[str, Kind], Validators]):
+    """Every schema of one version, keyed by (action, kind), from the file listing: a value is compiled the first
+    time it is read (``table[key]``, ``.get``, ``.items()`` …), once per process; ``in``, ``len`` and iterating the
+    keys compile nothing."""
+
+    __slots__ = ("_files", "_version")
+
+    def __init__(self, version: str, files: dict[tuple[str, Kind], Path]) -> None:
+        self._version = version
+        self._files = files
+
+    def __getitem__(self, key: tuple[str, Kind]) -> Validators:
+        file = self._files[key]  # KeyError: no such schema
+        action, kind = key
+        done = _compiled.get((self._version, action, kind))
+        return done if done is not None else _compile(self._version, action, kind, file)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._files
+
+    def __iter__(self) -> Iterator[tuple[str, Kind]]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __repr__(self) -> str:
+        return f"<OCPP {self._version} schemas: {len(self._files)}, compiled on first use>"
+
+
 @functools.cache
 def load(version: str) -> Mapping[tuple[str, Kind], Validators]:
-    """Compile (once) and return every validator of ``version``, keyed by (action, kind): its quick check and its
-    full validator (:func:`validate` runs the second only when the first is not sure).
+    """Every validator of ``version``, keyed by (action, kind): its quick check and its full validator
+    (:func:`validate` runs the second only when the first is not sure). The keys come from the file listing (read
+    once); each value is compiled the first time it is read, once per process.
 
-    Call it at start for each version the gateway speaks. Raises ``ValueError`` for an unknown version and
-    ``RuntimeError`` when the ``ocpp`` package is missing.
+    Raises ``ValueError`` for an unknown version and ``RuntimeError`` when the ``ocpp`` package is missing or has no
+    schema of ``version``.
     """
-    table: dict[tuple[str, Kind], Validators] = {}
+    files: dict[tuple[str, Kind], Path] = {}
     for file in sorted(_schema_dir(version).glob("*.json")):
-        action, kind = _action_kind(version, file.stem)
-        with file.open(encoding="utf-8") as fh:
-            schema = json.load(fh)
-        table[(action, kind)] = (compile_check(schema), fastjsonschema.compile(schema, use_default=False))
-    if not table:
+        files[_action_kind(version, file.stem)] = file
+    if not files:
         raise RuntimeError(f"no schemas found for OCPP {version}")
-    return MappingProxyType(table)
+    return _Table(version, files)
 
 
 @functools.cache
@@ -172,17 +215,28 @@ def document(version: str, action: str, kind: Kind) -> Mapping[str, Any]:
 
 
 def load_all() -> None:
-    """Compile every schema of every version in :data:`SCHEMA_VERSIONS` (once per process; at start)."""
+    """Compile every schema of every version in :data:`SCHEMA_VERSIONS` (once per process; the gateway does not
+    call it: each schema is compiled on first use)."""
+    for version in SCHEMA_VERSIONS:
+        for _ in load(version).values():
+            pass
+
+
+def check_installed() -> None:
+    """Check, compiling nothing, that the schemas of every version in :data:`SCHEMA_VERSIONS` are there (the
+    ``ocpp`` package is installed and each version's directory holds schemas); at start, so that a missing package
+    fails the start and not the first validated frame. Raises ``RuntimeError`` otherwise."""
     for version in SCHEMA_VERSIONS:
         load(version)
 
 
 def actions(version: str) -> frozenset[str]:
-    """Every action name that has a request schema in ``version``."""
+    """Every action name that has a request schema in ``version`` (compiles nothing)."""
     return frozenset(action for action, kind in load(version) if kind == "request")
 
 
 def has_schema(version: str, action: str, kind: Kind) -> bool:
+    """True when (version, action, kind) has a schema (compiles nothing)."""
     return (action, kind) in load(version)
 
 
@@ -197,11 +251,14 @@ def validate(version: str, action: str, kind: Kind, payload: Mapping[str, Any]) 
     Raises :class:`SchemaViolation` when it does not conform, :class:`UnknownAction` when no such schema exists
     (also for a version the gateway has no schemas of, such as "2.0").
     """
-    if version not in _DIRS:
-        raise UnknownAction(version, action, kind)
-    validators = load(version).get((action, kind))
-    if validators is None:
-        raise UnknownAction(version, action, kind)
+    validators = _compiled.get((version, action, kind))
+    if validators is None:  # first use in this process (or no such schema)
+        if version not in _DIRS:
+            raise UnknownAction(version, action, kind)
+        table = load(version)
+        if (action, kind) not in table:
+            raise UnknownAction(version, action, kind)
+        validators = table[(action, kind)]
     quick, full = validators
     if quick(payload):  # certainly valid: the common case (the full validator decides everything else)
         return
