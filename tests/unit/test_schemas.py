@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import decimal
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +182,42 @@ def test_unknown_actions_and_versions_compile_nothing(nothing_compiled: None) ->
             schemas.validate(version, action, kind, {})  # type: ignore[arg-type]
     assert schemas._compiled == {}
     assert schemas._compilations == n
+
+
+_START = """
+import asyncio, sys
+if sys.argv[1] == "absent":
+    sys.modules["ocpp"] = None  # the package is not installed
+from gateway.ops.lifecycle import running_gateway
+from tests.helpers import make_config
+
+async def main():
+    async with running_gateway(make_config({"a": "ws://127.0.0.1:9/ocpp"})):
+        print("started")
+
+try:
+    asyncio.run(main())
+except RuntimeError as e:
+    print("RuntimeError:", e)
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("absent", "RuntimeError: the 'ocpp' package (schemas) is not installed"),
+        ("empty", "RuntimeError: no schemas found for OCPP 1.6"),
+    ],
+)
+def test_the_gateway_does_not_start_without_the_schemas(case: str, message: str, tmp_path: Path) -> None:
+    # "empty": an ``ocpp`` package without schema files shadows the installed one
+    for d in ("v16", "v201", "v21"):
+        (tmp_path / "ocpp" / d / "schemas").mkdir(parents=True)
+    (tmp_path / "ocpp" / "__init__.py").write_text("")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path) if case == "empty" else ""}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _START, case], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == message
