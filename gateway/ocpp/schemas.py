@@ -1,4 +1,4 @@
-"""OCPP JSON-schema validators, compiled once per version from the official schemas.
+"""OCPP JSON-schema validators, compiled from the official schemas, each on first use.
 
 The schemas are the ones shipped in the PyPI package ``ocpp`` (the package's Python code is not imported, only its
 data files are read):
@@ -18,22 +18,34 @@ already handles), never ``ValueError``: no version can make validation raise out
 
 Use::
 
-    load_all()       # at start (the gateway does it before it listens): every schema of every version, ~2.3 s
+    check_installed()   # at start (the gateway does it before it listens): the schema files are there; compiles none
     validate("1.6", "StartTransaction", "request", payload)   # None, or raises SchemaViolation
 
 Validators are compiled with ``fastjsonschema`` (draft-04 for 1.6, draft-06 for 2.0.1 and 2.1; every shipped schema
-compiles, ``format`` checks such as ``date-time`` included). :func:`load_all` compiles every version's schemas
-once, at start, so that no validated frame ever waits for a compilation on the event loop (1.6 takes 0.1 s, 2.0.1
-0.7 s, 2.1 1.4 s, measured); ``validate`` calls ``load`` itself, so code that did not call ``load_all`` (a unit
-test) costs latency once, never correctness. Validation never changes the payload: fastjsonschema would otherwise
+compiles, ``format`` checks such as ``date-time`` included), each the first time it is needed, once per process:
+:func:`load` returns a version's table keyed by (action, kind) from the file listing alone, and compiles a value
+the first time it is read; :func:`validate` compiles the one schema it needs on its first call for that (version,
+action, kind); :func:`has_schema`, :func:`actions` and :func:`check_installed` compile nothing. Most deployments
+use a handful of actions, and compiling all 387 schemas takes ~3.3-4.2 s of CPU and adds ~45 MB to a process's
+RSS (2-core VM), which the gateway used to pay in every process at every start (three with ``workers: 2``, the
+supervisor too, which validates nothing); ``check_installed`` takes ~3 ms.
+
+So the first validated frame of each (version, action, kind) in a process waits for that one schema's compilation
+(quick check and full validator), on the event loop, once; every later frame finds it compiled. Measured on the
+2-core VM, quiet, one fresh process per version compiling each of its schemas in turn, three runs: 1.6 median
+1.7-2.0 ms, max 17 ms (MeterValues request); 2.0.1 median 3.8-5.7 ms, max 43-60 ms (RequestStartTransaction
+request); 2.1 median 5.7-6.5 ms, max 148-170 ms (RequestStartTransaction, ReportChargingProfiles, SetChargingProfile
+requests). As the first compilation of a fresh process: a BootNotification request 7 ms (1.6), 12-17 ms (2.0.1,
+2.1), a TransactionEvent request 53-56 ms (2.0.1), 97-116 ms (2.1). :func:`load_all` still compiles every schema
+(the tests call it; the gateway does not). Validation never changes the payload: fastjsonschema would otherwise
 write schema ``default`` values into it (``multiplier: 0``, ``offline: false`` …), so validators are compiled with
 ``use_default=False``.
 
 In front of each full validator sits a quick check compiled from the same schema (:mod:`gateway.ocpp.schema_fast`):
 it answers "certainly valid" or "not sure", and only "not sure" runs the full validator, so that every refusal, its
 path, its message and the CALLERROR code chosen from it are the full validator's as before. A valid 1.6 MeterValues
-of four samples is checked in ~11 µs instead of ~30, a 2.0.1 TransactionEvent in ~17 instead of ~66 (2-core VM,
-where ``load_all`` takes ~5.6 s, 0.5 s of it for the quick checks).
+of four samples is checked in ~11 µs instead of ~30, a 2.0.1 TransactionEvent in ~17 instead of ~66 (2-core VM;
+of the ~3.3 s of CPU that compiling every schema takes there, quiet, ~0.3 s is the quick checks').
 
 ``multipleOf`` (1.6 SetChargingProfile, RemoteStartTransaction, GetCompositeScheduleResponse: ``limit`` and
 ``minChargingRate`` are multiples of 0.1): a plain float check fails on ``2.3 / 0.1 == 22.999…``. fastjsonschema
