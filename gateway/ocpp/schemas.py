@@ -1,4 +1,4 @@
-"""OCPP JSON-schema validators, compiled once per version from the official schemas.
+"""OCPP JSON-schema validators, compiled from the official schemas, each on first use.
 
 The schemas are the ones shipped in the PyPI package ``ocpp`` (the package's Python code is not imported, only its
 data files are read):
@@ -18,22 +18,34 @@ already handles), never ``ValueError``: no version can make validation raise out
 
 Use::
 
-    load_all()       # at start (the gateway does it before it listens): every schema of every version, ~2.3 s
+    check_installed()   # at start (the gateway does it before it listens): the schema files are there; compiles none
     validate("1.6", "StartTransaction", "request", payload)   # None, or raises SchemaViolation
 
 Validators are compiled with ``fastjsonschema`` (draft-04 for 1.6, draft-06 for 2.0.1 and 2.1; every shipped schema
-compiles, ``format`` checks such as ``date-time`` included). :func:`load_all` compiles every version's schemas
-once, at start, so that no validated frame ever waits for a compilation on the event loop (1.6 takes 0.1 s, 2.0.1
-0.7 s, 2.1 1.4 s, measured); ``validate`` calls ``load`` itself, so code that did not call ``load_all`` (a unit
-test) costs latency once, never correctness. Validation never changes the payload: fastjsonschema would otherwise
+compiles, ``format`` checks such as ``date-time`` included), each the first time it is needed, once per process:
+:func:`load` returns a version's table keyed by (action, kind) from the file listing alone, and compiles a value
+the first time it is read; :func:`validate` compiles the one schema it needs on its first call for that (version,
+action, kind); :func:`has_schema`, :func:`actions` and :func:`check_installed` compile nothing. Most deployments
+use a handful of actions, and compiling all 387 schemas takes ~3.3-4.2 s of CPU and adds ~45 MB to a process's
+RSS (2-core VM), which the gateway used to pay in every process at every start (three with ``workers: 2``, the
+supervisor too, which validates nothing); ``check_installed`` takes ~3 ms.
+
+So the first validated frame of each (version, action, kind) in a process waits for that one schema's compilation
+(quick check and full validator), on the event loop, once; every later frame finds it compiled. Measured on the
+2-core VM, quiet, one fresh process per version compiling each of its schemas in turn, three runs: 1.6 median
+1.7-2.0 ms, max 17 ms (MeterValues request); 2.0.1 median 3.8-5.7 ms, max 43-60 ms (RequestStartTransaction
+request); 2.1 median 5.7-6.5 ms, max 148-170 ms (RequestStartTransaction, ReportChargingProfiles, SetChargingProfile
+requests). As the first compilation of a fresh process: a BootNotification request 7 ms (1.6), 12-17 ms (2.0.1,
+2.1), a TransactionEvent request 53-56 ms (2.0.1), 97-116 ms (2.1). :func:`load_all` still compiles every schema
+(the tests call it; the gateway does not). Validation never changes the payload: fastjsonschema would otherwise
 write schema ``default`` values into it (``multiplier: 0``, ``offline: false`` …), so validators are compiled with
 ``use_default=False``.
 
 In front of each full validator sits a quick check compiled from the same schema (:mod:`gateway.ocpp.schema_fast`):
 it answers "certainly valid" or "not sure", and only "not sure" runs the full validator, so that every refusal, its
 path, its message and the CALLERROR code chosen from it are the full validator's as before. A valid 1.6 MeterValues
-of four samples is checked in ~11 µs instead of ~30, a 2.0.1 TransactionEvent in ~17 instead of ~66 (2-core VM,
-where ``load_all`` takes ~5.6 s, 0.5 s of it for the quick checks).
+of four samples is checked in ~11 µs instead of ~30, a 2.0.1 TransactionEvent in ~17 instead of ~66 (2-core VM;
+of the ~3.3 s of CPU that compiling every schema takes there, quiet, ~0.3 s is the quick checks').
 
 ``multipleOf`` (1.6 SetChargingProfile, RemoteStartTransaction, GetCompositeScheduleResponse: ``limit`` and
 ``minChargingRate`` are multiples of 0.1): a plain float check fails on ``2.3 / 0.1 == 22.999…``. fastjsonschema
@@ -51,9 +63,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
 import fastjsonschema
@@ -66,6 +77,7 @@ __all__ = [
     "UnknownAction",
     "Version",
     "actions",
+    "check_installed",
     "document",
     "SCHEMA_VERSIONS",
     "has_schema",
@@ -134,23 +146,66 @@ def _action_kind(version: str, stem: str) -> tuple[str, Kind]:
     return stem, "request"
 
 
+#: (version, action, kind) -> its quick check and full validator, compiled on first use, once per process
+_compiled: dict[tuple[str, str, str], Validators] = {}
+#: how many schemas this process has compiled (a schema compiled twice by a race counts twice): the tests read it
+_compilations = 0
+
+
+def _compile(version: str, action: str, kind: str, file: Path) -> Validators:
+    global _compilations
+    with file.open(encoding="utf-8") as fh:
+        schema = json.load(fh)
+    pair = (compile_check(schema), fastjsonschema.compile(schema, use_default=False))
+    _compilations += 1
+    return _compiled.setdefault((version, action, kind), pair)  # a racing compilation's pair wins: the same code
+
+
+class _Table(Mapping[tuple[str, Kind], Validators]):
+    """Every schema of one version, keyed by (action, kind), from the file listing: a value is compiled the first
+    time it is read (``table[key]``, ``.get``, ``.items()`` …), once per process; ``in``, ``len`` and iterating the
+    keys compile nothing."""
+
+    __slots__ = ("_files", "_version")
+
+    def __init__(self, version: str, files: dict[tuple[str, Kind], Path]) -> None:
+        self._version = version
+        self._files = files
+
+    def __getitem__(self, key: tuple[str, Kind]) -> Validators:
+        file = self._files[key]  # KeyError: no such schema
+        action, kind = key
+        done = _compiled.get((self._version, action, kind))
+        return done if done is not None else _compile(self._version, action, kind, file)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._files
+
+    def __iter__(self) -> Iterator[tuple[str, Kind]]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __repr__(self) -> str:
+        return f"<OCPP {self._version} schemas: {len(self._files)}, compiled on first use>"
+
+
 @functools.cache
 def load(version: str) -> Mapping[tuple[str, Kind], Validators]:
-    """Compile (once) and return every validator of ``version``, keyed by (action, kind): its quick check and its
-    full validator (:func:`validate` runs the second only when the first is not sure).
+    """Every validator of ``version``, keyed by (action, kind): its quick check and its full validator
+    (:func:`validate` runs the second only when the first is not sure). The keys come from the file listing (read
+    once); each value is compiled the first time it is read, once per process.
 
-    Call it at start for each version the gateway speaks. Raises ``ValueError`` for an unknown version and
-    ``RuntimeError`` when the ``ocpp`` package is missing.
+    Raises ``ValueError`` for an unknown version and ``RuntimeError`` when the ``ocpp`` package is missing or has no
+    schema of ``version``.
     """
-    table: dict[tuple[str, Kind], Validators] = {}
+    files: dict[tuple[str, Kind], Path] = {}
     for file in sorted(_schema_dir(version).glob("*.json")):
-        action, kind = _action_kind(version, file.stem)
-        with file.open(encoding="utf-8") as fh:
-            schema = json.load(fh)
-        table[(action, kind)] = (compile_check(schema), fastjsonschema.compile(schema, use_default=False))
-    if not table:
+        files[_action_kind(version, file.stem)] = file
+    if not files:
         raise RuntimeError(f"no schemas found for OCPP {version}")
-    return MappingProxyType(table)
+    return _Table(version, files)
 
 
 @functools.cache
@@ -172,17 +227,28 @@ def document(version: str, action: str, kind: Kind) -> Mapping[str, Any]:
 
 
 def load_all() -> None:
-    """Compile every schema of every version in :data:`SCHEMA_VERSIONS` (once per process; at start)."""
+    """Compile every schema of every version in :data:`SCHEMA_VERSIONS` (once per process; the gateway does not
+    call it: each schema is compiled on first use)."""
+    for version in SCHEMA_VERSIONS:
+        for _ in load(version).values():
+            pass
+
+
+def check_installed() -> None:
+    """Check, compiling nothing, that the schemas of every version in :data:`SCHEMA_VERSIONS` are there (the
+    ``ocpp`` package is installed and each version's directory holds schemas); at start, so that a missing package
+    fails the start and not the first validated frame. Raises ``RuntimeError`` otherwise."""
     for version in SCHEMA_VERSIONS:
         load(version)
 
 
 def actions(version: str) -> frozenset[str]:
-    """Every action name that has a request schema in ``version``."""
+    """Every action name that has a request schema in ``version`` (compiles nothing)."""
     return frozenset(action for action, kind in load(version) if kind == "request")
 
 
 def has_schema(version: str, action: str, kind: Kind) -> bool:
+    """True when (version, action, kind) has a schema (compiles nothing)."""
     return (action, kind) in load(version)
 
 
@@ -197,11 +263,14 @@ def validate(version: str, action: str, kind: Kind, payload: Mapping[str, Any]) 
     Raises :class:`SchemaViolation` when it does not conform, :class:`UnknownAction` when no such schema exists
     (also for a version the gateway has no schemas of, such as "2.0").
     """
-    if version not in _DIRS:
-        raise UnknownAction(version, action, kind)
-    validators = load(version).get((action, kind))
-    if validators is None:
-        raise UnknownAction(version, action, kind)
+    validators = _compiled.get((version, action, kind))
+    if validators is None:  # first use in this process (or no such schema)
+        if version not in _DIRS:
+            raise UnknownAction(version, action, kind)
+        table = load(version)
+        if (action, kind) not in table:
+            raise UnknownAction(version, action, kind)
+        validators = table[(action, kind)]
     quick, full = validators
     if quick(payload):  # certainly valid: the common case (the full validator decides everything else)
         return

@@ -142,7 +142,9 @@ async def running_gateway(
     admin API, worker processes, summed metrics: gateway.ops.workers). ``worker_socket``: this is one of its workers
     (listeners with SO_REUSEPORT, admin app on that unix socket only). Otherwise one process does everything."""
     log = get_logger()
-    schemas.load_all()  # every schema compiled before the first frame (none is compiled on the event loop later)
+    # the schema files are there (a missing ``ocpp`` package fails here, not at the first frame); nothing is compiled:
+    # the first frame of each (version, action, kind) compiles that one schema, once (gateway/ocpp/schemas.py)
+    schemas.check_installed()
     for where, msg in config_warnings(config):
         log.warning("config_warning", path=where, problem=msg)
     metrics = Metrics()
@@ -281,9 +283,10 @@ async def start_security(config: Config, hub: Hub, log: Any) -> None:
 
 def settle_heap() -> None:
     """Once a process serves (the single process, or each worker of ``workers: N``): everything allocated at start
-    (the compiled schemas are ~110 MB of objects) lives as long as the process, so keep it out of every collection,
-    and collect the young generation less often (frames make short-lived dicts that reference counting frees
-    anyway). Without it a worker's full collections walk the start-up heap while chargers wait."""
+    lives as long as the process, so keep it out of every collection, and collect the young generation less often
+    (frames make short-lived dicts that reference counting frees anyway). Without it a worker's full collections walk
+    the start-up heap while chargers wait. The compiled schemas are not part of it: each is compiled on first use,
+    after this (gateway/ocpp/schemas.py), so the few a process uses are walked by collections like any other object."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
 

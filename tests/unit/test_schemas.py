@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import decimal
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +114,110 @@ def test_decimal_payloads_are_not_supported() -> None:
 def test_multiple_of_tenth_rejects_finer_values(limit: object) -> None:
     with pytest.raises(schemas.SchemaViolation):
         schemas.validate("1.6", "SetChargingProfile", "request", _profile(limit))
+
+
+# ------------------------------------------------------------------------------------ compiled on first use
+
+
+@pytest.fixture
+def nothing_compiled() -> Iterator[None]:
+    """This process's schema cache emptied for the test (other tests may have filled it), then given back."""
+    saved = dict(schemas._compiled)
+    schemas._compiled.clear()
+    yield
+    schemas._compiled.clear()
+    schemas._compiled.update(saved)
+
+
+def test_listing_the_schemas_compiles_none(nothing_compiled: None) -> None:
+    n = schemas._compilations
+    schemas.check_installed()
+    for version in schemas.SCHEMA_VERSIONS:
+        table = schemas.load(version)
+        keys = list(table)
+        assert len(keys) == len(table) > 70
+        assert all(key in table for key in keys)
+        assert all(schemas.has_schema(version, action, kind) for action, kind in keys)
+        assert not schemas.has_schema(version, "NoSuchAction", "request")
+        assert schemas.actions(version) == {action for action, kind in keys if kind == "request"}
+        assert table.get(("NoSuchAction", "request")) is None
+        with pytest.raises(KeyError):
+            table[("NoSuchAction", "request")]
+    assert schemas._compiled == {}
+    assert schemas._compilations == n
+
+
+def test_validate_compiles_the_one_schema_it_needs_once(nothing_compiled: None) -> None:
+    n = schemas._compilations
+    boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+    schemas.validate("1.6", "BootNotification", "request", boot)
+    assert list(schemas._compiled) == [("1.6", "BootNotification", "request")]
+    assert schemas._compilations == n + 1
+    pair = schemas._compiled[("1.6", "BootNotification", "request")]
+    schemas.validate("1.6", "BootNotification", "request", boot)  # the second frame reuses it
+    with pytest.raises(schemas.SchemaViolation) as info:  # so does a refusal, with the full validator's path
+        schemas.validate("1.6", "BootNotification", "request", {"chargePointVendor": "V"})
+    assert info.value.path == "$" and "chargePointModel" in info.value.message
+    assert schemas.load("1.6")[("BootNotification", "request")] is pair  # the table reads the same cache
+    assert schemas._compiled == {("1.6", "BootNotification", "request"): pair}
+    assert schemas._compilations == n + 1
+    # the response, or the same action of another version, is another schema: compiled on its own first use
+    schemas.validate(
+        "2.0.1", "BootNotification", "response", {"currentTime": T0, "interval": 300, "status": "Accepted"}
+    )
+    assert set(schemas._compiled) == {("1.6", "BootNotification", "request"), ("2.0.1", "BootNotification", "response")}
+    assert schemas._compilations == n + 2
+
+
+def test_unknown_actions_and_versions_compile_nothing(nothing_compiled: None) -> None:
+    n = schemas._compilations
+    for version, action, kind in [
+        ("2.0.1", "StartTransaction", "request"),  # a 1.6 action
+        ("1.6", "NoSuchAction", "response"),
+        ("2.1", "NotifyPeriodicEventStream", "response"),  # a SEND message: no response
+        ("2.0", "Heartbeat", "request"),  # no schemas for 2.0
+        ("1.5", "Heartbeat", "request"),
+    ]:
+        with pytest.raises(schemas.UnknownAction):
+            schemas.validate(version, action, kind, {})  # type: ignore[arg-type]
+    assert schemas._compiled == {}
+    assert schemas._compilations == n
+
+
+_START = """
+import asyncio, sys
+if sys.argv[1] == "absent":
+    sys.modules["ocpp"] = None  # the package is not installed
+from gateway.ops.lifecycle import running_gateway
+from tests.helpers import make_config
+
+async def main():
+    async with running_gateway(make_config({"a": "ws://127.0.0.1:9/ocpp"})):
+        print("started")
+
+try:
+    asyncio.run(main())
+except RuntimeError as e:
+    print("RuntimeError:", e)
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("absent", "RuntimeError: the 'ocpp' package (schemas) is not installed"),
+        ("empty", "RuntimeError: no schemas found for OCPP 1.6"),
+    ],
+)
+def test_the_gateway_does_not_start_without_the_schemas(case: str, message: str, tmp_path: Path) -> None:
+    # "empty": an ``ocpp`` package without schema files shadows the installed one
+    for d in ("v16", "v201", "v21"):
+        (tmp_path / "ocpp" / d / "schemas").mkdir(parents=True)
+    (tmp_path / "ocpp" / "__init__.py").write_text("")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path) if case == "empty" else ""}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _START, case], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == message
