@@ -58,8 +58,9 @@ from gateway.ops.lifecycle import install_loop_policy, running_gateway, settle_h
 __all__ = ["SCRAPE_INTERVAL_S", "Supervisor", "aggregate_metrics", "worker_main"]
 
 SCRAPE_INTERVAL_S = 5.0
-#: a worker compiles the OCPP schemas and imports the credentials file at start: ~5-14 s here for 10,000 chargers
-#: on a busy node, where 30 s was not always enough (the whole gateway then stopped)
+#: a worker imports the credentials file at start (it compiled every OCPP schema too, before they were compiled on
+#: first use): ~5-14 s here for 10,000 chargers on a busy node, where 30 s was not always enough (the whole gateway
+#: then stopped); a bound for a node under load, not a figure to expect
 WORKER_START_TIMEOUT_S = 120.0
 _MIN_GAUGES = frozenset({"ocppgw_store_up", "ocppgw_certificate_expiry_seconds"})
 _CUMULATIVE = frozenset({"counter", "histogram", "summary"})

@@ -207,14 +207,20 @@ except RuntimeError as e:
     [
         ("absent", "RuntimeError: the 'ocpp' package (schemas) is not installed"),
         ("empty", "RuntimeError: no schemas found for OCPP 1.6"),
+        (
+            "damaged",
+            "RuntimeError: OCPP 1.6 schema Heartbeat.json is unreadable: Expecting value: line 1 column 1 (char 0)",
+        ),
     ],
 )
 def test_the_gateway_does_not_start_without_the_schemas(case: str, message: str, tmp_path: Path) -> None:
-    # "empty": an ``ocpp`` package without schema files shadows the installed one
+    # "empty": an ``ocpp`` package without schema files shadows the installed one; "damaged": one file is not JSON
     for d in ("v16", "v201", "v21"):
         (tmp_path / "ocpp" / d / "schemas").mkdir(parents=True)
+        if case == "damaged":
+            (tmp_path / "ocpp" / d / "schemas" / "Heartbeat.json").write_text("<html>not a schema</html>")
     (tmp_path / "ocpp" / "__init__.py").write_text("")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path) if case == "empty" else ""}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path) if case in ("empty", "damaged") else ""}
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", _START, case], cwd=root, env=env, capture_output=True, text=True, timeout=60
