@@ -138,7 +138,7 @@ class Hub:
         conn.close(code, message, reason)
         try:
             async with asyncio.timeout(5):
-                await conn.closed.wait()
+                await conn.wait_ended()
         except TimeoutError:
             self.log.warning("session_close_slow", charger_id=cid)
 

@@ -378,8 +378,7 @@ class Session:
         if self.resend_lost and (type(job) is Forward or (type(job) is Planned and job.run is not None)):
             if type(job) is Planned:  # translated: the plan's current CALL, under the unique id it went out with
                 job.resend = self.up.last_id
-            self.up.current = None
-            self.up.queue.appendleft(job)  # first again when the lane is released
+            self.up.requeue(job)  # first again when the lane is released
             return
         self.metrics.dropped_results.labels("from_backend", "link_lost").inc()
         if type(job) is Planned:
@@ -413,8 +412,7 @@ class Session:
         belong to a party that is gone, and never go to the new one."""
         down = self.down
         stale = [job for job in down.queue if type(job) is Forward]
-        for job in stale:
-            down.queue.remove(job)
+        down.withdraw(stale)
         if type(down.current) is Forward:
             self._stale = down.current
             stale.append(down.current)
