@@ -91,6 +91,8 @@ def _loads(raw: bytes | str | None) -> dict[str, Any] | None:
     return v if isinstance(v, dict) else None
 
 
+#: units of commands per auto-pipeline (each a read or a claim of one or two commands)
+_COALESCE_MAX = 128
 #: queues one command on a pipeline (``lambda p: p.get(key)``): the pipeline's methods apply the same reply
 #: callbacks as the client's (``SET … GET`` answers the old value, not True)
 Command = Callable[[Pipeline], Any]
@@ -118,10 +120,14 @@ class _Coalescer:
             loop.call_soon(self._flush)
         fut: asyncio.Future[list[Any]] = loop.create_future()
         self._batch.append((commands, fut))
+        if len(self._batch) >= _COALESCE_MAX:
+            self._flush()  # a pipeline is built and read in one go: bounded, as the ownership refresh is
         return await fut
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
+        if not batch:
+            return
         task = asyncio.get_running_loop().create_task(self._send(batch), name="redis-pipeline")
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
