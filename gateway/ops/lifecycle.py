@@ -131,6 +131,18 @@ def _bound_port(runner: web.AppRunner) -> int:
     raise RuntimeError("listener has no socket")
 
 
+def validated_versions(config: Config) -> set[str]:
+    """The OCPP versions whose schemas this deployment checks frames against, whose common actions are compiled at
+    start (:func:`gateway.ocpp.schemas.warm`): every version of both sides when ``session.validate_schemas`` is on,
+    or when a charger's version can differ from its backend's (a translated session validates what it reads);
+    none for pass-through without validation, which compiles no schema at all."""
+    offered: set[str] = {v for lst in config.all_listeners() for v in lst.ocpp_versions}
+    spoken: set[str] = {b.ocpp for b in config.backends.values()}
+    if config.session.validate_schemas or any(v != b for v in offered for b in spoken):
+        return (offered | spoken) & set(schemas.SCHEMA_VERSIONS)
+    return set()
+
+
 @asynccontextmanager
 async def running_gateway(
     config: Config,
@@ -145,6 +157,12 @@ async def running_gateway(
     # the schema files are there (a missing ``ocpp`` package fails here, not at the first frame); nothing is compiled:
     # the first frame of each (version, action, kind) compiles that one schema, once (gateway/ocpp/schemas.py)
     schemas.check_installed()
+    if workers is None or worker_socket is not None:  # this process serves chargers (a supervisor does not)
+        versions = sorted(validated_versions(config))
+        started = time.process_time()
+        n = schemas.warm(versions)
+        if n:
+            log.info("schemas_compiled", versions=versions, schemas=n, cpu_s=round(time.process_time() - started, 3))
     for where, msg in config_warnings(config):
         log.warning("config_warning", path=where, problem=msg)
     metrics = Metrics()

@@ -227,3 +227,38 @@ def test_the_gateway_does_not_start_without_the_schemas(case: str, message: str,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == message
+
+
+def test_warming_compiles_the_common_actions_of_each_version_once(nothing_compiled: None) -> None:
+    n = schemas._compilations
+    assert schemas.warm(["1.6", "2.0"]) == 14  # 2.0 has no schemas: skipped
+    hot = {("1.6", a, k) for a in schemas.HOT_ACTIONS["1.6"] for k in ("request", "response")}
+    assert set(schemas._compiled) == hot
+    assert schemas.warm(["1.6"]) == 0  # compiled already
+    assert schemas._compilations == n + 14
+
+
+@pytest.mark.parametrize(
+    ("listen", "backend", "validate", "warmed"),
+    [
+        (["1.6"], "1.6", False, set()),  # pass-through, not validated: no schema compiled at all
+        (["1.6"], "1.6", True, {"1.6"}),
+        (["1.6", "2.0.1"], "2.0.1", False, {"1.6", "2.0.1"}),  # a 1.6 charger is translated: both sides are read
+        (["2.1"], "2.0.1", False, {"2.1", "2.0.1"}),
+    ],
+)
+async def test_a_gateway_compiles_at_start_what_its_chargers_frames_will_be_checked_against(
+    nothing_compiled: None, listen: list[str], backend: str, validate: bool, warmed: set[str]
+) -> None:
+    from gateway.ops.lifecycle import running_gateway
+    from tests.helpers import make_config
+
+    config = make_config(
+        {"a": {"url": "ws://127.0.0.1:9/ocpp", "ocpp": backend}},
+        listen={"ocpp_versions": listen},
+        session={"validate_schemas": validate},
+    )
+    async with running_gateway(config):
+        compiled = set(schemas._compiled)
+    expected = {(v, a, k) for v in warmed for a in schemas.HOT_ACTIONS[v] for k in ("request", "response")}
+    assert compiled == expected
