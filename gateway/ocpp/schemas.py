@@ -280,9 +280,8 @@ def check_installed() -> None:
     387); at start, so that a missing or damaged package fails the start and not the first validated frame. Raises
     ``RuntimeError`` otherwise."""
     for version in SCHEMA_VERSIONS:
-        table = load(version)
-        assert isinstance(table, _Table)
-        for file in table._files.values():
+        load(version)  # the package is there and the version has schemas
+        for file in _schema_dir(version).glob("*.json"):
             try:
                 json.loads(file.read_bytes())
             except (OSError, ValueError) as e:

@@ -361,7 +361,7 @@ class RedisStore:
         return pw if isinstance(pw, str) else None
 
     async def claim_owner(self, cid: str, node: str, ttl_s: float) -> str | None:
-        key, px = self.keys.owner(cid), max(1, int(ttl_s * 1000))
+        key, px = self.keys.owner(cid), _ms(ttl_s)
         (prev,) = await self._co(lambda p: p.set(key, node, px=px, get=True))
         return _text(prev if isinstance(prev, bytes | str) else None)
 
@@ -369,7 +369,7 @@ class RedisStore:
         ids = list(cids)
         if not ids:
             return []
-        ms = max(1, int(ttl_s * 1000))
+        ms = _ms(ttl_s)
         lost: list[str] = []
         for at in range(0, len(ids), _REFRESH_CHUNK):
             part = ids[at : at + _REFRESH_CHUNK]
