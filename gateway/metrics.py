@@ -184,7 +184,7 @@ class Metrics:
         self.tls_handshakes = Counter(
             "ocppgw_tls_handshakes_total",
             "TLS handshakes on charger listeners by listener and outcome (ok, protocol_version, untrusted_cert, "
-            "expired_cert, revoked_cert, no_client_cert, timeout, error)",
+            "expired_cert, revoked_cert, no_client_cert, no_shared_cipher, timeout, abandoned, error)",
             ["listener", "outcome"],
             registry=r,
         )

@@ -146,10 +146,16 @@ def client_context(
     return ctx
 
 
+class HandshakeAbandoned(ConnectionError):
+    """The client closed its connection while it waited for its TLS handshake's turn: no handshake was made."""
+
+
 def tls_failure(e: BaseException) -> str:
     """The bounded ``outcome`` label of a failed TLS handshake."""
     if isinstance(e, TimeoutError):
         return "timeout"
+    if isinstance(e, HandshakeAbandoned):
+        return "abandoned"
     if isinstance(e, ssl.SSLCertVerificationError):
         return {10: "expired_cert", 23: "revoked_cert"}.get(e.verify_code, "untrusted_cert")
     if isinstance(e, ssl.SSLError):

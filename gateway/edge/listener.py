@@ -15,9 +15,12 @@ of :data:`MIN_TURNS` while all are in use (up to ``max_turns``). So on a loop th
 handshake mostly waits for its client's round trip) thousands of handshakes run at once, and on a loop that does
 not (a storm from nearby) only as many as keep its latency low. The wait for a turn does not count against the
 handshake's own deadline (a storm on a busy machine would otherwise reset the tail of the queue, which then retries
-and waits again); a connection that waited :data:`QUEUE_TIMEOUT_S` is closed without a handshake and counted as a
-handshake timeout. A failed handshake is counted by the listener's context as before
-(:func:`gateway.security.observe_handshake_failures`), one that timed out through ``on_failure``.
+and waits again). When its turn comes, a connection whose client has closed it meanwhile (it gave up waiting:
+``POLLRDHUP``, Linux) is closed without a handshake and counted as ``abandoned``, so a storm spends no handshake on a
+client that is gone and has most likely connected again behind; one that waited :data:`QUEUE_TIMEOUT_S` (a client
+that vanished without closing) is closed without a handshake and counted as a handshake timeout. A failed handshake
+is counted by the listener's context as before (:func:`gateway.security.observe_handshake_failures`), one that timed
+out or was abandoned through ``on_failure``.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import select
 import socket
 import ssl
 import time
 from collections.abc import Callable
+
+from gateway.security import HandshakeAbandoned
 
 __all__ = ["ACCEPT_BURST", "LAG_TARGET_S", "MIN_TURNS", "PROBE_S", "QUEUE_TIMEOUT_S", "GatedTlsServer", "serve_tls"]
 
@@ -36,8 +42,11 @@ __all__ = ["ACCEPT_BURST", "LAG_TARGET_S", "MIN_TURNS", "PROBE_S", "QUEUE_TIMEOU
 PROBE_S = 0.005
 #: a timer later than this means the loop is not keeping up: fewer handshakes at once
 LAG_TARGET_S = 0.002
-#: a connection that waited this long for its turn is closed without a handshake (its client has long given up)
-QUEUE_TIMEOUT_S = 30.0
+#: a connection that waited this long for its turn is closed without a handshake: a client that gave up sooner and
+#: closed is seen at its turn (``abandoned``), so this bounds only the wait of clients that vanished without closing
+QUEUE_TIMEOUT_S = 120.0
+#: what poll reports for a client that closed its side (or reset): Linux's POLLRDHUP; elsewhere only POLLHUP
+_HUNG_UP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 #: the fewest handshakes at once, and the step by which the turns grow
 MIN_TURNS = 8
 #: connections accepted before the listener lets the loop run other callbacks
@@ -111,6 +120,10 @@ class GatedTlsServer:
         now = time.monotonic()
         while self._waiting and self.active < self.turns:
             conn, at = self._waiting.popleft()
+            if _hung_up(conn):
+                conn.close()  # never handed to the loop: ours to close
+                self._failed(HandshakeAbandoned("the client closed the connection while it waited for its turn"))
+                continue
             if now - at > self._queue_timeout:
                 conn.close()  # never handed to the loop: ours to close
                 self._failed(TimeoutError("waited for its turn longer than the queue allows"))
@@ -166,6 +179,16 @@ class GatedTlsServer:
         for task in self._acceptors:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Whether the client has closed (or reset) the connection: one zero-timeout poll, no data read."""
+    poller = select.poll()
+    try:
+        poller.register(conn, _HUNG_UP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # a socket that cannot be polled is not one to hand to the loop either
+        return True
 
 
 def _listening_sockets(host: str | None, port: int, backlog: int, reuse_port: bool) -> list[socket.socket]:

@@ -18,6 +18,7 @@ from ocpp.v16 import call as call16
 from gateway.config import ConfigError
 from gateway.edge import listener
 from gateway.edge.listener import MIN_TURNS, serve_tls
+from gateway.security import HandshakeAbandoned, tls_failure
 from tests.e2e.pki import Pki
 from tests.e2e.test_gateway import get_metrics, metric
 from tests.e2e.test_security import PW, basic, csms, ocpp_charger, set_password, tls_listener
@@ -86,6 +87,43 @@ async def test_a_connection_that_waits_past_the_queue_timeout_is_closed_and_coun
         assert srv.queued == 0
         silent.close()
         queued.close()
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def test_a_client_that_closed_while_it_waited_gets_no_handshake_and_is_counted_abandoned(pki: Pki) -> None:
+    """One turn, held by a client that sends nothing; behind it a client that gives up and closes, then one that
+    waits. When the turn frees, the closed one is dropped without a handshake (``abandoned``) and the one still
+    there is handshaken."""
+    failures: list[BaseException] = []
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pki.gw_cert, pki.gw_key)
+    srv = await serve_tls(
+        asyncio.Protocol, "127.0.0.1", 0, ctx=server_ctx, handshake_timeout=30, max_turns=1, on_failure=failures.append
+    )
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        silent = socket.create_connection(("127.0.0.1", port))
+        await asyncio.sleep(0.05)
+        gave_up = socket.create_connection(("127.0.0.1", port))
+        await asyncio.sleep(0.05)
+        gave_up.close()
+        waiting = asyncio.create_task(
+            asyncio.open_connection("127.0.0.1", port, ssl=pki.client_context(), server_hostname="localhost")
+        )
+        for _ in range(100):
+            if srv.queued == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert srv.queued == 2 and failures == []
+        silent.close()  # its handshake ends (EOF: not counted), the turn is free
+        async with asyncio.timeout(10):
+            _, writer = await waiting
+        writer.close()
+        assert [type(e) for e in failures] == [HandshakeAbandoned]
+        assert tls_failure(failures[0]) == "abandoned"
+        assert srv.queued == 0
     finally:
         srv.close()
         await srv.wait_closed()

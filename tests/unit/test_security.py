@@ -19,6 +19,7 @@ from gateway.ops.cli import main
 from gateway.security import (
     OCPP_TLS12_CIPHERS,
     FailureLimiter,
+    HandshakeAbandoned,
     SecurityProfile,
     achieved_profile,
     client_context,
@@ -213,6 +214,7 @@ def test_tls_failures_get_bounded_labels() -> None:
     assert tls_failure(version) == "protocol_version"
     assert tls_failure(TimeoutError()) == "timeout"
     assert tls_failure(ConnectionResetError()) == "error"
+    assert tls_failure(HandshakeAbandoned("closed while it waited")) == "abandoned"
 
 
 def test_401_carries_the_basic_challenge() -> None:
