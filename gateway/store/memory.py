@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from gateway.ocpp.jsontext import right_sized
 from gateway.store.base import StoreUnavailable, Subscription, Write
 from gateway.store.compliance import MemoryCompliance
 from gateway.store.outbox import Batch, Entry, Items, Outbox, Packed, SpoolEntry
@@ -34,24 +35,39 @@ def _copied(value: Any) -> Any:
         return copy.deepcopy(value)
 
 
-def _encoded(value: dict[str, Any]) -> bytes | dict[str, Any]:
-    """A translation state as the store keeps it: its JSON text (a translating charger writes one per step, ~22 kB
-    with the shared load's 32 transactions per charger: copying it as objects, and freeing the copy it replaced, was
-    a third of a translating gateway's CPU under load, py-spy), or a deep copy of what orjson cannot write."""
+def _encoded(value: dict[str, Any] | bytes) -> bytes | dict[str, Any]:
+    """A translation state or a charger's record as the store keeps it: its JSON text, or a deep copy of what orjson
+    cannot write. A translating charger writes its state at every step (~22 kB with the shared load's 32 transactions
+    per charger): copying it as objects, and freeing the copy it replaced, was a third of a translating gateway's CPU
+    under load (py-spy). A write that carries the text already (a translation state, right-sized by the relay) is
+    kept as it is; text written here is right-sized (orjson's buffer is ~4 kB for a record of ~200 bytes)."""
+    if isinstance(value, bytes):
+        return value
     try:
-        return orjson.dumps(value)
+        return right_sized(orjson.dumps(value))
     except orjson.JSONEncodeError:
         return copy.deepcopy(value)
 
 
+def _decoded(kept: bytes | dict[str, Any] | None) -> dict[str, Any] | None:
+    """What :func:`_encoded` kept, as a new object (nothing aliases the store's copy)."""
+    if kept is None:
+        return None
+    value: dict[str, Any] = orjson.loads(kept) if isinstance(kept, bytes) else copy.deepcopy(kept)
+    return value
+
+
 class MemoryStore:
     """Dicts keyed like :mod:`gateway.store.keys`, values copied in (through JSON, as Redis keeps them) and
-    deep-copied out (no aliasing with callers)."""
+    deep-copied out (no aliasing with callers). A charger's own records (connection, boot, statuses) are kept as
+    their JSON text, as Redis keeps them: one object each instead of a dict of strings (~1.25 → ~0.4 KB per idle
+    charger, ``bench/idle_memory.py``), and read back by parsing it."""
 
     def __init__(self) -> None:
-        self._conn: dict[str, dict[str, Any]] = {}
-        self._boot: dict[str, dict[str, Any]] = {}
-        self._status: dict[str, dict[str, dict[str, Any]]] = {}
+        #: a charger's connection, boot and status records: JSON text (or, for what orjson cannot write, a deep copy)
+        self._conn: dict[str, Any] = {}
+        self._boot: dict[str, Any] = {}
+        self._status: dict[str, dict[str, Any]] = {}
         #: translation states, as JSON text (or, for what orjson cannot write, a deep copy)
         self._tx: dict[tuple[str, str], Any] = {}
         self._cred: dict[str, dict[str, Any]] = {}
@@ -77,22 +93,25 @@ class MemoryStore:
                 if w.value is None:
                     self._tx.pop((w.cid, w.sub), None)
                 else:
-                    self._tx[(w.cid, w.sub)] = w.value if isinstance(w.value, bytes) else _encoded(w.value)
+                    self._tx[(w.cid, w.sub)] = _encoded(w.value)
                 continue
-            v = _copied(w.value)
             if w.kind == "conn":
-                if v is None and w.sub:
+                if w.value is None and w.sub:
                     owner = self._live_owner(w.cid)
                     if owner is not None and owner != w.sub:
                         continue  # another node owns the charger now: its records stay
-                if v is None:
+                if w.value is None:
                     self._owner.pop(w.cid, None)
-                _put(self._conn, w.cid, v)
-            elif w.kind == "boot":
-                _put(self._boot, w.cid, v)
-            elif w.kind == "status":
-                _put(self._status.setdefault(w.cid, {}), w.sub, v)
-            elif w.kind == "cred":
+                _put(self._conn, w.cid, None if w.value is None else _encoded(w.value))
+                continue
+            if w.kind == "boot":
+                _put(self._boot, w.cid, None if w.value is None else _encoded(w.value))
+                continue
+            if w.kind == "status":
+                _put(self._status.setdefault(w.cid, {}), w.sub, None if w.value is None else _encoded(w.value))
+                continue
+            v = _copied(w.value)
+            if w.kind == "cred":
                 _put(self._cred, w.cid, v)
                 if v is None:
                     self._proof.pop(w.cid, None)
@@ -108,10 +127,14 @@ class MemoryStore:
                 _put(self._ride_auth.setdefault(w.cid, {}), w.sub, v)
 
     async def get_connection(self, cid: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self._conn.get(cid))
+        return _decoded(self._conn.get(cid))
 
     async def list_connections(self) -> dict[str, dict[str, Any]]:
-        return {cid: copy.deepcopy(v) for cid, v in self._conn.items() if self._live_owner(cid) is not None}
+        return {
+            cid: v
+            for cid, kept in self._conn.items()
+            if self._live_owner(cid) is not None and (v := _decoded(kept)) is not None
+        }
 
     def _live_owner(self, cid: str) -> str | None:
         o = self._owner.get(cid)
@@ -155,14 +178,13 @@ class MemoryStore:
         return _MemorySubscription(self, node, q)
 
     async def get_boot(self, cid: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self._boot.get(cid))
+        return _decoded(self._boot.get(cid))
 
     async def get_statuses(self, cid: str) -> dict[str, dict[str, Any]]:
-        return copy.deepcopy(self._status.get(cid, {}))
+        return {c: v for c, kept in self._status.get(cid, {}).items() if (v := _decoded(kept)) is not None}
 
     async def get_translation_state(self, cid: str, backend: str) -> dict[str, Any] | None:
-        kept = self._tx.get((cid, backend))
-        return orjson.loads(kept) if type(kept) is bytes else copy.deepcopy(kept)
+        return _decoded(self._tx.get((cid, backend)))
 
     async def get_route_override(self, cid: str) -> dict[str, Any] | None:
         return copy.deepcopy(self._route.get(cid))
@@ -247,7 +269,7 @@ class MemoryLease:
         return None
 
 
-def _put(d: dict[Any, dict[str, Any]], key: Any, value: dict[str, Any] | None) -> None:
+def _put(d: dict[Any, Any], key: Any, value: Any) -> None:
     if value is None:
         d.pop(key, None)
     else:
@@ -274,7 +296,8 @@ class MemoryOutbox:
         now = time.time()
         for item in items.entries() if isinstance(items, Packed) else items:
             self._seq += 1
-            q.append(Entry(f"{int(at * 1000)}-{self._seq}", item, at))
+            kept = right_sized(item) if isinstance(item, bytes) else item  # orjson's text holds ~4 kB each
+            q.append(Entry(f"{int(at * 1000)}-{self._seq}", kept, at))
         trimmed = 0
         while len(q) > max_len or (q and max_age_s > 0 and now - q[0].at > max_age_s):
             q.popleft()

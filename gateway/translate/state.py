@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import orjson
 
+from gateway.ocpp.jsontext import right_sized
+
 __all__ = ["PendingRemoteStart", "Records", "TranslationState", "TxRecord"]
 
 TxPhase = Literal["open", "ending", "ended"]
@@ -78,10 +80,10 @@ class TxRecord:
 
     def to_json(self) -> bytes:
         """:meth:`to_dict` as JSON text, kept until a field is set again (the state's :meth:`TranslationState.to_json`
-        encodes only the records that changed)."""
+        encodes only the records that changed). Kept right-sized: orjson's own buffer is ~4 kB for any text."""
         text = self._json
         if text is None:
-            text = orjson.dumps(self.to_dict())
+            text = right_sized(orjson.dumps(self.to_dict()))
             object.__setattr__(self, "_json", text)
         return text
 
@@ -222,9 +224,8 @@ class Records(dict[int, TxRecord]):
 
 def _fragment_of(transactions: Mapping[int, TxRecord]) -> orjson.Fragment:
     fragment = orjson.Fragment
-    return fragment(
-        orjson.dumps({k: fragment(rec.to_json()) for k, rec in transactions.items()}, option=orjson.OPT_NON_STR_KEYS)
-    )
+    text = orjson.dumps({k: fragment(rec.to_json()) for k, rec in transactions.items()}, option=orjson.OPT_NON_STR_KEYS)
+    return fragment(right_sized(text))  # kept by Records until a record changes
 
 
 def _records_fragment(transactions: dict[int, TxRecord]) -> orjson.Fragment:
