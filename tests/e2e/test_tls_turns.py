@@ -10,6 +10,7 @@ import contextlib
 import socket
 import ssl
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,24 @@ def test_max_tls_handshakes_is_checked_in_the_config(pki: Pki) -> None:
         make_config({"a": "ws://127.0.0.1:9/ocpp"}, listen=[tls_listener(pki, 2, max_tls_handshakes=-1)])
 
 
+@contextlib.asynccontextmanager
+async def one_turn(
+    pki: Pki, handshake_timeout: float, failures: list[BaseException]
+) -> AsyncIterator[tuple[listener.GatedTlsServer, int]]:
+    """The gateway's TLS listener alone, with one turn; its failures go to ``failures``."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pki.gw_cert, pki.gw_key)
+    srv = await serve_tls(
+        asyncio.Protocol, "127.0.0.1", 0, ctx=server_ctx, handshake_timeout=handshake_timeout, max_turns=1,
+        on_failure=failures.append,
+    )  # fmt: skip
+    try:
+        yield srv, srv.sockets[0].getsockname()[1]
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
 async def test_a_connection_that_waits_past_the_queue_timeout_is_closed_and_counted(
     pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -64,13 +83,7 @@ async def test_a_connection_that_waits_past_the_queue_timeout_is_closed_and_coun
     count as timeouts."""
     monkeypatch.setattr(listener, "QUEUE_TIMEOUT_S", 0.3)
     failures: list[BaseException] = []
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(pki.gw_cert, pki.gw_key)
-    srv = await serve_tls(
-        asyncio.Protocol, "127.0.0.1", 0, ctx=server_ctx, handshake_timeout=0.5, max_turns=1, on_failure=failures.append
-    )
-    port = srv.sockets[0].getsockname()[1]
-    try:
+    async with one_turn(pki, 0.5, failures) as (srv, port):
         silent = socket.create_connection(("127.0.0.1", port))
         await asyncio.sleep(0.05)
         queued = socket.create_connection(("127.0.0.1", port))
@@ -87,9 +100,6 @@ async def test_a_connection_that_waits_past_the_queue_timeout_is_closed_and_coun
         assert srv.queued == 0
         silent.close()
         queued.close()
-    finally:
-        srv.close()
-        await srv.wait_closed()
 
 
 async def test_a_client_that_closed_while_it_waited_gets_no_handshake_and_is_counted_abandoned(pki: Pki) -> None:
@@ -97,13 +107,7 @@ async def test_a_client_that_closed_while_it_waited_gets_no_handshake_and_is_cou
     waits. When the turn frees, the closed one is dropped without a handshake (``abandoned``) and the one still
     there is handshaken."""
     failures: list[BaseException] = []
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(pki.gw_cert, pki.gw_key)
-    srv = await serve_tls(
-        asyncio.Protocol, "127.0.0.1", 0, ctx=server_ctx, handshake_timeout=30, max_turns=1, on_failure=failures.append
-    )
-    port = srv.sockets[0].getsockname()[1]
-    try:
+    async with one_turn(pki, 30, failures) as (srv, port):
         silent = socket.create_connection(("127.0.0.1", port))
         await asyncio.sleep(0.05)
         gave_up = socket.create_connection(("127.0.0.1", port))
@@ -124,9 +128,6 @@ async def test_a_client_that_closed_while_it_waited_gets_no_handshake_and_is_cou
         assert [type(e) for e in failures] == [HandshakeAbandoned]
         assert tls_failure(failures[0]) == "abandoned"
         assert srv.queued == 0
-    finally:
-        srv.close()
-        await srv.wait_closed()
 
 
 async def test_the_turns_shrink_while_the_loop_lags_and_grow_back(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
