@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import linecache
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,7 +48,15 @@ def rss_kb() -> int:
 def idle_clients(port: int, n: int, settle_s: float) -> subprocess.Popen[bytes]:
     argv = [sys.executable, str(SHARED / "load.py"), "--mode", "idle", "-n", str(n), "--quiet-wait", "0"]
     argv += ["--target", f"ws://127.0.0.1:{port}/ocpp", "--settle", str(settle_s)]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a session of its own: load.py runs its clients in child processes, which must go when it is stopped
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop(clients: subprocess.Popen[bytes]) -> None:
+    """Stop load.py and the client processes it started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(clients.pid, signal.SIGKILL)
+    clients.wait()
 
 
 def where(frame: tracemalloc.Frame) -> str:
@@ -92,7 +103,7 @@ async def run(n: int, top: int) -> None:
                 gc.collect()
                 after, rss1 = tracemalloc.take_snapshot(), rss_kb()
             finally:
-                clients.kill()
+                stop(clients)
             held = len(gw.hub.conns)
             by_file = after.compare_to(before, "filename")
             traced = sum(s.size_diff for s in by_file)
