@@ -119,7 +119,6 @@ class Conn:
         self.from_charger = self.session.from_charger
         self.mirrors = MirrorSet(hub.mirror_context, self.session, log, charger_password)
         self.gauge = hub.metrics.chargers_connected.labels(version)
-        self.info: dict[str, Any] = {}
         #: the charger's quirk profile and compliance state (gateway/app/quirks.py); None when profiles are off
         self.quirk_state: Any = None
         #: the outage ride-through (routes[].offline.mode ride_through): admission read its state (``ride``)
@@ -152,16 +151,7 @@ class Conn:
 
     def upgraded(self) -> None:
         hub, route, cid = self.hub, self.route, self.charger_id
-        self.info = {
-            "node": hub.node,
-            "since": self.session.connected_at,
-            "protocol": self.subprotocol,
-            "backend": route.primary.name,
-            "route": route.origin,
-            "mirrors": [b.name for b in route.mirrors],
-            "remote": self.socket.remote,
-        }
-        hub.writer.put(Write("conn", cid, "", self.info))
+        hub.writer.put(Write("conn", cid, "", self._conn_record(route)))
         if route.mirrors:
             self.sync_mirrors(route)
         taps = hub.taps
@@ -242,9 +232,21 @@ class Conn:
         self._attach(link)
         self.session.retarget(route.primary.name, link.send)
         await old.close()
-        self.info = {**self.info, "backend": route.primary.name, "route": route.origin}
-        self.hub.writer.put(Write("conn", self.charger_id, "", self.info))
+        self.hub.writer.put(Write("conn", self.charger_id, "", self._conn_record(route)))
         return self.sync_mirrors(route)
+
+    def _conn_record(self, route: Route) -> dict[str, Any]:
+        """The connection as the store and the admin API show it (built when written, not kept: ~0.3 kB per
+        charger)."""
+        return {
+            "node": self.hub.node,
+            "since": self.session.connected_at,
+            "protocol": self.subprotocol,
+            "backend": route.primary.name,
+            "route": route.origin,
+            "mirrors": [b.name for b in route.mirrors],
+            "remote": self.socket.remote,
+        }
 
     # ------------------------------------------------------------------ password rotation
 

@@ -294,6 +294,10 @@ async def test_live_cutover_gives_the_new_primary_boot_and_statuses_first_then_t
             async with aiohttp.ClientSession() as http, http.get(gw.admin_url() + "/api/chargers/CP-C1") as r:
                 route = (await r.json())["route"]
             assert route == {"primary": "b", "mirrors": ["a"], "origin": "override"}
+            await gw.hub.writer.flush(5)  # the connection as the store has it says where the charger goes now
+            async with aiohttp.ClientSession() as http, http.get(gw.admin_url() + "/api/chargers/CP-C1") as r:
+                conn = (await r.json())["connection"]
+            assert (conn["backend"], conn["route"], conn["mirrors"]) == ("b", "override", ["a"])
             await a.wait_for(lambda: a.actions("CP-C1")[-1:] == ["Heartbeat"])  # the old primary is now a mirror
             m = await get_metrics(gw.admin_url())
             assert metric(m, "ocppgw_cutovers_total", result="moved") == 1
