@@ -206,6 +206,7 @@ class Handshake(asyncio.Protocol):
         assert transport is not None
         if self.timer is not None:
             self.timer.cancel()
+            self.timer = None  # this protocol stays reachable for the connection's life: so would the handle
         max_frame = self.listener.max_frame_bytes
         listener = ChargerListener(admitted, socket, self.ticker, self.metrics, max_frame)
         response = WSUpgradeResponse.create_101_response(extra_headers={"Sec-WebSocket-Protocol": admitted.subprotocol})
