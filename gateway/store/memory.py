@@ -60,7 +60,7 @@ def _decoded(kept: bytes | dict[str, Any] | None) -> dict[str, Any] | None:
 class MemoryStore:
     """Dicts keyed like :mod:`gateway.store.keys`, values copied in (through JSON, as Redis keeps them) and
     deep-copied out (no aliasing with callers). A charger's own records (connection, boot, statuses) are kept as
-    their JSON text, as Redis keeps them: one object each instead of a dict of strings (~1.25 → ~0.4 KB per idle
+    their JSON text, as Redis keeps them: one object each instead of a dict of strings (~1.25 → ~0.6 KB per idle
     charger, ``bench/idle_memory.py``), and read back by parsing it."""
 
     def __init__(self) -> None:
