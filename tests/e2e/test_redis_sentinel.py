@@ -102,14 +102,24 @@ def sentinelled() -> Iterator[Sentinelled]:
         )
         start([exe, str(conf), "--sentinel"])
 
-        def knows_replica() -> bool:
+        def replica_promotable() -> bool:
+            """Sentinel has the replica's own INFO and a link to it: before that it refuses to fail over to it
+            (NOGOODSLAVE), which it does until its first INFO round with the replica is done."""
             c = s.client(s.sentinel)
             try:
-                return len(c.sentinel_slaves(SERVICE)) == 1
+                replicas = c.sentinel_slaves(SERVICE)
             finally:
                 c.close()
+            if len(replicas) != 1:
+                return False
+            r = replicas[0]
+            return bool(
+                r.get("master-link-status") == "ok" and r.get("role-reported") == "slave"
+                and not r.get("is_disconnected") and not r.get("is_sdown")
+                and 0 < int(r.get("info-refresh", 0)) < 5000
+            )  # fmt: skip
 
-        _wait(knows_replica, "Sentinel did not find the replica")
+        _wait(replica_promotable, "Sentinel did not find the replica ready to promote")
         yield s
     finally:
         for p in procs:
@@ -117,6 +127,24 @@ def sentinelled() -> Iterator[Sentinelled]:
         for p in procs:
             p.wait(10)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _fail_over(s: Sentinelled, timeout: float = 20.0) -> None:
+    """SENTINEL FAILOVER, asked again while Sentinel answers that no replica is good yet (its view of the replica
+    lags its INFO rounds)."""
+    deadline = time.monotonic() + timeout
+    c = s.client(s.sentinel)
+    try:
+        while True:
+            try:
+                assert c.sentinel_failover(SERVICE)
+                return
+            except redis.ResponseError as e:
+                if "NOGOODSLAVE" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        c.close()
 
 
 def _status(connector: int, status: str) -> dict[str, object]:
@@ -156,14 +184,10 @@ async def test_the_store_finds_the_master_through_sentinel_and_follows_a_failove
         assert _key_count(s.master) > 0  # on the master Sentinel named, not on a default localhost:6379
 
         # Sentinel fails the master over to the replica; the old master becomes a read-only replica
-        c = s.client(s.sentinel)
-        try:
-            assert c.sentinel_failover(SERVICE)
-        finally:
-            c.close()
-        await asyncio.to_thread(_wait, lambda: s.master_port() == s.replica, "no failover")
+        await asyncio.to_thread(_fail_over, s)
+        await asyncio.to_thread(_wait, lambda: s.master_port() == s.replica, "no failover", 40.0)
         await asyncio.to_thread(
-            _wait, lambda: _replication(s.master).get("role") == "slave", "the old master did not step down"
+            _wait, lambda: _replication(s.master).get("role") == "slave", "the old master did not step down", 40.0
         )
 
         # the session lives on, and what follows lands on the new master
